@@ -1,0 +1,252 @@
+//! Process configuration (`spangate.yaml`): file types with defaults, then
+//! validation that collects every error with its file:line.
+//!
+//! Each module owns the config types of its own area (`identity::ProviderConfig`,
+//! `secrets::SecretsConfig`, `admin::AdminConfig`); this module holds the top
+//! level, the listener, upstreams and audit settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::admin::AdminConfig;
+use crate::identity::ProviderConfig;
+use crate::secrets::SecretsConfig;
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:4318";
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CREDENTIAL_HEADER: &str = "lightstep-access-token";
+
+/// The whole process config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The OTLP/HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The admin listener (loopback by default).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// OIDC providers by name; a token is routed to a provider by its `iss`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Upstream OTLP endpoints by name; policy endpoints refer to these names.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Credential store and bootstrap values.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+    /// Directory of policy YAML files (relative to the config file).
+    #[serde(default = "default_policies")]
+    pub policies: PathBuf,
+    /// Audit log destination.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+fn default_policies() -> PathBuf {
+    PathBuf::from("policies")
+}
+
+/// The OTLP/HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind; HTTP/1.1 and HTTP/2 (h2c, or h2 via ALPN with TLS) on one port.
+    pub listen: SocketAddr,
+    /// Optional TLS termination.
+    pub tls: Option<TlsConfig>,
+    /// Body cap, measured after decompression (e.g. `16MiB`).
+    pub max_body: bytesize::ByteSize,
+    /// Time allowed to read the request head.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time allowed for the whole request, upstream included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Maximum concurrent connections (excess connections wait in the accept queue).
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default"),
+            tls: None,
+            max_body: bytesize::ByteSize::b(DEFAULT_MAX_BODY),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// PEM certificate chain and private key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// One upstream OTLP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Full URL of the trace endpoint, e.g. `https://ingest.lightstep.com/traces/otlp/v0.9`.
+    pub url: url::Url,
+    /// Header that carries the injected credential.
+    #[serde(default = "default_credential_header")]
+    pub credential_header: String,
+    /// Timeout for one upstream attempt.
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra PEM CA bundle trusted for this upstream (in addition to webpki roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain http:// to a non-loopback host (logged loudly).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_credential_header() -> String {
+    DEFAULT_CREDENTIAL_HEADER.to_string()
+}
+fn default_upstream_timeout() -> Duration {
+    DEFAULT_UPSTREAM_TIMEOUT
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A file to append JSON lines to; stdout when unset.
+    pub file: Option<PathBuf>,
+}
+
+/// A config error with its location.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub location: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(file: &Path, message: impl Into<String>) -> Self {
+        Self {
+            file: file.display().to_string(),
+            location: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Errors of a whole config load (all of them, not just the first).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl Config {
+    /// Read, parse and validate a config file. Relative paths inside it are
+    /// resolved against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![ConfigError::new(path, format!("cannot read: {e}"))]))?;
+        let mut cfg = Self::parse(path, &text)?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_relative(dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Parse and validate config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.display().to_string(),
+                location: e.location().map(|l| (l.line(), l.column())),
+                message: e.to_string(),
+            }])
+        })?;
+        let errors = cfg.validate(path);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn resolve_relative(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !dir.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.policies);
+        if let Some(tls) = &mut self.server.tls {
+            fix(&mut tls.cert_file);
+            fix(&mut tls.key_file);
+        }
+        for up in self.upstreams.values_mut() {
+            if let Some(ca) = &mut up.ca_file {
+                fix(ca);
+            }
+        }
+        if let Some(f) = &mut self.audit.file {
+            fix(f);
+        }
+        self.secrets.resolve_relative(dir);
+    }
+
+    /// Semantic checks that serde cannot express. Never panics.
+    pub fn validate(&self, path: &Path) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut err = |m: String| errors.push(ConfigError::new(path, m));
+        if self.server.max_body.as_u64() == 0 {
+            err("server.max_body must be greater than zero".into());
+        }
+        for (name, p) in &self.providers {
+            for m in p.validate() {
+                err(format!("providers.{name}: {m}"));
+            }
+        }
+        for (name, up) in &self.upstreams {
+            match up.url.scheme() {
+                "https" => {}
+                "http" if up.allow_insecure_http || is_loopback_url(&up.url) => {}
+                "http" => err(format!(
+                    "upstreams.{name}.url: plain http to a non-loopback host; use https or set allow_insecure_http: true"
+                )),
+                s => err(format!("upstreams.{name}.url: unsupported scheme {s:?}")),
+            }
+            if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
+                err(format!("upstreams.{name}.credential_header: not a valid header name"));
+            }
+        }
+        for m in self.secrets.validate() {
+            err(format!("secrets: {m}"));
+        }
+        for m in self.admin.validate() {
+            err(format!("admin: {m}"));
+        }
+        errors
+    }
+}
+
+/// True when the URL's host is a loopback address or `localhost`.
+pub fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

@@ -1,0 +1,37 @@
+//! spangate: an identity-aware proxy for OTLP telemetry.
+//!
+//! A request flows through the stages documented in [`proxy`]; every stage is a
+//! plain function on owned data. Shared state (policy set, key sets, secrets) is
+//! held behind `Arc` snapshots so reloads and rotations never block a request.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod audit;
+pub mod client;
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod identity;
+pub mod metrics;
+pub mod otlp;
+pub mod policy;
+pub mod proxy;
+pub mod ratelimit;
+pub mod secrets;
+
+/// Short, stable, non-reversible fingerprint of a secret or token: the first
+/// 12 hex digits of its SHA-256. Safe to log.
+pub fn fingerprint(value: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value);
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Install the process-wide rustls crypto provider (aws-lc-rs, the same one
+/// jsonwebtoken uses). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,3 @@
+//! Per-identity rate limits (requests/s, spans/s, bytes/s), bounded key memory.
+//!
+//! SKELETON: interface only.
