@@ -1,1 +1,2 @@
 //! SKELETON: filled in by the core work.
+pub mod idp;

@@ -1,1 +1,5 @@
-//! SKELETON: filled in by the core work.
+//! Prometheus metrics with low-cardinality labels (reason codes, endpoint names).
+
+/// All metrics of the process.
+#[derive(Debug, Default)]
+pub struct Metrics {}

@@ -86,3 +86,53 @@ impl PolicySet {
         }
     }
 }
+
+/// The running policy set, swapped atomically on reload; a failed reload
+/// keeps the last good set.
+#[derive(Debug)]
+pub struct PolicyHolder {
+    dir: std::path::PathBuf,
+    current: arc_swap::ArcSwap<PolicySet>,
+    last_error: std::sync::Mutex<Option<PolicyErrors>>,
+}
+
+impl PolicyHolder {
+    /// Load the directory; an invalid set is an error (start-up refuses it).
+    pub fn load(dir: &Path) -> Result<PolicyHolder, PolicyErrors> {
+        let set = PolicySet::load_dir(dir)?;
+        Ok(PolicyHolder {
+            dir: dir.to_path_buf(),
+            current: arc_swap::ArcSwap::from_pointee(set),
+            last_error: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> std::sync::Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// Re-read the directory; on error keep the running set and remember why.
+    pub fn reload(&self) -> Result<(), PolicyErrors> {
+        match PolicySet::load_dir(&self.dir) {
+            Ok(set) => {
+                self.current.store(std::sync::Arc::new(set));
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Err(e) => {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Why the last reload failed, if it did.
+    pub fn last_error(&self) -> Option<PolicyErrors> {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

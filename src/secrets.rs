@@ -95,6 +95,9 @@ pub struct Credential {
     pub name: String,
     pub version: u64,
     pub value: Secret,
+    /// The previous version while its grace period runs (used once when the
+    /// upstream refuses the current value with 401/403).
+    pub previous: Option<Secret>,
 }
 
 /// The credential store.
@@ -131,6 +134,7 @@ impl SecretStore {
                     name: name.clone(),
                     version: 1,
                     value: Secret::new(value),
+                    previous: None,
                 },
             );
         }

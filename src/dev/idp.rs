@@ -1,0 +1,1 @@
+//! In-process OIDC issuer for `spangate dev` and tests. SKELETON.
