@@ -1,2 +1,6 @@
-//! SKELETON: filled in by the core work.
+//! `spangate dev`: the zero-setup default. An embedded OIDC issuer, a
+//! recording upstream and the proxy, all on loopback, with the example
+//! policies. Tests reuse the issuer and the upstream.
+
 pub mod idp;
+pub mod upstream;

@@ -75,3 +75,56 @@ pub fn decode(_encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
     let _ = raw;
     Err(OtlpError::Malformed("not implemented".into()))
 }
+
+// ---- placeholders replaced by the OTLP work ----
+
+/// Read a request body with the cap applied after decompression.
+pub async fn read_body<B>(body: B, _content_encoding: Option<&str>, cap: usize) -> Result<Bytes, OtlpError>
+where
+    B: http_body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    use http_body_util::BodyExt;
+    http_body_util::Limited::new(body, cap)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| OtlpError::TooLarge(cap))
+}
+
+/// What `rewrite` did.
+#[derive(Debug, Default)]
+pub struct RewriteOutcome {
+    pub changed: bool,
+    pub spans_dropped: usize,
+}
+
+/// Drop, strip and stamp.
+pub fn rewrite(_b: &mut Batch, _keep: &[bool], _stamp: &[(String, String)], _protected: &[String]) -> RewriteOutcome {
+    RewriteOutcome::default()
+}
+
+/// Re-encode in the batch's encoding.
+pub fn encode(b: &Batch) -> Bytes {
+    b.raw.clone()
+}
+
+/// Gzip a body.
+pub fn gzip(b: &Bytes) -> Bytes {
+    b.clone()
+}
+
+/// ExportTraceServiceResponse.
+pub fn export_response(_e: Encoding, _rejected: i64, _msg: &str) -> Bytes {
+    Bytes::new()
+}
+
+/// google.rpc.Status.
+pub fn status_body(_e: Encoding, _code: i32, _msg: &str) -> Bytes {
+    Bytes::new()
+}
+
+/// Parse an upstream ExportTraceServiceResponse's partial_success.
+pub fn parse_export_response(_e: Encoding, _b: &[u8]) -> Option<(i64, String)> {
+    None
+}
