@@ -50,8 +50,17 @@ pub async fn serve(
                 "/metrics" => shared.metrics.encode(),
                 _ => "not found\n".to_string(),
             };
-            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body))))
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(body),
+            )))
         }
     };
-    crate::proxy::listener::serve(listener, opts, handler, shutdown, std::time::Duration::from_secs(5)).await;
+    crate::proxy::listener::serve(
+        listener,
+        opts,
+        handler,
+        shutdown,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
 }

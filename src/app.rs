@@ -96,7 +96,8 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         .map_err(|e| StartError::Policy(config.policies.display().to_string(), e))?;
     let secrets = SecretStore::open(&config.secrets)?;
     // Never waits on an IdP: discovery and JWKS run in the background.
-    let identity = Identity::start(&config.providers, client.clone()).map_err(StartError::Identity)?;
+    let identity =
+        Identity::start(&config.providers, client.clone()).map_err(StartError::Identity)?;
 
     let tls = match &config.server.tls {
         Some(t) => Some(listener::tls_acceptor(t)?),
@@ -133,7 +134,11 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         rx.clone(),
         DRAIN_TIMEOUT,
     )));
-    tasks.push(tokio::spawn(crate::admin::serve(admin_listener, shared.clone(), rx)));
+    tasks.push(tokio::spawn(crate::admin::serve(
+        admin_listener,
+        shared.clone(),
+        rx,
+    )));
 
     tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {

@@ -174,7 +174,10 @@ policies: "{policies}"
     );
     let config = Config::parse(Path::new("<spangate dev>"), &config_text)?;
     let app = crate::app::build(config, audit).await?;
-    app.shared.identity.wait_ready(Duration::from_secs(10)).await;
+    app.shared
+        .identity
+        .wait_ready(Duration::from_secs(10))
+        .await;
     Ok(DevStack {
         idp,
         upstream,
@@ -212,7 +215,12 @@ pub fn sample_batch_json(service: &str, spans: usize) -> String {
 pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
     if args.demo {
         let any: SocketAddr = "127.0.0.1:0".parse()?;
-        (args.listen, args.admin_listen, args.idp_listen, args.upstream_listen) = (any, any, any, any);
+        (
+            args.listen,
+            args.admin_listen,
+            args.idp_listen,
+            args.upstream_listen,
+        ) = (any, any, any, any);
         return demo(&args).await;
     }
     let stack = start(&args, Audit::stdout()).await?;
@@ -220,13 +228,20 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
     let mut feed = stack.upstream.subscribe();
     let printer = tokio::spawn(async move {
         while let Ok(r) = feed.recv().await {
-            let fp = r.header("lightstep-access-token").map(|v| crate::fingerprint(v.as_bytes()));
+            let fp = r
+                .header("lightstep-access-token")
+                .map(|v| crate::fingerprint(v.as_bytes()));
             eprintln!(
                 "upstream <- {} {} bytes, lightstep-access-token={}, authorization header {}",
                 r.path,
                 r.body.len(),
-                fp.map(|f| format!("sha256:{f}")).unwrap_or_else(|| "(none)".into()),
-                if r.header("authorization").is_some() { "PRESENT (bug!)" } else { "stripped" },
+                fp.map(|f| format!("sha256:{f}"))
+                    .unwrap_or_else(|| "(none)".into()),
+                if r.header("authorization").is_some() {
+                    "PRESENT (bug!)"
+                } else {
+                    "stripped"
+                },
             );
         }
     });
@@ -286,9 +301,24 @@ async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
     let client = crate::client::HttpClient::new(Default::default())?;
     let url = format!("http://{}/v1/traces", stack.app.proxy_addr);
     let cases = [
-        Case { identity: "edge-prod", service: "checkout", want_status: 200, want_forwarded: true },
-        Case { identity: "edge-dev", service: "checkout", want_status: 403, want_forwarded: false },
-        Case { identity: "contractor", service: "checkout", want_status: 403, want_forwarded: false },
+        Case {
+            identity: "edge-prod",
+            service: "checkout",
+            want_status: 200,
+            want_forwarded: true,
+        },
+        Case {
+            identity: "edge-dev",
+            service: "checkout",
+            want_status: 403,
+            want_forwarded: false,
+        },
+        Case {
+            identity: "contractor",
+            service: "checkout",
+            want_status: 403,
+            want_forwarded: false,
+        },
     ];
     let mut ok = true;
     for case in &cases {
@@ -300,15 +330,17 @@ async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
         let req = http::Request::post(&url)
             .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(crate::client::OutBody::new(Bytes::from(sample_batch_json(case.service, 3))))?;
+            .body(crate::client::OutBody::new(Bytes::from(sample_batch_json(
+                case.service,
+                3,
+            ))))?;
         let resp = client.send(req, Duration::from_secs(10), 1 << 20).await?;
         let forwarded = stack.upstream.received().len() > before;
         let line = sink.lines().last().cloned().unwrap_or_default();
-        let injected = stack
-            .upstream
-            .received()
-            .last()
-            .and_then(|r| r.header("lightstep-access-token").map(|v| crate::fingerprint(v.as_bytes())));
+        let injected = stack.upstream.received().last().and_then(|r| {
+            r.header("lightstep-access-token")
+                .map(|v| crate::fingerprint(v.as_bytes()))
+        });
         let good = resp.status().as_u16() == case.want_status
             && forwarded == case.want_forwarded
             && (!forwarded || injected.as_deref() == Some(stack.lightstep_token_fp.as_str()));
@@ -323,7 +355,10 @@ async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
             line["rule"].as_str().unwrap_or("-"),
             line["reason"].as_str().unwrap_or("?"),
             if forwarded {
-                format!(", forwarded with lightstep-access-token sha256:{}", injected.unwrap_or_default())
+                format!(
+                    ", forwarded with lightstep-access-token sha256:{}",
+                    injected.unwrap_or_default()
+                )
             } else {
                 ", nothing forwarded".to_string()
             },
@@ -331,5 +366,9 @@ async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
     }
     stack.app.shutdown().await;
     println!("{}", if ok { "demo passed" } else { "demo FAILED" });
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

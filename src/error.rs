@@ -92,14 +92,34 @@ impl ProxyError {
         match self {
             ProxyError::Auth(AuthError::ProviderUnavailable { retry_after }) => ErrorResponse {
                 retry_after: Some(*retry_after),
-                ..r(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, "identity provider unavailable, retry later", "provider_unavailable")
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "identity provider unavailable, retry later",
+                    "provider_unavailable",
+                )
             },
             ProxyError::Auth(e) => ErrorResponse {
                 www_authenticate: true,
-                ..r(StatusCode::UNAUTHORIZED, UNAUTHENTICATED, "invalid or missing bearer token", e.reason())
+                ..r(
+                    StatusCode::UNAUTHORIZED,
+                    UNAUTHENTICATED,
+                    "invalid or missing bearer token",
+                    e.reason(),
+                )
             },
-            ProxyError::NotFound => r(StatusCode::NOT_FOUND, NOT_FOUND, "no such endpoint", "unknown_endpoint"),
-            ProxyError::MethodNotAllowed => r(StatusCode::METHOD_NOT_ALLOWED, UNIMPLEMENTED, "method not allowed", "method_not_allowed"),
+            ProxyError::NotFound => r(
+                StatusCode::NOT_FOUND,
+                NOT_FOUND,
+                "no such endpoint",
+                "unknown_endpoint",
+            ),
+            ProxyError::MethodNotAllowed => r(
+                StatusCode::METHOD_NOT_ALLOWED,
+                UNIMPLEMENTED,
+                "method not allowed",
+                "method_not_allowed",
+            ),
             ProxyError::UnsupportedContentType => r(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 INVALID_ARGUMENT,
@@ -112,34 +132,89 @@ impl ProxyError {
                 "content encoding must be gzip or identity",
                 "unsupported_content_encoding",
             ),
-            ProxyError::PayloadTooLarge => r(StatusCode::PAYLOAD_TOO_LARGE, INVALID_ARGUMENT, "request body too large", "body_too_large"),
-            ProxyError::Malformed(_) => r(StatusCode::BAD_REQUEST, INVALID_ARGUMENT, "malformed OTLP request", "malformed_body"),
-            ProxyError::BodyAborted => r(StatusCode::BAD_REQUEST, CANCELLED, "request body incomplete", "body_aborted"),
-            ProxyError::RequestTimeout => r(StatusCode::REQUEST_TIMEOUT, DEADLINE_EXCEEDED, "request body not received in time", "request_timeout"),
-            ProxyError::Forbidden { reason, .. } => r(StatusCode::FORBIDDEN, PERMISSION_DENIED, "not permitted by policy", reason),
+            ProxyError::PayloadTooLarge => r(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_ARGUMENT,
+                "request body too large",
+                "body_too_large",
+            ),
+            ProxyError::Malformed(_) => r(
+                StatusCode::BAD_REQUEST,
+                INVALID_ARGUMENT,
+                "malformed OTLP request",
+                "malformed_body",
+            ),
+            ProxyError::BodyAborted => r(
+                StatusCode::BAD_REQUEST,
+                CANCELLED,
+                "request body incomplete",
+                "body_aborted",
+            ),
+            ProxyError::RequestTimeout => r(
+                StatusCode::REQUEST_TIMEOUT,
+                DEADLINE_EXCEEDED,
+                "request body not received in time",
+                "request_timeout",
+            ),
+            ProxyError::Forbidden { reason, .. } => r(
+                StatusCode::FORBIDDEN,
+                PERMISSION_DENIED,
+                "not permitted by policy",
+                reason,
+            ),
             ProxyError::RateLimited { retry_after, .. } => ErrorResponse {
                 retry_after: Some(*retry_after),
-                ..r(StatusCode::TOO_MANY_REQUESTS, RESOURCE_EXHAUSTED, "rate limit exceeded, retry later", "rate_limited")
+                ..r(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    RESOURCE_EXHAUSTED,
+                    "rate limit exceeded, retry later",
+                    "rate_limited",
+                )
             },
             ProxyError::CredentialUnavailable(_) => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
-                ..r(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, "upstream credential unavailable", "credential_unavailable")
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "upstream credential unavailable",
+                    "credential_unavailable",
+                )
             },
             ProxyError::UpstreamUnknown(_) => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
-                ..r(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE, "upstream not configured", "upstream_unknown")
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "upstream not configured",
+                    "upstream_unknown",
+                )
             },
             ProxyError::UpstreamUnavailable(_) => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
-                ..r(StatusCode::BAD_GATEWAY, UNAVAILABLE, "upstream unavailable", "upstream_unavailable")
+                ..r(
+                    StatusCode::BAD_GATEWAY,
+                    UNAVAILABLE,
+                    "upstream unavailable",
+                    "upstream_unavailable",
+                )
             },
             ProxyError::UpstreamAuthFailed => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
-                ..r(StatusCode::BAD_GATEWAY, UNAVAILABLE, "upstream refused the gateway credential", "upstream_auth_failed")
+                ..r(
+                    StatusCode::BAD_GATEWAY,
+                    UNAVAILABLE,
+                    "upstream refused the gateway credential",
+                    "upstream_auth_failed",
+                )
             },
             ProxyError::UpstreamTimeout => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
-                ..r(StatusCode::GATEWAY_TIMEOUT, DEADLINE_EXCEEDED, "upstream timed out", "upstream_timeout")
+                ..r(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    DEADLINE_EXCEEDED,
+                    "upstream timed out",
+                    "upstream_timeout",
+                )
             },
         }
     }
@@ -152,7 +227,10 @@ impl ProxyError {
         let mut resp = http::Response::new(body);
         *resp.status_mut() = er.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(encoding.content_type()),
+        );
         if let Some(ra) = er.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(ra.as_secs().max(1)));
         }

@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "spangate", version, about = "Identity-aware proxy for OTLP telemetry")]
+#[command(
+    name = "spangate",
+    version,
+    about = "Identity-aware proxy for OTLP telemetry"
+)]
 struct Cli {
     /// Log format on stderr (audit lines go to stdout or the audit file).
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
@@ -46,7 +50,10 @@ enum PolicyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -67,7 +74,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let cfg = spangate::config::Config::load(&config)?;
             let audit = match &cfg.audit.file {
-                Some(p) => spangate::audit::Audit::file(p).with_context(|| format!("audit file {}", p.display()))?,
+                Some(p) => spangate::audit::Audit::file(p)
+                    .with_context(|| format!("audit file {}", p.display()))?,
                 None => spangate::audit::Audit::stdout(),
             };
             let app = spangate::app::build(cfg, audit).await?;
@@ -114,7 +122,9 @@ async fn wait_for_signal() {
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SPANGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

@@ -51,10 +51,26 @@ impl Default for Metrics {
         let upstream_attempts = Family::<UpstreamLabels, Counter>::default();
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let credential_fallbacks = Counter::default();
-        registry.register("requests", "OTLP requests by endpoint, decision, reason and status", requests.clone());
-        registry.register("spans", "Spans by endpoint and outcome (forwarded, dropped, denied)", spans.clone());
-        registry.register("upstream_attempts", "Upstream attempts by upstream and outcome", upstream_attempts.clone());
-        registry.register("request_duration_seconds", "Time from request head to response", request_duration.clone());
+        registry.register(
+            "requests",
+            "OTLP requests by endpoint, decision, reason and status",
+            requests.clone(),
+        );
+        registry.register(
+            "spans",
+            "Spans by endpoint and outcome (forwarded, dropped, denied)",
+            spans.clone(),
+        );
+        registry.register(
+            "upstream_attempts",
+            "Upstream attempts by upstream and outcome",
+            upstream_attempts.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response",
+            request_duration.clone(),
+        );
         registry.register(
             "credential_fallbacks",
             "Upstream retries with the previous credential during a rotation grace period",

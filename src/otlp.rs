@@ -79,7 +79,11 @@ pub fn decode(_encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
 // ---- placeholders replaced by the OTLP work ----
 
 /// Read a request body with the cap applied after decompression.
-pub async fn read_body<B>(body: B, _content_encoding: Option<&str>, cap: usize) -> Result<Bytes, OtlpError>
+pub async fn read_body<B>(
+    body: B,
+    _content_encoding: Option<&str>,
+    cap: usize,
+) -> Result<Bytes, OtlpError>
 where
     B: http_body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -100,7 +104,12 @@ pub struct RewriteOutcome {
 }
 
 /// Drop, strip and stamp.
-pub fn rewrite(_b: &mut Batch, _keep: &[bool], _stamp: &[(String, String)], _protected: &[String]) -> RewriteOutcome {
+pub fn rewrite(
+    _b: &mut Batch,
+    _keep: &[bool],
+    _stamp: &[(String, String)],
+    _protected: &[String],
+) -> RewriteOutcome {
     RewriteOutcome::default()
 }
 

@@ -66,7 +66,9 @@ where
         Err(err) => {
             let er = err.response();
             rec.decision = match err {
-                ProxyError::Forbidden { .. } | ProxyError::Auth(_) | ProxyError::RateLimited { .. } => "deny",
+                ProxyError::Forbidden { .. }
+                | ProxyError::Auth(_)
+                | ProxyError::RateLimited { .. } => "deny",
                 _ => rec.decision,
             };
             rec.reason = er.reason;
@@ -112,13 +114,20 @@ where
     // reads the Authorization header again.
     let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
     rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
-    let principal = shared.identity.authenticate(token).await.map_err(ProxyError::Auth)?;
+    let principal = shared
+        .identity
+        .authenticate(token)
+        .await
+        .map_err(ProxyError::Auth)?;
     rec.provider = Some(principal.provider.clone());
     rec.subject = Some(principal.subject.clone());
 
     // Route: one policy snapshot serves the whole request, even across a reload.
     let policy = shared.policy.current();
-    let endpoint = policy.endpoint_by_path(parts.uri.path()).cloned().ok_or(ProxyError::NotFound)?;
+    let endpoint = policy
+        .endpoint_by_path(parts.uri.path())
+        .cloned()
+        .ok_or(ProxyError::NotFound)?;
     rec.endpoint = Some(endpoint.name.clone());
     if parts.method != Method::POST {
         return Err(ProxyError::MethodNotAllowed);
@@ -130,9 +139,12 @@ where
         .ok_or(ProxyError::UnsupportedContentType)?;
     let content_encoding = header_str(&parts.headers, &header::CONTENT_ENCODING);
     let cap = usize::try_from(shared.config.server.max_body.as_u64()).unwrap_or(usize::MAX);
-    let raw = tokio::time::timeout_at(deadline.into(), otlp::read_body(body, content_encoding, cap))
-        .await
-        .map_err(|_| ProxyError::RequestTimeout)??;
+    let raw = tokio::time::timeout_at(
+        deadline.into(),
+        otlp::read_body(body, content_encoding, cap),
+    )
+    .await
+    .map_err(|_| ProxyError::RequestTimeout)??;
     rec.bytes = raw.len();
 
     // Decode: the policy governs what is published, so it needs the batch.
@@ -173,10 +185,17 @@ where
         // an OTLP success with partial_success (exporters must not retry it).
         return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
     }
-    let body = if outcome.changed { otlp::encode(&batch) } else { batch.raw.clone() };
+    let body = if outcome.changed {
+        otlp::encode(&batch)
+    } else {
+        batch.raw.clone()
+    };
 
     // Credential: one snapshot for the request's whole life, even across a rotation.
-    let cred_name = decision.credential.clone().ok_or_else(|| ProxyError::CredentialUnavailable(String::new()))?;
+    let cred_name = decision
+        .credential
+        .clone()
+        .ok_or_else(|| ProxyError::CredentialUnavailable(String::new()))?;
     let credential = shared
         .secrets
         .current(&cred_name)
@@ -215,12 +234,21 @@ where
         outcome,
     };
     if answer.status.is_success() {
-        shared.metrics.spans.get_or_create(&label("forwarded")).inc_by((rec.spans - spans_dropped) as u64);
+        shared
+            .metrics
+            .spans
+            .get_or_create(&label("forwarded"))
+            .inc_by((rec.spans - spans_dropped) as u64);
     }
 
     // Respond in the request's encoding; merge our drops into the upstream's
     // partial_success so the exporter sees one honest count.
-    Ok(respond(encoding, answer, rejected_spans, &drop_message(rec)))
+    Ok(respond(
+        encoding,
+        answer,
+        rejected_spans,
+        &drop_message(rec),
+    ))
 }
 
 /// Extract the bearer token. Exactly one Authorization header, scheme
@@ -285,15 +313,22 @@ fn drop_message(rec: &RequestAudit) -> String {
 
 fn export_ok(encoding: Encoding, rejected: i64, message: &str) -> Response<Bytes> {
     let mut resp = Response::new(otlp::export_response(encoding, rejected, message));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
     resp
 }
 
 /// The client's answer from the upstream's: status passes through; the body
 /// passes through when it is in the request's encoding, otherwise a
 /// well-formed OTLP body takes its place.
-fn respond(encoding: Encoding, answer: upstream::Answer, rejected: i64, message: &str) -> Response<Bytes> {
+fn respond(
+    encoding: Encoding,
+    answer: upstream::Answer,
+    rejected: i64,
+    message: &str,
+) -> Response<Bytes> {
     let same_type = answer
         .content_type
         .as_deref()
@@ -303,8 +338,10 @@ fn respond(encoding: Encoding, answer: upstream::Answer, rejected: i64, message:
         if rejected == 0 && same_type {
             let mut resp = Response::new(answer.body);
             *resp.status_mut() = answer.status;
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            );
             return resp;
         }
         let (up_rejected, up_msg) = if same_type {
@@ -335,7 +372,10 @@ fn respond(encoding: Encoding, answer: upstream::Answer, rejected: i64, message:
     let mut resp = Response::new(body);
     *resp.status_mut() = answer.status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
     if let Some(ra) = answer.retry_after {
         h.insert(header::RETRY_AFTER, ra);
     }
@@ -389,9 +429,21 @@ mod tests {
         assert_eq!(bearer_token(&headers(&[])), Err(AuthError::Missing));
         assert_eq!(bearer_token(&headers(&["Bearer abc"])), Ok("abc"));
         assert_eq!(bearer_token(&headers(&["bearer  abc "])), Ok("abc"));
-        assert_eq!(bearer_token(&headers(&["Basic abc"])), Err(AuthError::Missing));
-        assert_eq!(bearer_token(&headers(&["Bearer "])), Err(AuthError::Missing));
-        assert_eq!(bearer_token(&headers(&["Bearer"])), Err(AuthError::Malformed));
-        assert_eq!(bearer_token(&headers(&["Bearer a", "Bearer b"])), Err(AuthError::Malformed));
+        assert_eq!(
+            bearer_token(&headers(&["Basic abc"])),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer "])),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer"])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Err(AuthError::Malformed)
+        );
     }
 }

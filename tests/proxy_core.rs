@@ -27,7 +27,11 @@ async fn allowed_batch_is_forwarded_with_injected_token_and_without_client_crede
             Some(&token),
             "application/json",
             body,
-            &[("Lightstep-Access-Token", "client-smuggled"), ("cookie", "a=b"), ("x-api-key", "k")],
+            &[
+                ("Lightstep-Access-Token", "client-smuggled"),
+                ("cookie", "a=b"),
+                ("x-api-key", "k"),
+            ],
         )
         .await;
     assert_eq!(resp.status(), 200, "body: {:?}", resp.body());
@@ -37,13 +41,22 @@ async fn allowed_batch_is_forwarded_with_injected_token_and_without_client_crede
     let r = &got[0];
     assert_eq!(r.path, "/traces/otlp/v0.9");
     assert_eq!(r.header("lightstep-access-token"), Some(LIGHTSTEP_TOKEN));
-    assert_eq!(r.headers.get_all("lightstep-access-token").iter().count(), 1);
+    assert_eq!(
+        r.headers.get_all("lightstep-access-token").iter().count(),
+        1
+    );
     assert!(r.header("authorization").is_none());
     assert!(r.header("cookie").is_none());
     assert!(r.header("x-api-key").is_none());
     assert_eq!(r.header("content-type"), Some("application/json"));
     let sent: Value = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!(sent["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        sent["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 
     let line = h.last_audit();
     assert_eq!(line["decision"], "allow");
@@ -68,7 +81,13 @@ async fn protobuf_batch_round_trips() {
     let json = spangate::dev::sample_batch_json("checkout", 2);
     let req: ExportTraceServiceRequest = serde_json::from_str(&json).unwrap();
     let resp = h
-        .post("/v1/traces", Some(&h.token("edge-prod")), "application/x-protobuf", req.encode_to_vec(), &[])
+        .post(
+            "/v1/traces",
+            Some(&h.token("edge-prod")),
+            "application/x-protobuf",
+            req.encode_to_vec(),
+            &[],
+        )
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
@@ -107,24 +126,36 @@ async fn bad_tokens_are_401_with_reason_and_nothing_forwarded() {
     };
     let mut forged_header = Header::new(Algorithm::ES256);
     forged_header.kid = Some(kid.clone());
-    let issued = with(json!({"iss": h.idp.issuer(), "aud": common::AUDIENCE, "exp": now() + 600, "iat": now()}));
+    let issued = with(
+        json!({"iss": h.idp.issuer(), "aud": common::AUDIENCE, "exp": now() + 600, "iat": now()}),
+    );
     let forged = jsonwebtoken::encode(&forged_header, &issued, &rogue).unwrap();
     // HS256 keyed with the IdP's public JWK material (algorithm confusion).
     let jwks: Value = {
         let resp = h
             .client
-            .get(&format!("{}/.well-known/jwks.json", h.idp.issuer()), Duration::from_secs(5))
+            .get(
+                &format!("{}/.well-known/jwks.json", h.idp.issuer()),
+                Duration::from_secs(5),
+            )
             .await;
         match resp {
             Ok(r) if r.status() == 200 => serde_json::from_slice(r.body()).unwrap(),
             _ => {
                 let d = h
                     .client
-                    .get(&format!("{}/.well-known/openid-configuration", h.idp.issuer()), Duration::from_secs(5))
+                    .get(
+                        &format!("{}/.well-known/openid-configuration", h.idp.issuer()),
+                        Duration::from_secs(5),
+                    )
                     .await
                     .unwrap();
                 let d: Value = serde_json::from_slice(d.body()).unwrap();
-                let r = h.client.get(d["jwks_uri"].as_str().unwrap(), Duration::from_secs(5)).await.unwrap();
+                let r = h
+                    .client
+                    .get(d["jwks_uri"].as_str().unwrap(), Duration::from_secs(5))
+                    .await
+                    .unwrap();
                 serde_json::from_slice(r.body()).unwrap()
             }
         }
@@ -132,41 +163,85 @@ async fn bad_tokens_are_401_with_reason_and_nothing_forwarded() {
     let public_material = jwks["keys"][0].to_string();
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(kid.clone());
-    let confused = jsonwebtoken::encode(&hs_header, &issued, &EncodingKey::from_secret(public_material.as_bytes())).unwrap();
+    let confused = jsonwebtoken::encode(
+        &hs_header,
+        &issued,
+        &EncodingKey::from_secret(public_material.as_bytes()),
+    )
+    .unwrap();
     // alg "none": header and payload only.
     let b64 = |v: &Value| {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})), b64(&issued));
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        b64(&issued)
+    );
 
     let cases: Vec<(&str, Option<String>, &[&str])> = vec![
         ("missing", None, &["missing"]),
         ("garbage", Some("not.a.jwt".into()), &["malformed"]),
-        ("expired", Some(h.idp.mint(with(json!({"exp": now() - 3600, "iat": now() - 7200})))), &["expired"]),
-        ("not yet valid", Some(h.idp.mint(with(json!({"nbf": now() + 3600})))), &["not_yet_valid"]),
-        ("wrong audience", Some(h.idp.mint(with(json!({"aud": "someone-else"})))), &["bad_audience"]),
-        ("wrong issuer", Some(h.idp.mint(with(json!({"iss": "https://evil.example.com"})))), &["bad_issuer"]),
+        (
+            "expired",
+            Some(
+                h.idp
+                    .mint(with(json!({"exp": now() - 3600, "iat": now() - 7200}))),
+            ),
+            &["expired"],
+        ),
+        (
+            "not yet valid",
+            Some(h.idp.mint(with(json!({"nbf": now() + 3600})))),
+            &["not_yet_valid"],
+        ),
+        (
+            "wrong audience",
+            Some(h.idp.mint(with(json!({"aud": "someone-else"})))),
+            &["bad_audience"],
+        ),
+        (
+            "wrong issuer",
+            Some(h.idp.mint(with(json!({"iss": "https://evil.example.com"})))),
+            &["bad_issuer"],
+        ),
         ("bad signature", Some(forged), &["bad_signature"]),
         ("alg none", Some(none), &["alg_not_allowed", "malformed"]),
-        ("HS256 with public key", Some(confused), &["alg_not_allowed"]),
+        (
+            "HS256 with public key",
+            Some(confused),
+            &["alg_not_allowed"],
+        ),
     ];
     for (name, token, reasons) in cases {
         let resp = h.send_json(token.as_deref(), "checkout").await;
         assert_eq!(resp.status(), 401, "{name}");
         let www = resp.headers()["www-authenticate"].to_str().unwrap();
-        assert!(www.starts_with("Bearer") && www.contains("error=\"invalid_token\""), "{name}: {www}");
+        assert!(
+            www.starts_with("Bearer") && www.contains("error=\"invalid_token\""),
+            "{name}: {www}"
+        );
         let line = h.last_audit();
         assert_eq!(line["status"], 401, "{name}");
         assert_eq!(line["decision"], "deny", "{name}");
         let reason = line["reason"].as_str().unwrap();
-        assert!(reasons.contains(&reason), "{name}: reason {reason}, want one of {reasons:?}");
+        assert!(
+            reasons.contains(&reason),
+            "{name}: reason {reason}, want one of {reasons:?}"
+        );
         if let Some(t) = &token {
-            assert!(!h.audit.text().contains(t.as_str()), "{name}: token leaked into audit");
+            assert!(
+                !h.audit.text().contains(t.as_str()),
+                "{name}: token leaked into audit"
+            );
             assert!(!String::from_utf8_lossy(resp.body()).contains(t.as_str()));
         }
     }
-    assert!(h.upstream.received().is_empty(), "nothing may reach upstream");
+    assert!(
+        h.upstream.received().is_empty(),
+        "nothing may reach upstream"
+    );
     h.stop().await;
 }
 
@@ -216,13 +291,21 @@ async fn glob_and_array_claims_match() {
     let ok = h.token_with(json!({"groups": ["eng", "team-payments"]}));
     assert_eq!(h.send_json(Some(&ok), "checkout").await.status(), 200);
     let ok_preview = h.token_with(json!({"groups": ["team-x"], "environment": "preview"}));
-    assert_eq!(h.send_json(Some(&ok_preview), "checkout-worker").await.status(), 200);
+    assert_eq!(
+        h.send_json(Some(&ok_preview), "checkout-worker")
+            .await
+            .status(),
+        200
+    );
     let no_group = h.token_with(json!({"groups": ["eng", "ops"]}));
     assert_eq!(h.send_json(Some(&no_group), "checkout").await.status(), 403);
     let no_claim = h.token("edge-prod");
     assert_eq!(h.send_json(Some(&no_claim), "checkout").await.status(), 403);
     let wrong_env = h.token_with(json!({"groups": ["team-x"], "environment": "development"}));
-    assert_eq!(h.send_json(Some(&wrong_env), "checkout").await.status(), 403);
+    assert_eq!(
+        h.send_json(Some(&wrong_env), "checkout").await.status(),
+        403
+    );
     assert_eq!(h.upstream.received().len(), 2);
     h.stop().await;
 }
@@ -231,15 +314,21 @@ async fn glob_and_array_claims_match() {
 async fn unknown_path_is_404_and_oversize_is_413() {
     let h = Harness::start().await;
     let token = h.token("edge-prod");
-    let resp = h.post("/v1/metrics", Some(&token), "application/json", "{}", &[]).await;
+    let resp = h
+        .post("/v1/metrics", Some(&token), "application/json", "{}", &[])
+        .await;
     assert_eq!(resp.status(), 404);
     // max_body is 64KiB in the harness.
     let big = spangate::dev::sample_batch_json("checkout", 600);
     assert!(big.len() > 64 * 1024);
-    let resp = h.post("/v1/traces", Some(&token), "application/json", big, &[]).await;
+    let resp = h
+        .post("/v1/traces", Some(&token), "application/json", big, &[])
+        .await;
     assert_eq!(resp.status(), 413);
     assert_eq!(h.last_audit()["reason"], "body_too_large");
-    let resp = h.post("/v1/traces", Some(&token), "text/plain", "hello", &[]).await;
+    let resp = h
+        .post("/v1/traces", Some(&token), "text/plain", "hello", &[])
+        .await;
     assert_eq!(resp.status(), 415);
     assert!(h.upstream.received().is_empty());
     h.stop().await;
@@ -254,7 +343,15 @@ async fn error_bodies_are_otlp_status_in_the_request_encoding() {
     let v: Value = serde_json::from_slice(resp.body()).unwrap();
     assert_eq!(v["code"], 16);
     assert!(v["message"].as_str().unwrap().contains("token"));
-    let resp = h.post("/v1/traces", None, "application/x-protobuf", Vec::<u8>::new(), &[]).await;
+    let resp = h
+        .post(
+            "/v1/traces",
+            None,
+            "application/x-protobuf",
+            Vec::<u8>::new(),
+            &[],
+        )
+        .await;
     assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
     #[derive(prost::Message)]
     struct Status {
@@ -304,7 +401,8 @@ async fn upstream_down_is_502_and_hanging_is_504() {
         ..Default::default()
     })
     .await;
-    h.upstream.set_behavior(spangate::dev::upstream::Behavior::Hang);
+    h.upstream
+        .set_behavior(spangate::dev::upstream::Behavior::Hang);
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 504);
     assert_eq!(h.last_audit()["reason"], "upstream_timeout");
@@ -314,12 +412,14 @@ async fn upstream_down_is_502_and_hanging_is_504() {
 #[tokio::test]
 async fn retryable_upstream_status_is_retried_then_passed_through() {
     let h = Harness::start().await;
-    h.upstream.set_behavior(spangate::dev::upstream::Behavior::Status(503));
+    h.upstream
+        .set_behavior(spangate::dev::upstream::Behavior::Status(503));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(h.upstream.received().len(), 3, "three attempts");
-    h.upstream.set_behavior(spangate::dev::upstream::Behavior::Status(400));
+    h.upstream
+        .set_behavior(spangate::dev::upstream::Behavior::Status(400));
     h.upstream.clear();
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 400);
@@ -330,9 +430,14 @@ async fn retryable_upstream_status_is_retried_then_passed_through() {
 #[tokio::test]
 async fn upstream_refusing_the_credential_is_a_502_not_a_401() {
     let h = Harness::start().await;
-    h.upstream.accept_only("lightstep-access-token", Some(&["some-other-token"]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&["some-other-token"]));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
-    assert_eq!(resp.status(), 502, "the client's token was fine; exporters must keep the data");
+    assert_eq!(
+        resp.status(),
+        502,
+        "the client's token was fine; exporters must keep the data"
+    );
     assert_eq!(h.last_audit()["reason"], "upstream_auth_failed");
     h.stop().await;
 }

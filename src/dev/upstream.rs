@@ -87,7 +87,13 @@ impl RecordingUpstream {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
         };
-        tokio::spawn(listener::serve(l, opts, handler, rx, Duration::from_millis(100)));
+        tokio::spawn(listener::serve(
+            l,
+            opts,
+            handler,
+            rx,
+            Duration::from_millis(100),
+        ));
         Ok(Self {
             addr,
             state,
@@ -124,8 +130,12 @@ impl RecordingUpstream {
 
     /// Answer 401 unless `header` carries one of `values`; `None` accepts all.
     pub fn accept_only(&self, header: &str, values: Option<&[&str]>) {
-        *lock(&self.state.accept_only) =
-            values.map(|v| (header.to_ascii_lowercase(), v.iter().map(|s| s.to_string()).collect()));
+        *lock(&self.state.accept_only) = values.map(|v| {
+            (
+                header.to_ascii_lowercase(),
+                v.iter().map(|s| s.to_string()).collect(),
+            )
+        });
     }
 }
 
@@ -146,7 +156,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .map(str::to_string);
     let body = if content_encoding.as_deref() == Some("gzip") {
         let mut out = Vec::new();
-        match flate2::read::GzDecoder::new(&raw[..]).take(64 << 20).read_to_end(&mut out) {
+        match flate2::read::GzDecoder::new(&raw[..])
+            .take(64 << 20)
+            .read_to_end(&mut out)
+        {
             Ok(_) => Bytes::from(out),
             Err(_) => return reply(StatusCode::BAD_REQUEST, None, Bytes::new()),
         }
@@ -182,7 +195,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let behavior = lock(&state.behavior).clone();
     match behavior {
         Behavior::Accept => {
-            let body = if ct.as_deref().is_some_and(|c| c.starts_with("application/json")) {
+            let body = if ct
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/json"))
+            {
                 Bytes::from_static(b"{}")
             } else {
                 Bytes::new()
@@ -193,7 +209,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut resp = reply(status, ct.as_deref(), Bytes::new());
             if matches!(code, 429 | 503) {
-                resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
             }
             resp
         }

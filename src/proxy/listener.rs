@@ -48,7 +48,8 @@ pub fn tls_acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     if certs.is_empty() {
         return Err(file_err(&cfg.cert_file, &"no certificate found"));
     }
-    let key = PrivateKeyDer::from_pem_file(&cfg.key_file).map_err(|e| file_err(&cfg.key_file, &e))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&cfg.key_file).map_err(|e| file_err(&cfg.key_file, &e))?;
     let mut server = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -121,7 +122,9 @@ pub async fn serve<S, F>(
                 None => serve_io(&builder, watcher, TokioIo::new(stream), svc).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => serve_io(&builder, watcher, TokioIo::new(tls_stream), svc).await,
+                        Ok(Ok(tls_stream)) => {
+                            serve_io(&builder, watcher, TokioIo::new(tls_stream), svc).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }
@@ -130,7 +133,10 @@ pub async fn serve<S, F>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timed out; closing remaining connections");
     }
 }
@@ -142,8 +148,11 @@ async fn serve_io<I, S>(
     svc: S,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<RespBody>, Error = Infallible>
-        + Send
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<RespBody>,
+            Error = Infallible,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {

@@ -63,7 +63,11 @@ fn retryable(status: StatusCode) -> bool {
 
 /// Forward one batch.
 pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -> ForwardResult {
-    let body = if job.gzip { crate::otlp::gzip(&job.body) } else { job.body.clone() };
+    let body = if job.gzip {
+        crate::otlp::gzip(&job.body)
+    } else {
+        job.body.clone()
+    };
     let mut attempts = 0;
     let mut used_previous = false;
     let mut secret: &Secret = &job.credential.value;
@@ -79,7 +83,11 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
     let outcome = loop {
         attempts += 1;
         let now = Instant::now();
-        let Some(left) = job.deadline.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+        let Some(left) = job
+            .deadline
+            .checked_duration_since(now)
+            .filter(|d| !d.is_zero())
+        else {
             break Err(ProxyError::UpstreamTimeout);
         };
         let timeout = job.config.timeout.min(left);
@@ -155,7 +163,11 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
 /// Build the upstream request from an allowlist: nothing the client sent
 /// crosses except its user agent, so its `Authorization`, any credential
 /// header it tried to smuggle, cookies and hop-by-hop headers never do.
-fn build_request(job: &Forward<'_>, body: &Bytes, secret: &Secret) -> Result<Request<OutBody>, ProxyError> {
+fn build_request(
+    job: &Forward<'_>,
+    body: &Bytes,
+    secret: &Secret,
+) -> Result<Request<OutBody>, ProxyError> {
     let mut req = Request::new(OutBody::new(body.clone()));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = job
@@ -165,11 +177,17 @@ fn build_request(job: &Forward<'_>, body: &Bytes, secret: &Secret) -> Result<Req
         .parse()
         .map_err(|_| ProxyError::UpstreamUnknown(job.name.to_string()))?;
     let h = req.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(job.encoding.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(job.encoding.content_type()),
+    );
     if job.gzip {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    h.insert(header::ACCEPT, HeaderValue::from_static(job.encoding.content_type()));
+    h.insert(
+        header::ACCEPT,
+        HeaderValue::from_static(job.encoding.content_type()),
+    );
     if let Some(ua) = job.user_agent {
         h.insert(header::USER_AGENT, ua.clone());
     }

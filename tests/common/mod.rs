@@ -128,7 +128,13 @@ policies: "{policies}"
         let app = spangate::app::build(config, Audit::to_writer(Box::new(audit.clone())))
             .await
             .map_err(|e| e.to_string())?;
-        assert!(app.shared.identity.wait_ready(Duration::from_secs(10)).await, "IdP not ready");
+        assert!(
+            app.shared
+                .identity
+                .wait_ready(Duration::from_secs(10))
+                .await,
+            "IdP not ready"
+        );
         let client = HttpClient::new(Default::default()).unwrap();
         Ok(Harness {
             idp,
@@ -170,7 +176,8 @@ policies: "{policies}"
         body: impl Into<Bytes>,
         headers: &[(&str, &str)],
     ) -> http::Response<Bytes> {
-        let mut req = http::Request::post(self.url(path)).header(http::header::CONTENT_TYPE, content_type);
+        let mut req =
+            http::Request::post(self.url(path)).header(http::header::CONTENT_TYPE, content_type);
         if let Some(t) = token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -187,7 +194,8 @@ policies: "{policies}"
     /// POST a small OTLP/JSON batch from `service` with `token`.
     pub async fn send_json(&self, token: Option<&str>, service: &str) -> http::Response<Bytes> {
         let body = spangate::dev::sample_batch_json(service, 2);
-        self.post("/v1/traces", token, "application/json", body, &[]).await
+        self.post("/v1/traces", token, "application/json", body, &[])
+            .await
     }
 
     /// The audit lines so far.
