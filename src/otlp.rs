@@ -18,6 +18,7 @@
 //! and `google.rpc.Status`.
 
 mod body;
+mod json;
 mod response;
 mod rewrite;
 
@@ -160,7 +161,8 @@ pub struct Batch {
 ///
 /// Protobuf goes through prost; JSON through `opentelemetry-proto`'s serde
 /// implementation of OTLP/JSON (hex ids, lowerCamelCase keys, 64-bit integers
-/// as strings or numbers, enums as integers, unknown fields ignored). In both
+/// as strings or numbers, enums as integers, unknown fields ignored), with a
+/// narrow fallback for the proto3-JSON cases it refuses (see `json.rs`). In both
 /// encodings, trace ids must be empty or 16 bytes and span ids empty or 8
 /// bytes (the OTel Collector refuses other lengths too).
 pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
@@ -168,8 +170,7 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
         Encoding::Protobuf => {
             ExportTraceServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?
         }
-        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&raw)
-            .map_err(|e| OtlpError::malformed(format!("invalid OTLP/JSON: {e}")))?,
+        Encoding::Json => json::decode(&raw)?,
     };
     validate_ids(&request)?;
     let summary = summarize(&request, raw.len());
