@@ -111,11 +111,11 @@ fn normalize_object(map: &mut Map<String, Value>, key: &str) -> bool {
         map.insert("values".into(), Value::Array(Vec::new()));
         changed = true;
     }
-    if key == "kvlistValue" {
-        if let Some(Value::Array(items)) = map.get_mut("values") {
-            for item in items {
-                changed |= default_keys(item, &[("key", Value::String(String::new()))]);
-            }
+    if key == "kvlistValue"
+        && let Some(Value::Array(items)) = map.get_mut("values")
+    {
+        for item in items {
+            changed |= default_keys(item, &[("key", Value::String(String::new()))]);
         }
     }
     for (k, v) in map.iter_mut() {
