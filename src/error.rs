@@ -250,6 +250,7 @@ impl From<OtlpError> for ProxyError {
             OtlpError::TooLarge(_) => ProxyError::PayloadTooLarge,
             OtlpError::UnsupportedEncoding => ProxyError::UnsupportedContentEncoding,
             OtlpError::Malformed(m) => ProxyError::Malformed(m),
+            OtlpError::Body(_) => ProxyError::BodyAborted,
         }
     }
 }
