@@ -125,7 +125,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
     let scratch = scratch_dir()?;
     let idp = DevIdp::start(DevIdpOptions {
-        bind: args.idp_listen,
+        addr: args.idp_listen,
         audience: DEV_AUDIENCE.to_string(),
         identities: demo_identities(),
         ..Default::default()
