@@ -84,7 +84,11 @@ pub enum SecretsError {
     #[error("credential {name}: environment variable {var} is not set")]
     MissingEnv { name: String, var: String },
     #[error("credential {name}: cannot read {path}: {reason}")]
-    File { name: String, path: String, reason: String },
+    File {
+        name: String,
+        path: String,
+        reason: String,
+    },
     #[error("credential {name}: empty value")]
     Empty { name: String },
 }
@@ -112,10 +116,12 @@ impl SecretStore {
         let mut current = BTreeMap::new();
         for (name, src) in &cfg.bootstrap {
             let value = match src {
-                SecretSource::Env(var) => std::env::var(var).map_err(|_| SecretsError::MissingEnv {
-                    name: name.clone(),
-                    var: var.clone(),
-                })?,
+                SecretSource::Env(var) => {
+                    std::env::var(var).map_err(|_| SecretsError::MissingEnv {
+                        name: name.clone(),
+                        var: var.clone(),
+                    })?
+                }
                 SecretSource::File(p) => std::fs::read_to_string(p)
                     .map_err(|e| SecretsError::File {
                         name: name.clone(),
