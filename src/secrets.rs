@@ -54,7 +54,8 @@ pub enum SecretSource {
 pub struct SecretsConfig {
     /// Persistent store file.
     pub store: Option<PathBuf>,
-    /// Seed values by credential name.
+    /// Seed values by credential name (`{ env: VAR }` or `{ file: PATH }`).
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     pub bootstrap: BTreeMap<String, SecretSource>,
 }
 
