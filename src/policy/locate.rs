@@ -1,0 +1,357 @@
+//! YAML path → (line, column) index, so semantic errors point at the node
+//! that caused them. serde gives locations only for syntax and type errors;
+//! this walks the same text with `yaml-rust2`'s event parser, whose events
+//! carry source markers.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// One step of a YAML path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Idx(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(s: &str) -> Seg {
+        Seg::Key(s.to_string())
+    }
+}
+
+impl From<&String> for Seg {
+    fn from(s: &String) -> Seg {
+        Seg::Key(s.clone())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Seg {
+        Seg::Idx(i)
+    }
+}
+
+/// Build a YAML path: `ypath!["bindings", 0, "role"]`.
+macro_rules! ypath {
+    ($($seg:expr),* $(,)?) => {
+        [$($crate::policy::locate::Seg::from($seg)),*]
+    };
+}
+pub(crate) use ypath;
+
+/// A 1-based source position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    /// Line, 1-based.
+    pub line: usize,
+    /// Column, 1-based.
+    pub column: usize,
+}
+
+impl Pos {
+    /// The start of the file (for whole-file problems).
+    pub const START: Pos = Pos { line: 1, column: 1 };
+
+    fn from_marker(m: Marker) -> Pos {
+        // yaml-rust2 markers: line 1-based, column 0-based.
+        Pos {
+            line: m.line().max(1),
+            column: m.col() + 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct NodeLoc {
+    key: Option<Pos>,
+    value: Pos,
+}
+
+/// Positions of every node of one YAML document, by path.
+#[derive(Debug, Default)]
+pub struct YamlIndex {
+    nodes: HashMap<Vec<Seg>, NodeLoc>,
+}
+
+impl YamlIndex {
+    /// Index `text`. A document yaml-rust2 cannot parse gives an empty index
+    /// (every lookup then falls back to the start of the file).
+    pub fn build(text: &str) -> YamlIndex {
+        let mut builder = Builder::default();
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut builder, false).is_err() {
+            return YamlIndex::default();
+        }
+        YamlIndex {
+            nodes: builder.nodes,
+        }
+    }
+
+    /// Position of the value at `path`, or of its nearest indexed ancestor.
+    pub fn value(&self, path: &[Seg]) -> Pos {
+        self.find(path).map(|n| n.value).unwrap_or(Pos::START)
+    }
+
+    /// Position of the mapping key at `path` (its value's if it has no key).
+    pub fn key(&self, path: &[Seg]) -> Pos {
+        self.find(path)
+            .map(|n| n.key.unwrap_or(n.value))
+            .unwrap_or(Pos::START)
+    }
+
+    fn find(&self, path: &[Seg]) -> Option<NodeLoc> {
+        (0..=path.len())
+            .rev()
+            .find_map(|n| path.get(..n).and_then(|p| self.nodes.get(p)).copied())
+    }
+}
+
+#[derive(Debug)]
+enum Frame {
+    Map {
+        /// The pending key (with its position) once read; `None` = expecting a key.
+        key: Option<(String, Pos)>,
+    },
+    Seq {
+        next: usize,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Builder {
+    nodes: HashMap<Vec<Seg>, NodeLoc>,
+    frames: Vec<Frame>,
+    path: Vec<Seg>,
+    /// Depth inside a complex (non-scalar) mapping key, which we do not index.
+    in_complex_key: usize,
+}
+
+/// What a node start means for the enclosing container.
+enum Slot {
+    Root,
+    Key,
+    Value(Seg, Option<Pos>),
+}
+
+impl Builder {
+    /// Classify a node that starts now and advance the parent container.
+    fn slot(&mut self) -> Slot {
+        match self.frames.last_mut() {
+            None => Slot::Root,
+            Some(Frame::Map { key: None }) => Slot::Key,
+            Some(Frame::Map { key }) => match key.take() {
+                Some((k, kpos)) => Slot::Value(Seg::Key(k), Some(kpos)),
+                None => Slot::Key,
+            },
+            Some(Frame::Seq { next }) => {
+                let i = *next;
+                *next += 1;
+                Slot::Value(Seg::Idx(i), None)
+            }
+        }
+    }
+
+    fn record(&mut self, seg: Option<Seg>, key: Option<Pos>, value: Pos) {
+        let mut path = self.path.clone();
+        if let Some(s) = seg {
+            path.push(s);
+        }
+        self.nodes.entry(path).or_insert(NodeLoc { key, value });
+    }
+
+    /// yaml-rust2 marks a block mapping at the `:` of its first key; move the
+    /// enclosing mapping's position back to its first key.
+    fn starts_no_later_than(&mut self, pos: Pos) {
+        if let Some(node) = self.nodes.get_mut(&self.path)
+            && (pos.line, pos.column) < (node.value.line, node.value.column)
+        {
+            node.value = pos;
+        }
+    }
+
+    fn start_container(&mut self, pos: Pos, frame: Frame) {
+        if self.in_complex_key > 0 {
+            self.in_complex_key += 1;
+            return;
+        }
+        match self.slot() {
+            Slot::Root => {
+                self.record(None, None, pos);
+            }
+            Slot::Key => {
+                // A mapping or sequence used as a key: skip it entirely.
+                self.in_complex_key = 1;
+                if let Some(Frame::Map { key }) = self.frames.last_mut() {
+                    *key = Some(("<complex key>".into(), pos));
+                }
+                self.starts_no_later_than(pos);
+                return;
+            }
+            Slot::Value(seg, kpos) => {
+                self.record(Some(seg.clone()), kpos, pos);
+                self.path.push(seg);
+            }
+        }
+        self.frames.push(frame);
+    }
+
+    fn end_container(&mut self) {
+        if self.in_complex_key > 0 {
+            self.in_complex_key -= 1;
+            return;
+        }
+        self.frames.pop();
+        if !self.frames.is_empty() {
+            self.path.pop();
+        }
+    }
+
+    fn leaf(&mut self, text: Option<String>, pos: Pos) {
+        if self.in_complex_key > 0 {
+            return;
+        }
+        match self.slot() {
+            Slot::Root => self.record(None, None, pos),
+            Slot::Key => {
+                if let Some(Frame::Map { key }) = self.frames.last_mut() {
+                    *key = Some((text.unwrap_or_else(|| "<alias>".into()), pos));
+                }
+                self.starts_no_later_than(pos);
+            }
+            Slot::Value(seg, kpos) => self.record(Some(seg), kpos, pos),
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = Pos::from_marker(mark);
+        match ev {
+            Event::MappingStart(..) => self.start_container(pos, Frame::Map { key: None }),
+            Event::SequenceStart(..) => self.start_container(pos, Frame::Seq { next: 0 }),
+            Event::MappingEnd | Event::SequenceEnd => self.end_container(),
+            Event::Scalar(text, ..) => self.leaf(Some(text), pos),
+            Event::Alias(_) => self.leaf(None, pos),
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+roles:
+  edge:
+    publish:
+      endpoints: [traces, logs]
+      services:
+        - \"${claims.project}\"
+bindings:
+  - role: edge
+    subjects:
+      - provider: dev
+        claims:
+          '[\"https://sts.amazonaws.com/\"].org_id': o-1
+  - { role: other, name: x }
+";
+
+    #[test]
+    fn finds_values_and_keys() {
+        let idx = YamlIndex::build(DOC);
+        assert_eq!(
+            idx.key(&ypath!["roles", "edge"]),
+            Pos { line: 2, column: 3 }
+        );
+        assert_eq!(
+            idx.value(&ypath!["roles", "edge", "publish", "endpoints", 1]),
+            Pos {
+                line: 4,
+                column: 27
+            }
+        );
+        assert_eq!(
+            idx.value(&ypath!["roles", "edge", "publish", "services", 0]),
+            Pos {
+                line: 6,
+                column: 11
+            }
+        );
+        assert_eq!(
+            idx.value(&ypath!["bindings", 0, "role"]),
+            Pos {
+                line: 8,
+                column: 11
+            }
+        );
+        assert_eq!(
+            idx.key(&ypath![
+                "bindings",
+                0,
+                "subjects",
+                0,
+                "claims",
+                "[\"https://sts.amazonaws.com/\"].org_id"
+            ]),
+            Pos {
+                line: 12,
+                column: 11
+            }
+        );
+        assert_eq!(
+            idx.value(&ypath!["bindings", 1, "role"]),
+            Pos {
+                line: 13,
+                column: 13
+            }
+        );
+        assert_eq!(
+            idx.value(&ypath!["bindings", 1, "name"]),
+            Pos {
+                line: 13,
+                column: 26
+            }
+        );
+        // A block mapping starts at its first key (not at the `:`).
+        assert_eq!(
+            idx.value(&ypath!["bindings", 0]),
+            Pos { line: 8, column: 5 }
+        );
+        assert_eq!(idx.value(&ypath!["roles"]), Pos { line: 2, column: 3 });
+        assert_eq!(idx.value(&ypath![]), Pos { line: 1, column: 1 });
+        // A flow mapping starts at its `{`.
+        assert_eq!(
+            idx.value(&ypath!["bindings", 1]),
+            Pos {
+                line: 13,
+                column: 5
+            }
+        );
+        // Unknown child: falls back to the nearest ancestor.
+        assert_eq!(
+            idx.value(&ypath!["bindings", 1, "nope"]),
+            idx.value(&ypath!["bindings", 1])
+        );
+    }
+
+    #[test]
+    fn unparsable_text_falls_back_to_start() {
+        let idx = YamlIndex::build("a: [b\n");
+        assert_eq!(idx.value(&ypath!["a"]), Pos::START);
+    }
+
+    #[test]
+    fn complex_keys_are_skipped() {
+        let idx = YamlIndex::build("? [a, b]\n: 1\nc: 2\n");
+        assert_eq!(idx.value(&ypath!["c"]), Pos { line: 3, column: 4 });
+    }
+}

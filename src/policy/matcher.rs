@@ -1,0 +1,331 @@
+//! Globs and subject matchers.
+//!
+//! Globs use `*` (any run, possibly empty) and `?` (one character), compared
+//! case-sensitively over Unicode characters — the semantics of the `wildmatch`
+//! crate, which the tests use as an oracle. We keep our own token matcher
+//! because templated patterns need literal segments: a claim value spliced into
+//! a pattern must never act as a wildcard, and `wildmatch` has no escapes.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::claims::ClaimPath;
+use super::template::{Piece, Syntax, lex};
+use crate::identity::Principal;
+
+/// One glob token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tok {
+    /// A literal character.
+    Lit(char),
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: exactly one character.
+    One,
+}
+
+/// A compiled glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    source: String,
+    kind: GlobKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GlobKind {
+    /// No wildcard: plain string equality.
+    Exact(String),
+    Wild(Vec<Tok>),
+}
+
+impl Glob {
+    /// Parse a static glob (no templates): `*`, `?`, and `\` escapes.
+    pub fn parse(text: &str) -> Result<Glob, String> {
+        let pieces = lex(
+            text,
+            Syntax {
+                wildcards: true,
+                templates: false,
+            },
+        )?;
+        let toks = pieces
+            .into_iter()
+            .map(|p| match p {
+                Piece::Char(c) => Tok::Lit(c),
+                Piece::Star => Tok::Star,
+                // Templates are refused by the lexer; `?` is the only other piece.
+                Piece::One | Piece::Claim(_) => Tok::One,
+            })
+            .collect();
+        Ok(Glob::from_toks(text.to_string(), toks))
+    }
+
+    /// Build from tokens; `source` is what explanations print.
+    pub fn from_toks(source: String, toks: Vec<Tok>) -> Glob {
+        let kind = if toks.iter().all(|t| matches!(t, Tok::Lit(_))) {
+            GlobKind::Exact(
+                toks.iter()
+                    .filter_map(|t| match t {
+                        Tok::Lit(c) => Some(*c),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        } else {
+            GlobKind::Wild(toks)
+        };
+        Glob { source, kind }
+    }
+
+    /// Whether `input` matches.
+    pub fn matches(&self, input: &str) -> bool {
+        match &self.kind {
+            GlobKind::Exact(s) => s == input,
+            GlobKind::Wild(toks) => wild_match(toks, input),
+        }
+    }
+
+    /// Whether this glob matches every non-empty string (`*`, `?*`, `**`).
+    pub fn is_universal(&self) -> bool {
+        match &self.kind {
+            GlobKind::Exact(_) => false,
+            GlobKind::Wild(toks) => {
+                toks.iter().any(|t| matches!(t, Tok::Star))
+                    && toks.iter().all(|t| !matches!(t, Tok::Lit(_)))
+            }
+        }
+    }
+
+    /// Whether the glob has a wildcard.
+    pub fn is_wild(&self) -> bool {
+        matches!(self.kind, GlobKind::Wild(_))
+    }
+
+    /// The glob as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Iterative glob match with single-star backtracking: O(len(pattern) ×
+/// len(input)) worst case, no recursion, no allocation.
+fn wild_match(toks: &[Tok], input: &str) -> bool {
+    let mut p = 0usize; // index into toks
+    let mut t = 0usize; // byte offset into input
+    // (token index after the last star, input offset it was tried at)
+    let mut backtrack: Option<(usize, usize)> = None;
+    loop {
+        let ch = input.get(t..).and_then(|rest| rest.chars().next());
+        let Some(c) = ch else { break };
+        match toks.get(p) {
+            Some(Tok::Lit(l)) if *l == c => {
+                p += 1;
+                t += c.len_utf8();
+                continue;
+            }
+            Some(Tok::One) => {
+                p += 1;
+                t += c.len_utf8();
+                continue;
+            }
+            Some(Tok::Star) => {
+                p += 1;
+                backtrack = Some((p, t));
+                continue;
+            }
+            _ => {}
+        }
+        // Mismatch: let the last star eat one more character.
+        let Some((bp, bt)) = backtrack else {
+            return false;
+        };
+        let Some(skipped) = input.get(bt..).and_then(|rest| rest.chars().next()) else {
+            return false;
+        };
+        let next = bt + skipped.len_utf8();
+        backtrack = Some((bp, next));
+        p = bp;
+        t = next;
+    }
+    toks.get(p..)
+        .is_some_and(|rest| rest.iter().all(|t| matches!(t, Tok::Star)))
+}
+
+/// A claim matcher: the claim at `path` must have a value matching any glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMatcher {
+    /// Where to look.
+    pub path: ClaimPath,
+    /// Accepted values (any of them).
+    pub any_of: Vec<Glob>,
+}
+
+impl ClaimMatcher {
+    /// Whether the claims satisfy this matcher.
+    pub fn matches(&self, claims: &Map<String, Value>) -> bool {
+        let values = self.path.values(claims);
+        values
+            .iter()
+            .any(|v| self.any_of.iter().any(|g| g.matches(v)))
+    }
+
+    /// Whether this matcher accepts any value the claim could have.
+    pub fn is_universal(&self) -> bool {
+        self.any_of.iter().any(Glob::is_universal)
+    }
+
+    /// Why the claims do not satisfy this matcher (for explanations).
+    pub fn explain_miss(&self, claims: &Map<String, Value>) -> String {
+        let values = self.path.values(claims);
+        let wanted = self.wanted();
+        match values.as_slice() {
+            [] => format!("claims.{}: missing, want {wanted}", self.path),
+            [one] => format!("claims.{}: {} not in {wanted}", self.path, quoted(one)),
+            many => format!(
+                "claims.{}: none of [{}] in {wanted}",
+                self.path,
+                many.iter()
+                    .map(|v| quoted(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    fn wanted(&self) -> String {
+        format!(
+            "[{}]",
+            self.any_of
+                .iter()
+                .map(|g| g.source().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Render a claim value for an explanation (JSON-quoted, so odd characters show).
+fn quoted(v: &str) -> String {
+    Value::String(v.to_string()).to_string()
+}
+
+/// A subject matcher: a provider and claim matchers that must all hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectMatcher {
+    /// Provider name (from the process config).
+    pub provider: String,
+    /// Every matcher must hold.
+    pub claims: Vec<ClaimMatcher>,
+}
+
+impl SubjectMatcher {
+    /// Whether the principal matches.
+    pub fn matches(&self, p: &Principal) -> bool {
+        p.provider == self.provider && self.claims.iter().all(|m| m.matches(&p.claims))
+    }
+
+    /// Every reason the principal does not match (empty = it matches).
+    pub fn explain(&self, p: &Principal) -> Vec<String> {
+        if p.provider != self.provider {
+            return vec![format!("provider {} ≠ {}", p.provider, self.provider)];
+        }
+        self.claims
+            .iter()
+            .filter(|m| !m.matches(&p.claims))
+            .map(|m| m.explain_miss(&p.claims))
+            .collect()
+    }
+
+    /// Whether this matcher accepts every identity of its provider.
+    pub fn is_universal(&self) -> bool {
+        self.claims.iter().all(ClaimMatcher::is_universal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wildmatch::WildMatch;
+
+    #[test]
+    fn glob_basics() {
+        let g = Glob::parse("contractor-*").unwrap();
+        assert!(g.matches("contractor-42"));
+        assert!(g.matches("contractor-"));
+        assert!(!g.matches("xcontractor-42"));
+        let g = Glob::parse("a?c").unwrap();
+        assert!(g.matches("abc") && g.matches("aéc"));
+        assert!(!g.matches("ac") && !g.matches("abbc"));
+        assert!(Glob::parse("*").unwrap().is_universal());
+        assert!(Glob::parse("?*").unwrap().is_universal());
+        assert!(!Glob::parse("a*").unwrap().is_universal());
+        assert!(!Glob::parse("??").unwrap().is_universal());
+        assert!(Glob::parse("${claims.x}").is_err());
+        assert!(Glob::parse(r"bad\q").is_err());
+        let g = Glob::parse(r"lit\*").unwrap();
+        assert!(!g.is_wild());
+        assert!(g.matches("lit*") && !g.matches("litx"));
+    }
+
+    /// Our matcher agrees with `wildmatch` on a deterministic sweep of
+    /// patterns and inputs over a small alphabet (including multibyte chars).
+    #[test]
+    fn agrees_with_wildmatch() {
+        let alphabet = ['a', 'b', 'é', '*', '?'];
+        let inputs_alpha = ['a', 'b', 'é'];
+        let mut patterns = vec![String::new()];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for p in patterns.iter().filter(|p| p.chars().count() == len - 1) {
+                for c in alphabet {
+                    next.push(format!("{p}{c}"));
+                }
+            }
+            patterns.extend(next);
+        }
+        let mut inputs = vec![String::new()];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for s in inputs.iter().filter(|s| s.chars().count() == len - 1) {
+                for c in inputs_alpha {
+                    next.push(format!("{s}{c}"));
+                }
+            }
+            inputs.extend(next);
+        }
+        let mut checked = 0;
+        for p in &patterns {
+            let ours = Glob::parse(p).unwrap();
+            let theirs = WildMatch::new(p);
+            for s in &inputs {
+                assert_eq!(
+                    ours.matches(s),
+                    theirs.matches(s),
+                    "pattern {p:?} input {s:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 50_000);
+    }
+
+    #[test]
+    fn pathological_pattern_is_bounded() {
+        // Many stars against a long non-matching input finish (quadratic at worst).
+        let g = Glob::parse(&"a*".repeat(50)).unwrap();
+        let input = "a".repeat(50) + &"b".repeat(2000);
+        assert!(g.matches(&input));
+        assert!(
+            !Glob::parse(&("a*".repeat(50) + "c"))
+                .unwrap()
+                .matches(&input)
+        );
+    }
+}
