@@ -31,6 +31,7 @@ pub struct Shared {
     pub client: HttpClient,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
+    pub limiter: crate::ratelimit::RateLimiter,
 }
 
 /// Why the app could not start. Every message names the file or field at fault.
@@ -108,6 +109,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
     let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
 
+    let rate_limit_keys = config.server.rate_limit_keys;
     let opts = ListenerOptions {
         tls,
         header_timeout: config.server.header_timeout,
@@ -121,6 +123,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         client,
         audit,
         metrics: Arc::new(Metrics::default()),
+        limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();

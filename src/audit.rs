@@ -125,6 +125,9 @@ pub struct RequestAudit {
     pub decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// Role of the deciding binding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Stable reason code (`allowed`, `expired`, `explicit_deny`, `upstream_timeout`, ...).
     pub reason: &'static str,
     pub status: u16,

@@ -38,6 +38,8 @@ pub enum ProxyError {
         retry_after: Duration,
         limit: &'static str,
     },
+    #[error("batch larger than the {limit} rate limit's bucket")]
+    BatchExceedsBurst { limit: &'static str },
     #[error("credential {0} has no current value")]
     CredentialUnavailable(String),
     #[error("upstream {0} is not configured")]
@@ -171,6 +173,12 @@ impl ProxyError {
                     "rate_limited",
                 )
             },
+            ProxyError::BatchExceedsBurst { .. } => r(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RESOURCE_EXHAUSTED,
+                "batch larger than the rate limit allows; send smaller batches",
+                "batch_exceeds_burst",
+            ),
             ProxyError::CredentialUnavailable(_) => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
                 ..r(

@@ -40,11 +40,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Validate a policy directory; exits non-zero with file:line:column errors.
+    /// Validate and lint a policy directory; exits non-zero with file:line:column errors.
     Check {
         /// Policy directory.
         dir: PathBuf,
+        /// Process config: also check credential, upstream and provider names against it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Exit non-zero on warnings too.
+        #[arg(long)]
+        strict: bool,
     },
+    /// Explain the decision for an identity on an endpoint: the deciding rule,
+    /// and for every binding and deny rule whether it matched and why not.
+    Explain(spangate::cli::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,16 +99,28 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Dev(args) => spangate::dev::run(args).await,
         Command::Policy { command } => match command {
-            PolicyCommand::Check { dir } => match spangate::policy::PolicySet::load_dir(&dir) {
-                Ok(_) => {
-                    println!("{}: ok", dir.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    Ok(ExitCode::FAILURE)
-                }
-            },
+            PolicyCommand::Check {
+                dir,
+                config,
+                strict,
+            } => {
+                let ctx = match config {
+                    Some(path) => {
+                        let cfg = spangate::config::Config::load(&path)?;
+                        spangate::policy::LintContext::from_config(&cfg)
+                    }
+                    None => spangate::policy::LintContext::new(),
+                };
+                let report = spangate::policy::check_dir(&dir, &ctx);
+                println!("{report}");
+                let failed = !report.is_ok() || (strict && !report.warnings.is_empty());
+                Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+            PolicyCommand::Explain(args) => spangate::cli::explain(args),
         },
     }
 }

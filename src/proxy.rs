@@ -43,8 +43,12 @@ where
 {
     let started = Instant::now();
     // Cheap unauthenticated probe for load balancers.
-    if req.method() == Method::GET && req.uri().path() == "/healthz" {
-        return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))));
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            "/healthz" => return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
+            "/readyz" => return Ok(readiness(&shared)),
+            _ => {}
+        }
     }
     let mut rec = RequestAudit {
         kind: "otlp",
@@ -155,7 +159,13 @@ where
     // Authorize: a pure function of (policy, principal, endpoint, batch).
     let decision = policy.decide(&principal, &endpoint, &batch.summary);
     rec.rule = Some(decision.rule.clone());
+    rec.role = decision.role.clone();
     if !decision.allowed {
+        rec.shadow = decision
+            .shadow
+            .iter()
+            .filter_map(|h| serde_json::to_value(h).ok())
+            .collect();
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -164,6 +174,36 @@ where
     rec.decision = "allow";
     rec.reason = decision.reason;
 
+    rec.shadow = decision
+        .shadow
+        .iter()
+        .filter_map(|h| serde_json::to_value(h).ok())
+        .collect();
+
+    // Rate-limit per identity (binding + key claim), after the decision so
+    // the limit is the one the matching binding declares.
+    if let Some(spec) = &decision.rate {
+        let spec = crate::ratelimit::RateSpec::from(spec);
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        shared
+            .limiter
+            .check(
+                &decision.rate_key,
+                &spec,
+                n(batch.summary.spans),
+                n(batch.summary.bytes),
+            )
+            .map_err(|e| match e.reason {
+                crate::ratelimit::REASON_BATCH_EXCEEDS_BURST => {
+                    ProxyError::BatchExceedsBurst { limit: e.limit }
+                }
+                _ => ProxyError::RateLimited {
+                    retry_after: e.retry_after,
+                    limit: e.limit,
+                },
+            })?;
+    }
+
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
     // stamp verified identity. Re-encodes only when something changed.
     let keep: Vec<bool> = decision
@@ -171,25 +211,27 @@ where
         .iter()
         .map(|v| matches!(v, ResourceVerdict::Keep))
         .collect();
-    let dropped = drop_counts(&decision.resources, &batch.summary);
-    let spans_dropped: usize = dropped.iter().map(|d| d.spans).sum();
+    let spans_dropped = decision.dropped_spans();
     rec.spans_dropped = spans_dropped;
-    rec.dropped = dropped;
+    rec.dropped = decision
+        .dropped
+        .iter()
+        .map(|d| DropCount {
+            reason: d.reason.to_string(),
+            spans: d.spans,
+        })
+        .collect();
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    let outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &[]);
+    let outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
     if batch.request.resource_spans.is_empty() {
         // Everything was dropped: nothing to forward, the client still gets
         // an OTLP success with partial_success (exporters must not retry it).
         return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
     }
-    let body = if outcome.changed {
-        otlp::encode(&batch)
-    } else {
-        batch.raw.clone()
-    };
+    let body = otlp::forward_body(&batch, &outcome);
 
     // Credential: one snapshot for the request's whole life, even across a rotation.
     let cred_name = decision
@@ -251,6 +293,33 @@ where
     ))
 }
 
+/// `/readyz`: 200 when at least one identity provider has keys (or none is
+/// configured). One IdP being down must not take the whole fleet out of
+/// service: its tokens get a retryable 503 while the others keep working.
+fn readiness(shared: &Shared) -> Response<RespBody> {
+    let providers = shared.identity.status();
+    let ready = providers.is_empty()
+        || providers
+            .iter()
+            .any(|p| p.state == "ready" || p.state == "degraded");
+    let body = serde_json::json!({
+        "ready": ready,
+        "policy_version": shared.policy.current().version(),
+        "providers": providers,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// Extract the bearer token. Exactly one Authorization header, scheme
 /// `Bearer` (any case), non-empty token.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
@@ -285,22 +354,6 @@ fn service_names(summary: &otlp::BatchSummary) -> Vec<String> {
     names.dedup();
     names.truncate(16);
     names
-}
-
-fn drop_counts(verdicts: &[ResourceVerdict], summary: &otlp::BatchSummary) -> Vec<DropCount> {
-    let mut out: Vec<DropCount> = Vec::new();
-    for (verdict, res) in verdicts.iter().zip(&summary.resources) {
-        if let ResourceVerdict::Drop { reason } = verdict {
-            match out.iter_mut().find(|d| &d.reason == reason) {
-                Some(d) => d.spans += res.spans,
-                None => out.push(DropCount {
-                    reason: reason.clone(),
-                    spans: res.spans,
-                }),
-            }
-        }
-    }
-    out
 }
 
 fn drop_message(rec: &RequestAudit) -> String {

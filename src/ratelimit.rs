@@ -71,6 +71,18 @@ impl RateSpec {
     }
 }
 
+impl From<&crate::policy::RateSpec> for RateSpec {
+    fn from(p: &crate::policy::RateSpec) -> Self {
+        let n = |v: Option<u64>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        RateSpec {
+            requests_per_second: n(p.requests_per_second),
+            spans_per_second: n(p.spans_per_second),
+            bytes_per_second: n(p.bytes_per_second),
+            burst: p.burst,
+        }
+    }
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} on {limit}: retry after {}s", retry_after.as_secs())]
