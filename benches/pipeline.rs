@@ -1,6 +1,7 @@
 //! Data-path cost per batch: read body + decode + summary + rewrite (stamp,
 //! drop none) + re-encode, against plain pass-through (read body + copy),
-//! for 10, 100 and 1000 spans, protobuf and JSON.
+//! for 10, 100 and 1000 spans, protobuf and JSON; `decode` alone shows
+//! how much of the pipeline is the decoder.
 //!
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -159,6 +160,10 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Bytes(raw.len() as u64));
             group.bench_with_input(BenchmarkId::new("passthrough", n), &raw, |b, raw| {
                 b.to_async(&rt).iter(|| passthrough(black_box(raw.clone())));
+            });
+            // Where the time goes: decode + validate + summary alone.
+            group.bench_with_input(BenchmarkId::new("decode", n), &raw, |b, raw| {
+                b.iter(|| otlp::decode(encoding, black_box(raw.clone())).map(|b| b.summary.spans));
             });
             group.bench_with_input(BenchmarkId::new("pipeline", n), &raw, |b, raw| {
                 b.to_async(&rt)

@@ -537,3 +537,18 @@ fn status_body_both_encodings() {
     let v: serde_json::Value = serde_json::from_slice(&js).expect("json");
     assert_eq!(v, serde_json::json!({"code": 3, "message": "bad \"id\""}));
 }
+
+#[test]
+fn duplicate_resource_attribute_keys_are_refused() {
+    let mut req = request();
+    if let Some(r) = req.resource_spans[1].resource.as_mut() {
+        r.attributes.push(kv("service.name", s("checkout")));
+    }
+    match otlp::decode(Encoding::Protobuf, Bytes::from(req.encode_to_vec())) {
+        Err(OtlpError::Malformed(msg)) => assert_eq!(
+            msg,
+            "resourceSpans[1].resource.attributes: duplicate key \"service.name\""
+        ),
+        other => panic!("{other:?}"),
+    }
+}
