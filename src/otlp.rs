@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{gunzip_capped, gunzip_into, gzip, read_body};
+pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
 pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
 pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
 
@@ -181,6 +181,13 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
         raw,
         summary,
     })
+}
+
+/// [`decode`] on tokio's blocking pool for bodies of [`OFF_THREAD_BYTES`] or
+/// more (inline for small ones or outside tokio), so decoding a 16 MiB batch
+/// does not stall the async worker other connections share.
+pub async fn decode_off_thread(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
+    body::maybe_off_thread(raw.len(), move || decode(encoding, raw)).await
 }
 
 /// Re-encode the (possibly rewritten) request in the batch's encoding.
