@@ -21,9 +21,15 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
-    let encoding = if selector % 2 == 0 { Encoding::Protobuf } else { Encoding::Json };
+    let encoding = if selector % 2 == 0 {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
     if let Ok(mut batch) = otlp::decode(encoding, body) {
-        let keep: Vec<bool> = (0..batch.summary.resources.len()).map(|i| i % 2 == 0).collect();
+        let keep: Vec<bool> = (0..batch.summary.resources.len())
+            .map(|i| i % 2 == 0)
+            .collect();
         let outcome = otlp::rewrite(
             &mut batch,
             &keep,
@@ -31,6 +37,9 @@ fuzz_target!(|data: &[u8]| {
             &["spangate.*".into()],
         );
         let out = otlp::forward_body(&batch, &outcome);
-        assert!(otlp::decode(encoding, out).is_ok(), "re-encoded batch must decode");
+        assert!(
+            otlp::decode(encoding, out).is_ok(),
+            "re-encoded batch must decode"
+        );
     }
 });
