@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{gunzip_capped, gunzip_into, gzip, read_body};
+pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
 pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
 pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
 
@@ -164,7 +164,8 @@ pub struct Batch {
 /// as strings or numbers, enums as integers, unknown fields ignored), with a
 /// narrow fallback for the proto3-JSON cases it refuses (see `json.rs`). In both
 /// encodings, trace ids must be empty or 16 bytes and span ids empty or 8
-/// bytes (the OTel Collector refuses other lengths too).
+/// bytes (the OTel Collector refuses other lengths too), and resource
+/// attribute keys must be unique (OTLP requires it; policy relies on it).
 pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
     let request = match encoding {
         Encoding::Protobuf => {
@@ -172,7 +173,7 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
         }
         Encoding::Json => json::decode(&raw)?,
     };
-    validate_ids(&request)?;
+    validate(&request)?;
     let summary = summarize(&request, raw.len());
     Ok(Batch {
         encoding,
@@ -180,6 +181,13 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
         raw,
         summary,
     })
+}
+
+/// [`decode`] on tokio's blocking pool for bodies of [`OFF_THREAD_BYTES`] or
+/// more (inline for small ones or outside tokio), so decoding a 16 MiB batch
+/// does not stall the async worker other connections share.
+pub async fn decode_off_thread(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
+    body::maybe_off_thread(raw.len(), move || decode(encoding, raw)).await
 }
 
 /// Re-encode the (possibly rewritten) request in the batch's encoding.
@@ -219,8 +227,28 @@ fn check_id(
     }
 }
 
-fn validate_ids(request: &ExportTraceServiceRequest) -> Result<(), OtlpError> {
+/// Refuse what the wire format allows but spangate must not forward: ids of
+/// the wrong length, and duplicate resource attribute keys (policy reads the
+/// first `service.name`, a backend might show the last: a spoofing vector).
+fn validate(request: &ExportTraceServiceRequest) -> Result<(), OtlpError> {
     for (r, rs) in request.resource_spans.iter().enumerate() {
+        if let Some(resource) = &rs.resource {
+            let mut keys: Vec<&str> = resource
+                .attributes
+                .iter()
+                .map(|kv| kv.key.as_str())
+                .collect();
+            keys.sort_unstable();
+            if let Some(dup) = keys.windows(2).find_map(|w| match w {
+                [a, b] if a == b => Some(*a),
+                _ => None,
+            }) {
+                return Err(OtlpError::malformed(format!(
+                    "resourceSpans[{r}].resource.attributes: duplicate key {:?}",
+                    truncate(dup.to_owned(), 100)
+                )));
+            }
+        }
         for (s, ss) in rs.scope_spans.iter().enumerate() {
             for (i, span) in ss.spans.iter().enumerate() {
                 let path = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");

@@ -537,3 +537,46 @@ fn status_body_both_encodings() {
     let v: serde_json::Value = serde_json::from_slice(&js).expect("json");
     assert_eq!(v, serde_json::json!({"code": 3, "message": "bad \"id\""}));
 }
+
+#[test]
+fn duplicate_resource_attribute_keys_are_refused() {
+    let mut req = request();
+    if let Some(r) = req.resource_spans[1].resource.as_mut() {
+        r.attributes.push(kv("service.name", s("checkout")));
+    }
+    match otlp::decode(Encoding::Protobuf, Bytes::from(req.encode_to_vec())) {
+        Err(OtlpError::Malformed(msg)) => assert_eq!(
+            msg,
+            "resourceSpans[1].resource.attributes: duplicate key \"service.name\""
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn large_bodies_decode_off_thread_with_same_result() {
+    let mut req = request();
+    let spans: Vec<Span> = (0..600u16)
+        .map(|i| {
+            span(
+                (i % 250) as u8,
+                vec![kv("i", any_value::Value::IntValue(i.into()))],
+            )
+        })
+        .collect();
+    req.resource_spans[1].scope_spans[0].spans = spans;
+    for encoding in [Encoding::Protobuf, Encoding::Json] {
+        let wire = otlp::encode_request(encoding, &req);
+        assert!(wire.len() >= otlp::OFF_THREAD_BYTES, "{}", wire.len());
+        let z = otlp::gzip(&wire, 6);
+        let raw = read(z, Some("gzip"), 1 << 24).await.expect("read");
+        assert_eq!(raw, wire);
+        let batch = otlp::decode_off_thread(encoding, raw)
+            .await
+            .expect("decode");
+        assert_eq!(batch.request, req);
+        assert_eq!(batch.summary.spans, 602);
+        let bad = otlp::decode_off_thread(encoding, wire.slice(..wire.len() - 3)).await;
+        assert!(matches!(bad, Err(OtlpError::Malformed(_))), "{encoding:?}");
+    }
+}

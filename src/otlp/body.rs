@@ -17,6 +17,30 @@ use super::OtlpError;
 /// Size of one read from the inflater.
 const CHUNK: usize = 64 * 1024;
 
+/// Bodies at least this large are inflated / decoded on tokio's blocking
+/// pool (when running inside tokio) so a big batch does not stall the
+/// async worker that other connections share.
+pub const OFF_THREAD_BYTES: usize = 64 * 1024;
+
+/// Run CPU-heavy `work` on the blocking pool when `size` is large and a tokio
+/// runtime is present; inline otherwise.
+pub(super) async fn maybe_off_thread<T, F>(size: usize, work: F) -> Result<T, OtlpError>
+where
+    F: FnOnce() -> Result<T, OtlpError> + Send + 'static,
+    T: Send + 'static,
+{
+    if size < OFF_THREAD_BYTES {
+        return work();
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(work)
+            .await
+            .unwrap_or_else(|_| Err(OtlpError::malformed("decoder task failed"))),
+        Err(_) => work(),
+    }
+}
+
 /// The codings `read_body` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Coding {
@@ -46,6 +70,8 @@ fn coding(content_encoding: Option<&str>) -> Result<Coding, OtlpError> {
 ///   is [`OtlpError::TooLarge`].
 /// - Invalid gzip is [`OtlpError::Malformed`]; an error from the body stream
 ///   itself (client went away) is [`OtlpError::Body`].
+/// - Compressed bodies of [`OFF_THREAD_BYTES`] or more are inflated on
+///   tokio's blocking pool.
 pub async fn read_body<B>(
     body: B,
     content_encoding: Option<&str>,
@@ -59,7 +85,7 @@ where
     let raw = collect_capped(body, cap).await?;
     match coding {
         Coding::Identity => Ok(raw),
-        Coding::Gzip => gunzip_capped(&raw, cap),
+        Coding::Gzip => maybe_off_thread(raw.len(), move || gunzip_capped(&raw, cap)).await,
     }
 }
 
