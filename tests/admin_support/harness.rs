@@ -25,6 +25,7 @@ use spangate::config::Config;
 use spangate::identity::Identity;
 use spangate::metrics::Metrics;
 use spangate::policy::PolicyHolder;
+use spangate::reload::{Precheck, Reloader, ReloaderHandle, spawn_with};
 use spangate::secrets::SecretStore;
 use tokio::sync::watch;
 
@@ -245,6 +246,10 @@ pub struct Options {
     pub persistent: bool,
     pub extra_yaml: String,
     pub extras: AdminExtras,
+    /// Build the reloader with this precheck (and hand it to the admin server).
+    pub precheck: Option<Precheck>,
+    /// Start the file watcher and SIGHUP handler too.
+    pub spawn_reloader: bool,
 }
 
 impl Default for Options {
@@ -254,6 +259,8 @@ impl Default for Options {
             persistent: true,
             extra_yaml: String::new(),
             extras: AdminExtras::default(),
+            precheck: None,
+            spawn_reloader: false,
         }
     }
 }
@@ -267,6 +274,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub policies: PathBuf,
     pub http: HttpClient,
+    pub reloader: Arc<Reloader>,
+    pub reload_handle: Option<ReloaderHandle>,
 }
 
 impl Harness {
@@ -313,8 +322,17 @@ impl Harness {
             .await
             .expect("bind admin");
         let addr = listener.local_addr().expect("addr");
+        let reloader = match opts.precheck {
+            Some(p) => Reloader::with_precheck(Arc::clone(&shared.policy), shared.audit.clone(), p),
+            None => Reloader::new(Arc::clone(&shared.policy), shared.audit.clone()),
+        };
+        let reload_handle = opts
+            .spawn_reloader
+            .then(|| spawn_with(Arc::clone(&reloader)));
+        let mut extras = opts.extras;
+        extras.reloader = Some(Arc::clone(&reloader));
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(serve_with(listener, Arc::clone(&shared), rx, opts.extras));
+        let task = tokio::spawn(serve_with(listener, Arc::clone(&shared), rx, extras));
         Harness {
             addr,
             shared,
@@ -324,6 +342,8 @@ impl Harness {
             dir,
             policies,
             http: client,
+            reloader,
+            reload_handle,
         }
     }
 
@@ -394,6 +414,9 @@ impl Harness {
     }
 
     pub async fn stop(self) {
+        if let Some(h) = self.reload_handle {
+            h.stop();
+        }
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
