@@ -377,7 +377,8 @@ fn spawn_writer(path: &Path, key_b64: Option<&str>) -> std::process::Child {
 
 fn crash_rounds(path: &Path, key_b64: Option<&str>) {
     let mut last_reported = 0u64;
-    for kill_after in [1u64, 2, 3, 5, 8, 13, 21, 34] {
+    // 20 rounds; about one kill in ten lands between temp write and rename.
+    for kill_after in (1u64..=20).map(|i| 1 + (i * 7) % 23) {
         let mut child = spawn_writer(path, key_b64);
         let stdout = child.stdout.take().expect("stdout");
         let mut seen = 0;
