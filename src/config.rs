@@ -228,9 +228,7 @@ impl Config {
                 s => err(format!("upstreams.{name}.url: unsupported scheme {s:?}")),
             }
             if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
-                err(format!(
-                    "upstreams.{name}.credential_header: not a valid header name"
-                ));
+                err(format!("upstreams.{name}.credential_header: not a valid header name"));
             }
         }
         for m in self.secrets.validate() {

@@ -27,9 +27,7 @@ impl ProviderConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.audiences.is_empty() {
-            out.push(
-                "audiences must not be empty (an empty audience would accept any token)".into(),
-            );
+            out.push("audiences must not be empty (an empty audience would accept any token)".into());
         }
         out
     }

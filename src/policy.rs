@@ -26,11 +26,7 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -79,12 +75,7 @@ impl PolicySet {
     }
 
     /// The pure authorization function.
-    pub fn decide(
-        &self,
-        _principal: &Principal,
-        endpoint: &Endpoint,
-        _batch: &BatchSummary,
-    ) -> Decision {
+    pub fn decide(&self, _principal: &Principal, endpoint: &Endpoint, _batch: &BatchSummary) -> Decision {
         Decision {
             allowed: false,
             rule: format!("default({})", endpoint.name),
@@ -138,10 +129,7 @@ impl PolicyHolder {
 
     /// Why the last reload failed, if it did.
     pub fn last_error(&self) -> Option<PolicyErrors> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn dir(&self) -> &Path {
