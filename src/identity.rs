@@ -470,6 +470,10 @@ impl Identity {
                 None => secrets.push(None),
             }
         }
+        let runtime = tokio::runtime::Handle::try_current();
+        if runtime.is_err() {
+            errors.push("identity must be started inside a tokio runtime".into());
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -497,7 +501,9 @@ impl Identity {
                 cache.clone(),
                 ready_tx.clone(),
             ));
-            tasks.push(tokio::spawn(provider::run(p.clone())));
+            if let Ok(rt) = &runtime {
+                tasks.push(rt.spawn(provider::run(p.clone())));
+            }
             out.push(p);
         }
         Ok(Arc::new(Identity {
