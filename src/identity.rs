@@ -259,6 +259,22 @@ pub struct Principal {
     pub claims_overage: Vec<String>,
 }
 
+impl Principal {
+    /// A principal from claims that were already verified (by this module, or
+    /// by hand in tests and the dev tools): `iss`-independent fields are
+    /// derived from the claims as authentication would (`sub`, `exp`,
+    /// `claims_overage`); the fingerprint is empty.
+    pub fn from_verified_claims(
+        provider: &str,
+        issuer: &str,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) -> Principal {
+        let mut p = verify::principal_from_claims(provider, issuer.to_string(), claims);
+        p.token_fingerprint = String::new();
+        p
+    }
+}
+
 /// Why authentication failed. `reason()` is the stable, low-cardinality code
 /// that goes to audit lines and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -358,6 +374,50 @@ pub struct ProviderStatus {
     pub preset: Option<Preset>,
 }
 
+/// Check every provider and the rules across them (no two providers with the
+/// same issuer, at most one with introspection). Messages are prefixed with
+/// `providers.<name>`. `Identity::start` applies the same checks.
+pub fn validate_providers(providers: &BTreeMap<String, ProviderConfig>) -> Vec<String> {
+    resolve_all(providers).1
+}
+
+fn resolve_all(
+    providers: &BTreeMap<String, ProviderConfig>,
+) -> (Vec<provider::ProviderSpec>, Vec<String>) {
+    let mut errors = Vec::new();
+    let mut specs: Vec<provider::ProviderSpec> = Vec::new();
+    for (name, cfg) in providers {
+        match presets::resolve(name, cfg) {
+            Ok(spec) => specs.push(spec),
+            Err(es) => errors.extend(es.into_iter().map(|e| format!("providers.{name}: {e}"))),
+        }
+    }
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut introspecting: Option<&str> = None;
+    for spec in &specs {
+        for iss in &spec.issuers {
+            if let Some(other) = seen.get(iss.as_str()) {
+                errors.push(format!(
+                    "providers.{}: issuer {iss:?} is also used by providers.{other}; a token must route to exactly one provider",
+                    spec.name
+                ));
+            } else {
+                seen.insert(iss, &spec.name);
+            }
+        }
+        if spec.introspection.is_some() {
+            match introspecting {
+                Some(other) => errors.push(format!(
+                    "providers.{}: introspection is also configured on providers.{other}; opaque tokens must route to exactly one provider",
+                    spec.name
+                )),
+                None => introspecting = Some(&spec.name),
+            }
+        }
+    }
+    (specs, errors)
+}
+
 /// All configured providers.
 pub struct Identity {
     providers: Vec<Arc<Provider>>,
@@ -383,37 +443,15 @@ impl Identity {
         providers: &BTreeMap<String, ProviderConfig>,
         client: HttpClient,
     ) -> Result<Arc<Identity>, Vec<String>> {
-        let mut errors = Vec::new();
-        let mut specs = Vec::new();
-        for (name, cfg) in providers {
-            match presets::resolve(name, cfg) {
-                Ok(spec) => specs.push(spec),
-                Err(es) => errors.extend(es.into_iter().map(|e| format!("providers.{name}: {e}"))),
-            }
-        }
+        let (specs, mut errors) = resolve_all(providers);
         let mut by_issuer: HashMap<String, usize> = HashMap::new();
         let mut opaque = None;
         for (i, spec) in specs.iter().enumerate() {
             for iss in &spec.issuers {
-                if let Some(&other) = by_issuer.get(iss) {
-                    errors.push(format!(
-                        "providers.{}: issuer {iss:?} is also used by providers.{}; a token must route to exactly one provider",
-                        spec.name, specs[other].name
-                    ));
-                } else {
-                    by_issuer.insert(iss.clone(), i);
-                }
+                by_issuer.entry(iss.clone()).or_insert(i);
             }
-            if spec.introspection.is_some() {
-                if let Some(other) = opaque {
-                    let other: &provider::ProviderSpec = &specs[other];
-                    errors.push(format!(
-                        "providers.{}: introspection is also configured on providers.{}; opaque tokens must route to exactly one provider",
-                        spec.name, other.name
-                    ));
-                } else {
-                    opaque = Some(i);
-                }
+            if spec.introspection.is_some() && opaque.is_none() {
+                opaque = Some(i);
             }
         }
         let mut secrets = Vec::new();
@@ -431,6 +469,10 @@ impl Identity {
                 },
                 None => secrets.push(None),
             }
+        }
+        let runtime = tokio::runtime::Handle::try_current();
+        if runtime.is_err() {
+            errors.push("identity must be started inside a tokio runtime".into());
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -459,7 +501,9 @@ impl Identity {
                 cache.clone(),
                 ready_tx.clone(),
             ));
-            tasks.push(tokio::spawn(provider::run(p.clone())));
+            if let Ok(rt) = &runtime {
+                tasks.push(rt.spawn(provider::run(p.clone())));
+            }
             out.push(p);
         }
         Ok(Arc::new(Identity {

@@ -143,7 +143,7 @@ async fn failed_refresh_keeps_the_last_good_keys() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kid_flood_costs_the_idp_at_most_one_fetch() {
     let idp = idp(DevKeyAlg::Es256).await;
     let id = ready(one("dev", provider(&idp))).await;

@@ -209,3 +209,92 @@ async fn discovery_only_advertised_asymmetric_algorithms() {
     assert_eq!(reason(&id, &t).await, "alg_not_allowed");
     assert!(id.authenticate(&idp.mint(json!({}))).await.is_ok());
 }
+
+#[tokio::test]
+async fn discovery_with_a_path_issuer_and_the_okta_preset() {
+    let idp = idp_with(DevIdpOptions {
+        issuer_path: "/oauth2/default".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(idp.issuer().ends_with("/oauth2/default"));
+    let mut cfg = provider(&idp);
+    cfg.preset = Some(spangate::identity::Preset::Okta);
+    let id = ready(one("okta", cfg)).await;
+    assert!(idp.discovery_fetches() >= 1);
+    assert!(
+        id.authenticate(&idp.mint(json!({"sub": "a"})))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn discovery_with_a_trailing_slash_issuer_and_the_auth0_preset() {
+    let idp = idp_with(DevIdpOptions {
+        issuer_path: "/".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(idp.issuer().ends_with('/'));
+    // Configured without the slash, as people write it.
+    let mut cfg = provider(&idp);
+    cfg.issuer = idp.issuer().trim_end_matches('/').to_string();
+    cfg.preset = Some(spangate::identity::Preset::Auth0);
+    let id = ready(one("auth0", cfg)).await;
+    let p = id
+        .authenticate(&idp.mint(json!({"sub": "auth0|x"})))
+        .await
+        .expect("valid");
+    assert_eq!(p.issuer, idp.issuer());
+}
+
+#[tokio::test]
+async fn token_endpoint_serves_named_identities() {
+    let idp = idp_with(DevIdpOptions {
+        identities: [(
+            "edge".to_string(),
+            json!({"sub": "edge-fn", "project": "web"}),
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let id = ready(one("dev", provider(&idp))).await;
+    let c = client();
+    let resp = c
+        .get(
+            &format!("{}?identity=edge", idp.token_endpoint()),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("token endpoint");
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(resp.body()).expect("json");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    let p = id
+        .authenticate(body["access_token"].as_str().expect("token"))
+        .await
+        .expect("valid");
+    assert_eq!(p.subject, "edge-fn");
+    let req = http::Request::post(idp.token_endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"identity=edge",
+        )))
+        .expect("req");
+    let resp = c
+        .send(req, std::time::Duration::from_secs(5), 1 << 16)
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    let resp = c
+        .get(
+            &format!("{}?identity=nobody", idp.token_endpoint()),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("token endpoint");
+    assert_eq!(resp.status(), 400);
+}

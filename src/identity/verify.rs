@@ -312,6 +312,17 @@ pub(crate) fn build_principal(
     claims: Map<String, Value>,
     token: &str,
 ) -> Principal {
+    let mut p = principal_from_claims(&spec.name, issuer, claims);
+    p.token_fingerprint = crate::fingerprint(token.as_bytes());
+    p
+}
+
+/// A principal from verified claims (no fingerprint yet).
+pub(crate) fn principal_from_claims(
+    provider: &str,
+    issuer: String,
+    claims: Map<String, Value>,
+) -> Principal {
     let subject = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -329,12 +340,12 @@ pub(crate) fn build_principal(
     overage.sort();
     overage.dedup();
     Principal {
-        provider: spec.name.clone(),
+        provider: provider.to_string(),
         issuer,
         subject,
         claims,
         expires_at,
-        token_fingerprint: crate::fingerprint(token.as_bytes()),
+        token_fingerprint: String::new(),
         claims_overage: overage,
     }
 }
@@ -352,6 +363,23 @@ mod tests {
         assert!(split_jwt(".b.c").is_none());
         assert!(split_jwt("a+/.b.c").is_none());
         assert!(split_jwt("opaque-token-value").is_none());
+    }
+
+    #[test]
+    fn principal_from_claims_derives_fields() {
+        let claims = serde_json::json!({"sub": "s", "exp": 10, "hasgroups": true,
+            "_claim_names": {"groups": "a", "roles": "b"}});
+        let Value::Object(m) = claims else {
+            unreachable!()
+        };
+        let p = crate::identity::Principal::from_verified_claims("okta", "https://i", m);
+        assert_eq!(p.subject, "s");
+        assert_eq!(p.expires_at, Some(10));
+        assert_eq!(
+            p.claims_overage,
+            vec!["groups".to_string(), "roles".to_string()]
+        );
+        assert_eq!(p.provider, "okta");
     }
 
     #[test]
