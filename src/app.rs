@@ -49,6 +49,8 @@ pub enum StartError {
     Client(#[from] crate::client::ClientError),
     #[error("audit file: {0}")]
     Audit(std::io::Error),
+    #[error("admin listener: {0}")]
+    AdminBind(#[from] crate::admin::AdminBindError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -64,11 +66,16 @@ pub struct App {
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    reloader: Option<crate::reload::ReloaderHandle>,
 }
 
 impl App {
     /// Stop accepting, drain in-flight requests, and wait for the listeners.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.reloader.take() {
+            r.stop();
+        }
+        self.shared.identity.shutdown();
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -105,7 +112,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         None => None,
     };
     let proxy_listener = bind("OTLP listener", config.server.listen).await?;
-    let admin_listener = bind("admin listener", config.admin.listen).await?;
+    let admin_listener = crate::admin::bind(&config.admin).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
     let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
 
@@ -137,10 +144,22 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         rx.clone(),
         DRAIN_TIMEOUT,
     )));
-    tasks.push(tokio::spawn(crate::admin::serve(
+    // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
+    let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
+    let metrics = shared.metrics.clone();
+    let extras = crate::admin::AdminExtras {
+        reloader: Some(reloader.reloader()),
+        metrics: Some(Arc::new(move || metrics.encode())),
+        policy_version: Some(Arc::new(|set: &crate::policy::PolicySet| {
+            set.version().to_string()
+        })),
+        ..Default::default()
+    };
+    tasks.push(tokio::spawn(crate::admin::serve_with(
         admin_listener,
         shared.clone(),
         rx,
+        extras,
     )));
 
     tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
@@ -150,6 +169,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         shared,
         shutdown,
         tasks,
+        reloader: Some(reloader),
     })
 }
 

@@ -216,6 +216,9 @@ impl Config {
         if self.server.max_body.as_u64() == 0 {
             err("server.max_body must be greater than zero".into());
         }
+        for m in crate::identity::validate_providers(&self.providers) {
+            err(format!("providers: {m}"));
+        }
         for (name, p) in &self.providers {
             for m in p.validate() {
                 err(format!("providers.{name}: {m}"));

@@ -268,6 +268,7 @@ where
     rec.credential_fallback = result.used_previous;
     if result.used_previous {
         shared.metrics.credential_fallbacks.inc();
+        shared.secrets.record_fallback();
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());

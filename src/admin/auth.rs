@@ -149,8 +149,12 @@ pub type PermissionsFn = Arc<dyn Fn(&PolicySet, &Principal) -> BTreeSet<Permissi
 /// this grants nothing. When the policy engine offers
 /// `PolicySet::admin_permissions(&Principal)`, this function is the one place
 /// to call it (mapping its strings through [`Permission::parse`]).
-pub fn permissions_of(_set: &PolicySet, _principal: &Principal) -> BTreeSet<Permission> {
-    BTreeSet::new()
+pub fn permissions_of(set: &PolicySet, principal: &Principal) -> BTreeSet<Permission> {
+    set.admin_permissions(principal)
+        .permissions
+        .iter()
+        .filter_map(|p| Permission::parse(&p.permission))
+        .collect()
 }
 
 /// Parse a SHA-256 given as 64 hex digits.
