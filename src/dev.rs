@@ -279,6 +279,12 @@ Any OpenTelemetry SDK or the Collector:
   export OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer $TOKEN"
   export OTEL_SERVICE_NAME=checkout
 
+Rotate the upstream token through the admin API (the demo identity "admin" holds
+secrets:rotate through the example policy; the proxy keeps serving throughout):
+  export SPANGATE_ADMIN_TOKEN=$(curl -s -d identity=admin {idp}/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  spangate secrets list --admin http://{admin}
+  echo "dev-lightstep-rotated" | spangate secrets rotate lightstep-prod --grace 5m --admin http://{admin}
+
 Audit lines (one per batch) follow on stdout; Ctrl-C stops.
 "#,
         admin = s.app.admin_addr,

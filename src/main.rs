@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use spangate::admin::client::{AdminCommand, ValueSource};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,69 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Manage upstream credentials through the admin API.
+    Secrets {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// Show the running proxy's status (admin API).
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How to reach the admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(long, global = true, default_value = spangate::admin::client::DEFAULT_ADMIN_URL)]
+    admin: String,
+    /// Admin bearer token (an OIDC token with admin permissions, or the
+    /// bootstrap token). Prefer the SPANGATE_ADMIN_TOKEN environment variable:
+    /// flags are visible in `ps`.
+    #[arg(long, global = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// List credentials (metadata and fingerprints only).
+    List,
+    /// Show one credential's versions.
+    Show { name: String },
+    /// Rotate a credential. The new value is read from --value-env, --value-file
+    /// or stdin, never from the command line.
+    Rotate {
+        name: String,
+        /// Read the new value from this environment variable.
+        #[arg(long, conflicts_with = "value_file")]
+        value_env: Option<String>,
+        /// Read the new value from this file.
+        #[arg(long)]
+        value_file: Option<PathBuf>,
+        /// How long the previous value stays usable (e.g. 10m).
+        #[arg(long)]
+        grace: Option<String>,
+        /// Skip the upstream probe that checks the new value first.
+        #[arg(long)]
+        no_verify: bool,
+        /// Activate even if the upstream refuses the new value.
+        #[arg(long)]
+        force: bool,
+        /// Upstream to probe (needed when several are configured).
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Retire this version automatically after this RFC 3339 time.
+        #[arg(long)]
+        not_after: Option<String>,
+    },
+    /// Make the previous version current again (while it is in its grace period).
+    Rollback { name: String },
+    /// Retire one version (not the current one).
+    Retire { name: String, version: u64 },
 }
 
 #[derive(Subcommand)]
@@ -54,6 +118,16 @@ enum PolicyCommand {
     /// Explain the decision for an identity on an endpoint: the deciding rule,
     /// and for every binding and deny rule whether it matched and why not.
     Explain(spangate::cli::ExplainArgs),
+    /// Ask the running proxy to reload its policy directory (admin API).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Ask the running proxy to validate its policy directory without loading it (admin API).
+    Validate {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +172,38 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev(args) => spangate::dev::run(args).await,
+        Command::Status { admin } => admin_call(admin, AdminCommand::Status).await,
+        Command::Secrets { admin, command } => {
+            let cmd = match command {
+                SecretsCommand::List => AdminCommand::SecretsList,
+                SecretsCommand::Show { name } => AdminCommand::SecretsShow { name },
+                SecretsCommand::Rotate {
+                    name,
+                    value_env,
+                    value_file,
+                    grace,
+                    no_verify,
+                    force,
+                    upstream,
+                    not_after,
+                } => AdminCommand::SecretsRotate {
+                    name,
+                    value: match (value_env, value_file) {
+                        (Some(var), _) => ValueSource::Env(var),
+                        (None, Some(path)) => ValueSource::File(path),
+                        (None, None) => ValueSource::Stdin,
+                    },
+                    grace,
+                    verify: !no_verify,
+                    force,
+                    upstream,
+                    not_after,
+                },
+                SecretsCommand::Rollback { name } => AdminCommand::SecretsRollback { name },
+                SecretsCommand::Retire { name, version } => AdminCommand::SecretsRetire { name, version },
+            };
+            admin_call(admin, cmd).await
+        }
         Command::Policy { command } => match command {
             PolicyCommand::Check {
                 dir,
@@ -121,8 +227,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 })
             }
             PolicyCommand::Explain(args) => spangate::cli::explain(args),
+            PolicyCommand::Reload { admin } => admin_call(admin, AdminCommand::PolicyReload).await,
+            PolicyCommand::Validate { admin } => {
+                admin_call(admin, AdminCommand::PolicyValidate { files: Vec::new() }).await
+            }
         },
     }
+}
+
+async fn admin_call(admin: AdminArgs, cmd: AdminCommand) -> anyhow::Result<ExitCode> {
+    let token = spangate::admin::client::token_from(admin.token);
+    let out = spangate::admin::client::run(cmd, &admin.admin, token).await?;
+    println!("{}", out.trim_end());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() {
