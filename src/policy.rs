@@ -172,6 +172,22 @@ impl RateSpec {
     }
 }
 
+impl std::fmt::Display for RateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            ("requests_per_second", self.requests_per_second),
+            ("spans_per_second", self.spans_per_second),
+            ("bytes_per_second", self.bytes_per_second),
+        ];
+        for (name, v) in parts {
+            if let Some(v) = v {
+                write!(f, "{name}={v} ")?;
+            }
+        }
+        write!(f, "burst={}s", self.burst_seconds())
+    }
+}
+
 /// A rule in audit (shadow) mode that matched: what it would have done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShadowHit {
