@@ -320,6 +320,25 @@ impl PolicySet {
         }
     }
 
+    /// Compile policy files given as `(file name, contents)`, in the given
+    /// order, with the same validation as [`PolicySet::load_dir`] (for tests,
+    /// fuzzing and validating a policy before it is written).
+    pub fn from_texts(files: &[(&str, &str)]) -> Result<PolicySet, PolicyErrors> {
+        let sources: Vec<compile::Source> = files
+            .iter()
+            .map(|(name, text)| compile::Source {
+                display: (*name).to_string(),
+                name: (*name).to_string(),
+                text: (*text).to_string(),
+            })
+            .collect();
+        let compiled = compile::compile(&sources, None);
+        match compiled.set {
+            Some(set) => Ok(set),
+            None => Err(PolicyErrors(compiled.errors)),
+        }
+    }
+
     /// The endpoint serving `path`.
     pub fn endpoint_by_path(&self, path: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.path == path)
