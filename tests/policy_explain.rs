@@ -179,3 +179,24 @@ fn explain_json_form() {
         "no token fingerprint needed"
     );
 }
+
+#[test]
+fn principal_from_claims_fills_fields() {
+    let Value::Object(claims) =
+        json!({"iss": "https://i", "sub": "alice", "exp": 42, "groups": ["platform-admins"]})
+    else {
+        panic!("object")
+    };
+    let p = spangate::policy::explain::principal_from_claims("dev", claims);
+    assert_eq!(
+        (
+            p.provider.as_str(),
+            p.issuer.as_str(),
+            p.subject.as_str(),
+            p.expires_at
+        ),
+        ("dev", "https://i", "alice", Some(42))
+    );
+    let set = shipped();
+    assert!(set.admin_permissions(&p).allows("policy:reload"));
+}

@@ -265,3 +265,17 @@ fn holder_refuses_invalid_policy_at_start() {
     let err = PolicyHolder::load(dir.path()).unwrap_err();
     assert!(err.to_string().contains("a.yaml:"), "{err}");
 }
+
+#[test]
+fn a_set_without_endpoints_warns() {
+    let dir = write(&[("a.yaml", "# only comments\n")]);
+    let report = check_dir(dir.path(), &LintContext::new());
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        warnings(&report),
+        vec![(
+            "a.yaml:1:1".to_string(),
+            "no endpoints defined: every request will be 404".to_string()
+        )]
+    );
+}

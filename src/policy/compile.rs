@@ -387,6 +387,17 @@ impl Compiler<'_> {
             }
         }
 
+        if set.endpoints.is_empty()
+            && self.check_refs
+            && let Some(first) = sources.first()
+        {
+            self.d.warn(
+                &first.display,
+                Pos::START,
+                "no endpoints defined: every request will be 404",
+            );
+        }
+
         // Roles.
         for p in parsed {
             let file = p.src.display.as_str();
