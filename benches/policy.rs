@@ -24,6 +24,7 @@ fn principal(claims: Value) -> Principal {
         claims,
         expires_at: None,
         token_fingerprint: "fp".into(),
+        claims_overage: Vec::new(),
     }
 }
 

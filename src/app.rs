@@ -2,15 +2,25 @@
 //! returns the bound addresses plus a shutdown handle (so tests run the whole
 //! app on port 0).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::audit::Audit;
-use crate::client::HttpClient;
+use crate::client::{ClientOptions, HttpClient};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::policy::PolicyHolder;
+use crate::proxy::listener::{self, ListenerOptions};
 use crate::secrets::SecretStore;
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// State shared by the proxy and admin listeners.
 pub struct Shared {
@@ -21,4 +31,138 @@ pub struct Shared {
     pub client: HttpClient,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
+    pub limiter: crate::ratelimit::RateLimiter,
+}
+
+/// Why the app could not start. Every message names the file or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("identity providers: {}", .0.join("; "))]
+    Identity(Vec<String>),
+    #[error("policy {0} is invalid:\n{1}")]
+    Policy(String, crate::policy::PolicyErrors),
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
+    #[error("TLS: {0}")]
+    Tls(#[from] listener::TlsError),
+    #[error("HTTP client: {0}")]
+    Client(#[from] crate::client::ClientError),
+    #[error("audit file: {0}")]
+    Audit(std::io::Error),
+    #[error("cannot bind {what} on {addr}: {err}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        err: std::io::Error,
+    },
+}
+
+/// A running app.
+pub struct App {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Stop accepting, drain in-flight requests, and wait for the listeners.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Wait until the listeners exit (they exit only on shutdown).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// A handle that triggers shutdown from elsewhere (signal handlers).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Build everything from a validated config and start serving.
+pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
+    crate::install_crypto_provider();
+    let client = HttpClient::new(ClientOptions::default())?;
+    // The policy comes first: an invalid policy refuses start-up with file:line.
+    let policy = PolicyHolder::load(&config.policies)
+        .map_err(|e| StartError::Policy(config.policies.display().to_string(), e))?;
+    let secrets = SecretStore::open(&config.secrets)?;
+    // Never waits on an IdP: discovery and JWKS run in the background.
+    let identity =
+        Identity::start(&config.providers, client.clone()).map_err(StartError::Identity)?;
+
+    let tls = match &config.server.tls {
+        Some(t) => Some(listener::tls_acceptor(t)?),
+        None => None,
+    };
+    let proxy_listener = bind("OTLP listener", config.server.listen).await?;
+    let admin_listener = bind("admin listener", config.admin.listen).await?;
+    let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
+    let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
+
+    let rate_limit_keys = config.server.rate_limit_keys;
+    let opts = ListenerOptions {
+        tls,
+        header_timeout: config.server.header_timeout,
+        max_connections: config.server.max_connections,
+    };
+    let shared = Arc::new(Shared {
+        config,
+        identity,
+        policy: Arc::new(policy),
+        secrets,
+        client,
+        audit,
+        metrics: Arc::new(Metrics::default()),
+        limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
+    });
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let s = shared.clone();
+    let handler = move |req, remote| crate::proxy::handle(s.clone(), req, remote);
+    tasks.push(tokio::spawn(listener::serve(
+        proxy_listener,
+        opts,
+        handler,
+        rx.clone(),
+        DRAIN_TIMEOUT,
+    )));
+    tasks.push(tokio::spawn(crate::admin::serve(
+        admin_listener,
+        shared.clone(),
+        rx,
+    )));
+
+    tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
+    Ok(App {
+        proxy_addr,
+        admin_addr,
+        shared,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| StartError::Bind { what, addr, err })
+}
+
+fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|err| StartError::Bind {
+        what: "listener",
+        addr,
+        err,
+    })
 }

@@ -92,10 +92,80 @@ impl MemorySink {
 
 impl Write for MemorySink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The audit line of one OTLP request. Built up stage by stage by the proxy
+/// and written once, whatever the outcome.
+#[derive(Debug, Default, Serialize)]
+pub struct RequestAudit {
+    pub kind: &'static str,
+    pub request_id: String,
+    pub remote: String,
+    pub method: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Fingerprint of the bearer token (never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_fp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// `allow`, `partial`, `deny` or `error`.
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Role of the deciding binding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Stable reason code (`allowed`, `expired`, `explicit_deny`, `upstream_timeout`, ...).
+    pub reason: &'static str,
+    pub status: u16,
+    /// Decompressed request body size.
+    pub bytes: usize,
+    pub spans: usize,
+    pub spans_dropped: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<DropCount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub upstream_attempts: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub credential_fallback: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<serde_json::Value>,
+    /// Internal detail for operators (never a token or secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub duration_ms: f64,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// Spans dropped for one reason.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DropCount {
+    pub reason: String,
+    pub spans: usize,
 }

@@ -119,7 +119,11 @@ impl HttpClient {
     }
 
     /// GET a URL (used by discovery, JWKS); 1 MiB cap.
-    pub async fn get(&self, url: &str, timeout: Duration) -> Result<http::Response<Bytes>, ClientError> {
+    pub async fn get(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<http::Response<Bytes>, ClientError> {
         let req = http::Request::get(url)
             .header(http::header::ACCEPT, "application/json")
             .body(OutBody::default())
@@ -144,7 +148,11 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 impl<'c> openidconnect::AsyncHttpClient<'c> for HttpClient {
     type Error = ClientError;
     type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<openidconnect::HttpResponse, ClientError>> + Send + 'c>,
+        Box<
+            dyn std::future::Future<Output = Result<openidconnect::HttpResponse, ClientError>>
+                + Send
+                + 'c,
+        >,
     >;
 
     fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {

@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Maximum concurrent connections (excess connections wait in the accept queue).
     pub max_connections: usize,
+    /// Most rate-limit keys (identities) tracked at once; idle keys expire.
+    pub rate_limit_keys: u64,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +85,7 @@ impl Default for ServerConfig {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: 4096,
+            rate_limit_keys: 100_000,
         }
     }
 }
@@ -228,7 +231,9 @@ impl Config {
                 s => err(format!("upstreams.{name}.url: unsupported scheme {s:?}")),
             }
             if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
-                err(format!("upstreams.{name}.credential_header: not a valid header name"));
+                err(format!(
+                    "upstreams.{name}.credential_header: not a valid header name"
+                ));
             }
         }
         for m in self.secrets.validate() {

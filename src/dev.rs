@@ -1,2 +1,374 @@
-//! SKELETON: filled in by the core work.
+//! `spangate dev`: the zero-setup default. An embedded OIDC issuer, a
+//! recording upstream and the proxy, all on loopback, with the example
+//! policies. Tests reuse the issuer and the upstream.
+
 pub mod idp;
+pub mod upstream;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::audit::{Audit, MemorySink};
+use crate::config::Config;
+use crate::dev::idp::{DevIdp, DevIdpOptions};
+use crate::dev::upstream::RecordingUpstream;
+
+/// Audience the dev issuer puts in its tokens and the dev provider accepts.
+pub const DEV_AUDIENCE: &str = "spangate";
+/// Credential name the example policies inject.
+pub const DEV_CREDENTIAL: &str = "lightstep-prod";
+/// Path of the recording upstream (Lightstep's OTLP/HTTP path).
+pub const UPSTREAM_PATH: &str = "/traces/otlp/v0.9";
+
+/// The example policies, embedded so `spangate dev` needs no files.
+pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
+    ("endpoints.yaml", include_str!("../policies/endpoints.yaml")),
+    ("edge.yaml", include_str!("../policies/edge.yaml")),
+];
+
+/// Flags of `spangate dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// OTLP/HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:4318")]
+    pub listen: SocketAddr,
+    /// Admin listener.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    pub admin_listen: SocketAddr,
+    /// Embedded OIDC issuer.
+    #[arg(long, default_value = "127.0.0.1:9400")]
+    pub idp_listen: SocketAddr,
+    /// Recording upstream.
+    #[arg(long, default_value = "127.0.0.1:9411")]
+    pub upstream_listen: SocketAddr,
+    /// Policy directory (default: the embedded example policies).
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+    /// Send an allowed and two denied batches through, print each decision,
+    /// and exit 0 only if all behaved as the policy says. Uses ephemeral ports.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// The demo identities the dev issuer mints tokens for.
+pub fn demo_identities() -> BTreeMap<String, serde_json::Value> {
+    let edge = |env: &str| {
+        json!({
+            "sub": format!("owner:team_demo:project:checkout:environment:{env}"),
+            "owner_id": "team_demo",
+            "project": "checkout",
+            "project_id": "prj_checkout",
+            "environment": env,
+        })
+    };
+    BTreeMap::from([
+        ("edge-prod".to_string(), edge("production")),
+        ("edge-dev".to_string(), edge("development")),
+        (
+            "contractor".to_string(),
+            json!({"sub": "contractor-42", "owner_id": "team_demo", "project": "checkout",
+                   "project_id": "prj_checkout", "environment": "production"}),
+        ),
+        (
+            "admin".to_string(),
+            json!({"sub": "alice", "groups": ["platform-admins"], "email": "alice@example.com"}),
+        ),
+    ])
+}
+
+/// Everything `spangate dev` runs, started and wired.
+pub struct DevStack {
+    pub idp: DevIdp,
+    pub upstream: RecordingUpstream,
+    pub app: crate::app::App,
+    /// Dev-only Lightstep token the proxy injects (a throwaway value).
+    pub lightstep_token_fp: String,
+    _scratch: Scratch,
+}
+
+/// A private scratch directory removed on drop.
+struct Scratch(PathBuf);
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch_dir() -> anyhow::Result<Scratch> {
+    let dir = std::env::temp_dir().join(format!("spangate-dev-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok(Scratch(dir))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    opts.open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// Start the issuer, the upstream and the proxy on the given addresses.
+pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
+    let scratch = scratch_dir()?;
+    let idp = DevIdp::start(DevIdpOptions {
+        addr: args.idp_listen,
+        audience: DEV_AUDIENCE.to_string(),
+        identities: demo_identities(),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("dev issuer on {}", args.idp_listen))?;
+    let upstream = RecordingUpstream::start(args.upstream_listen)
+        .await
+        .with_context(|| format!("recording upstream on {}", args.upstream_listen))?;
+
+    let policies = match &args.policies {
+        Some(p) => p.clone(),
+        None => {
+            let dir = scratch.0.join("policies");
+            std::fs::create_dir_all(&dir)?;
+            for (name, text) in EMBEDDED_POLICIES {
+                write_private(&dir.join(name), text)?;
+            }
+            dir
+        }
+    };
+    // A throwaway upstream token, so the injection is visible end to end.
+    let token = format!("dev-lightstep-{}", uuid::Uuid::new_v4().simple());
+    let token_file = scratch.0.join("lightstep-token");
+    write_private(&token_file, &token)?;
+    let config_text = format!(
+        r#"
+server: {{ listen: "{listen}" }}
+admin: {{ listen: "{admin}" }}
+providers:
+  dev: {{ issuer: "{issuer}", audiences: [{aud}] }}
+upstreams:
+  lightstep: {{ url: "{up}", credential_header: lightstep-access-token }}
+secrets:
+  bootstrap: {{ {cred}: {{ file: "{token_file}" }} }}
+policies: "{policies}"
+"#,
+        listen = args.listen,
+        admin = args.admin_listen,
+        issuer = idp.issuer(),
+        aud = DEV_AUDIENCE,
+        up = upstream.url(UPSTREAM_PATH),
+        cred = DEV_CREDENTIAL,
+        token_file = token_file.display(),
+        policies = policies.display(),
+    );
+    let config = Config::parse(Path::new("<spangate dev>"), &config_text)?;
+    let app = crate::app::build(config, audit).await?;
+    app.shared
+        .identity
+        .wait_ready(Duration::from_secs(10))
+        .await;
+    Ok(DevStack {
+        idp,
+        upstream,
+        app,
+        lightstep_token_fp: crate::fingerprint(token.as_bytes()),
+        _scratch: scratch,
+    })
+}
+
+/// A small OTLP/JSON batch from `service`.
+pub fn sample_batch_json(service: &str, spans: usize) -> String {
+    let spans: Vec<_> = (0..spans)
+        .map(|i| {
+            json!({
+                "traceId": "5b8efff798038103d269b633813fc60c",
+                "spanId": format!("eee19b7ec3c1b1{i:02x}"),
+                "name": format!("GET /checkout/{i}"),
+                "kind": 2,
+                "startTimeUnixNano": "1700000000000000000",
+                "endTimeUnixNano": "1700000000100000000",
+                "attributes": [{"key": "http.route", "value": {"stringValue": "/checkout"}}]
+            })
+        })
+        .collect();
+    json!({
+        "resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{"scope": {"name": "spangate-dev"}, "spans": spans}]
+        }]
+    })
+    .to_string()
+}
+
+/// Entry point of `spangate dev`.
+pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
+    if args.demo {
+        let any: SocketAddr = "127.0.0.1:0".parse()?;
+        (
+            args.listen,
+            args.admin_listen,
+            args.idp_listen,
+            args.upstream_listen,
+        ) = (any, any, any, any);
+        return demo(&args).await;
+    }
+    let stack = start(&args, Audit::stdout()).await?;
+    print_banner(&stack);
+    let mut feed = stack.upstream.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(r) = feed.recv().await {
+            let fp = r
+                .header("lightstep-access-token")
+                .map(|v| crate::fingerprint(v.as_bytes()));
+            eprintln!(
+                "upstream <- {} {} bytes, lightstep-access-token={}, authorization header {}",
+                r.path,
+                r.body.len(),
+                fp.map(|f| format!("sha256:{f}"))
+                    .unwrap_or_else(|| "(none)".into()),
+                if r.header("authorization").is_some() {
+                    "PRESENT (bug!)"
+                } else {
+                    "stripped"
+                },
+            );
+        }
+    });
+    wait_ctrl_c().await;
+    printer.abort();
+    stack.app.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn print_banner(s: &DevStack) {
+    let otlp = format!("http://{}/v1/traces", s.app.proxy_addr);
+    let idp = s.idp.issuer();
+    let body = sample_batch_json("checkout", 2);
+    eprintln!(
+        r#"
+spangate dev is running; everything is on loopback and nothing leaves this machine.
+  OTLP/HTTP  {otlp}
+  admin      http://{admin}   (/healthz, /metrics, /admin/v1/...)
+  dev IdP    {idp}   identities: edge-prod, edge-dev, contractor, admin
+  upstream   {up}   (records what it receives; the proxy injects a dev token sha256:{fp})
+
+Get a token for a demo identity and send a batch:
+  TOKEN=$(curl -s -d identity=edge-prod {idp}/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  curl -i {otlp} -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    -d '{body}'
+Try identity=edge-dev (no binding: 403) and identity=contractor (explicit deny: 403).
+
+Any OpenTelemetry SDK or the Collector:
+  export OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={otlp}
+  export OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf
+  export OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer $TOKEN"
+  export OTEL_SERVICE_NAME=checkout
+
+Audit lines (one per batch) follow on stdout; Ctrl-C stops.
+"#,
+        admin = s.app.admin_addr,
+        up = s.upstream.url(UPSTREAM_PATH),
+        fp = s.lightstep_token_fp,
+    );
+}
+
+/// One scripted demo case.
+struct Case {
+    identity: &'static str,
+    service: &'static str,
+    want_status: u16,
+    want_forwarded: bool,
+}
+
+async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
+    let sink = MemorySink::default();
+    let stack = start(args, Audit::to_writer(Box::new(sink.clone()))).await?;
+    let client = crate::client::HttpClient::new(Default::default())?;
+    let url = format!("http://{}/v1/traces", stack.app.proxy_addr);
+    let cases = [
+        Case {
+            identity: "edge-prod",
+            service: "checkout",
+            want_status: 200,
+            want_forwarded: true,
+        },
+        Case {
+            identity: "edge-dev",
+            service: "checkout",
+            want_status: 403,
+            want_forwarded: false,
+        },
+        Case {
+            identity: "contractor",
+            service: "checkout",
+            want_status: 403,
+            want_forwarded: false,
+        },
+    ];
+    let mut ok = true;
+    for case in &cases {
+        let before = stack.upstream.received().len();
+        let claims = demo_identities()
+            .remove(case.identity)
+            .with_context(|| format!("no demo identity {}", case.identity))?;
+        let token = stack.idp.mint(claims);
+        let req = http::Request::post(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(crate::client::OutBody::new(Bytes::from(sample_batch_json(
+                case.service,
+                3,
+            ))))?;
+        let resp = client.send(req, Duration::from_secs(10), 1 << 20).await?;
+        let forwarded = stack.upstream.received().len() > before;
+        let line = sink.lines().last().cloned().unwrap_or_default();
+        let injected = stack.upstream.received().last().and_then(|r| {
+            r.header("lightstep-access-token")
+                .map(|v| crate::fingerprint(v.as_bytes()))
+        });
+        let good = resp.status().as_u16() == case.want_status
+            && forwarded == case.want_forwarded
+            && (!forwarded || injected.as_deref() == Some(stack.lightstep_token_fp.as_str()));
+        ok &= good;
+        println!(
+            "{} {:<11} service={:<9} -> {} decision={} rule={} reason={}{}",
+            if good { "ok  " } else { "FAIL" },
+            case.identity,
+            case.service,
+            resp.status().as_u16(),
+            line["decision"].as_str().unwrap_or("?"),
+            line["rule"].as_str().unwrap_or("-"),
+            line["reason"].as_str().unwrap_or("?"),
+            if forwarded {
+                format!(
+                    ", forwarded with lightstep-access-token sha256:{}",
+                    injected.unwrap_or_default()
+                )
+            } else {
+                ", nothing forwarded".to_string()
+            },
+        );
+    }
+    stack.app.shutdown().await;
+    println!("{}", if ok { "demo passed" } else { "demo FAILED" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,1 +1,264 @@
-//! SKELETON: filled in by the core work.
+//! Request errors and the one exhaustive error-to-response map.
+//!
+//! Clients get a status, a generic message and (where it helps them retry)
+//! `Retry-After`; the detailed reason code goes to the audit line only.
+
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode, header};
+
+use crate::identity::AuthError;
+use crate::otlp::{Encoding, OtlpError};
+
+/// Everything that can end a proxied request early.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("authentication failed: {0}")]
+    Auth(AuthError),
+    #[error("no endpoint at this path")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("unsupported content type")]
+    UnsupportedContentType,
+    #[error("unsupported content encoding")]
+    UnsupportedContentEncoding,
+    #[error("body over the cap")]
+    PayloadTooLarge,
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("client stopped sending the body")]
+    BodyAborted,
+    #[error("request body not received in time")]
+    RequestTimeout,
+    #[error("denied by {rule}: {reason}")]
+    Forbidden { rule: String, reason: &'static str },
+    #[error("rate limited ({limit})")]
+    RateLimited {
+        retry_after: Duration,
+        limit: &'static str,
+    },
+    #[error("batch larger than the {limit} rate limit's bucket")]
+    BatchExceedsBurst { limit: &'static str },
+    #[error("credential {0} has no current value")]
+    CredentialUnavailable(String),
+    #[error("upstream {0} is not configured")]
+    UpstreamUnknown(String),
+    #[error("upstream unreachable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream refused the injected credential")]
+    UpstreamAuthFailed,
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+}
+
+/// How an error is answered.
+pub struct ErrorResponse {
+    pub status: StatusCode,
+    /// `google.rpc.Code` for the Status body.
+    pub grpc_code: i32,
+    /// Generic text for the client (never a detail that helps an attacker).
+    pub message: &'static str,
+    /// Stable reason code for audit and metrics.
+    pub reason: &'static str,
+    pub retry_after: Option<Duration>,
+    pub www_authenticate: bool,
+}
+
+// google.rpc.Code values used below.
+const UNAUTHENTICATED: i32 = 16;
+const PERMISSION_DENIED: i32 = 7;
+const NOT_FOUND: i32 = 5;
+const INVALID_ARGUMENT: i32 = 3;
+const RESOURCE_EXHAUSTED: i32 = 8;
+const UNAVAILABLE: i32 = 14;
+const DEADLINE_EXCEEDED: i32 = 4;
+const UNIMPLEMENTED: i32 = 12;
+const CANCELLED: i32 = 1;
+
+/// Retry-After for 5xx answers that are our own operational problems.
+const OPERATOR_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+impl ProxyError {
+    /// The one map from error to response. Exhaustive on purpose: a new
+    /// variant must decide its status here.
+    pub fn response(&self) -> ErrorResponse {
+        let r = |status, grpc_code, message, reason| ErrorResponse {
+            status,
+            grpc_code,
+            message,
+            reason,
+            retry_after: None,
+            www_authenticate: false,
+        };
+        match self {
+            ProxyError::Auth(AuthError::ProviderUnavailable { retry_after }) => ErrorResponse {
+                retry_after: Some(*retry_after),
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "identity provider unavailable, retry later",
+                    "provider_unavailable",
+                )
+            },
+            ProxyError::Auth(e) => ErrorResponse {
+                www_authenticate: true,
+                ..r(
+                    StatusCode::UNAUTHORIZED,
+                    UNAUTHENTICATED,
+                    "invalid or missing bearer token",
+                    e.reason(),
+                )
+            },
+            ProxyError::NotFound => r(
+                StatusCode::NOT_FOUND,
+                NOT_FOUND,
+                "no such endpoint",
+                "unknown_endpoint",
+            ),
+            ProxyError::MethodNotAllowed => r(
+                StatusCode::METHOD_NOT_ALLOWED,
+                UNIMPLEMENTED,
+                "method not allowed",
+                "method_not_allowed",
+            ),
+            ProxyError::UnsupportedContentType => r(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                INVALID_ARGUMENT,
+                "content type must be application/x-protobuf or application/json",
+                "unsupported_content_type",
+            ),
+            ProxyError::UnsupportedContentEncoding => r(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                INVALID_ARGUMENT,
+                "content encoding must be gzip or identity",
+                "unsupported_content_encoding",
+            ),
+            ProxyError::PayloadTooLarge => r(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_ARGUMENT,
+                "request body too large",
+                "body_too_large",
+            ),
+            ProxyError::Malformed(_) => r(
+                StatusCode::BAD_REQUEST,
+                INVALID_ARGUMENT,
+                "malformed OTLP request",
+                "malformed_body",
+            ),
+            ProxyError::BodyAborted => r(
+                StatusCode::BAD_REQUEST,
+                CANCELLED,
+                "request body incomplete",
+                "body_aborted",
+            ),
+            ProxyError::RequestTimeout => r(
+                StatusCode::REQUEST_TIMEOUT,
+                DEADLINE_EXCEEDED,
+                "request body not received in time",
+                "request_timeout",
+            ),
+            ProxyError::Forbidden { reason, .. } => r(
+                StatusCode::FORBIDDEN,
+                PERMISSION_DENIED,
+                "not permitted by policy",
+                reason,
+            ),
+            ProxyError::RateLimited { retry_after, .. } => ErrorResponse {
+                retry_after: Some(*retry_after),
+                ..r(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    RESOURCE_EXHAUSTED,
+                    "rate limit exceeded, retry later",
+                    "rate_limited",
+                )
+            },
+            ProxyError::BatchExceedsBurst { .. } => r(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RESOURCE_EXHAUSTED,
+                "batch larger than the rate limit allows; send smaller batches",
+                "batch_exceeds_burst",
+            ),
+            ProxyError::CredentialUnavailable(_) => ErrorResponse {
+                retry_after: Some(OPERATOR_RETRY_AFTER),
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "upstream credential unavailable",
+                    "credential_unavailable",
+                )
+            },
+            ProxyError::UpstreamUnknown(_) => ErrorResponse {
+                retry_after: Some(OPERATOR_RETRY_AFTER),
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "upstream not configured",
+                    "upstream_unknown",
+                )
+            },
+            ProxyError::UpstreamUnavailable(_) => ErrorResponse {
+                retry_after: Some(OPERATOR_RETRY_AFTER),
+                ..r(
+                    StatusCode::BAD_GATEWAY,
+                    UNAVAILABLE,
+                    "upstream unavailable",
+                    "upstream_unavailable",
+                )
+            },
+            ProxyError::UpstreamAuthFailed => ErrorResponse {
+                retry_after: Some(OPERATOR_RETRY_AFTER),
+                ..r(
+                    StatusCode::BAD_GATEWAY,
+                    UNAVAILABLE,
+                    "upstream refused the gateway credential",
+                    "upstream_auth_failed",
+                )
+            },
+            ProxyError::UpstreamTimeout => ErrorResponse {
+                retry_after: Some(OPERATOR_RETRY_AFTER),
+                ..r(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    DEADLINE_EXCEEDED,
+                    "upstream timed out",
+                    "upstream_timeout",
+                )
+            },
+        }
+    }
+
+    /// Build the HTTP response: an OTLP `google.rpc.Status` body in the
+    /// request's encoding.
+    pub fn to_http(&self, encoding: Encoding) -> http::Response<bytes::Bytes> {
+        let er = self.response();
+        let body = crate::otlp::status_body(encoding, er.grpc_code, er.message);
+        let mut resp = http::Response::new(body);
+        *resp.status_mut() = er.status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(encoding.content_type()),
+        );
+        if let Some(ra) = er.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(ra.as_secs().max(1)));
+        }
+        if er.www_authenticate {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"spangate\", error=\"invalid_token\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<OtlpError> for ProxyError {
+    fn from(e: OtlpError) -> Self {
+        match e {
+            OtlpError::TooLarge(_) => ProxyError::PayloadTooLarge,
+            OtlpError::UnsupportedEncoding => ProxyError::UnsupportedContentEncoding,
+            OtlpError::Malformed(m) => ProxyError::Malformed(m),
+            OtlpError::Body(_) => ProxyError::BodyAborted,
+        }
+    }
+}

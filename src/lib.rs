@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dev;
@@ -18,6 +19,7 @@ pub mod otlp;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod secrets;
 
 /// Short, stable, non-reversible fingerprint of a secret or token: the first

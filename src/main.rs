@@ -1,1 +1,154 @@
-fn main() {}
+//! The `spangate` binary: parses flags, starts logging, loads config and
+//! hands over to `app::build` (or to a CLI verb).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "spangate",
+    version,
+    about = "Identity-aware proxy for OTLP telemetry"
+)]
+struct Cli {
+    /// Log format on stderr (audit lines go to stdout or the audit file).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Process config file (YAML).
+        #[arg(long, short, env = "SPANGATE_CONFIG", default_value = "spangate.yaml")]
+        config: PathBuf,
+    },
+    /// Zero-setup demo: embedded OIDC issuer, recording upstream and the proxy on loopback.
+    Dev(spangate::dev::DevArgs),
+    /// Policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate and lint a policy directory; exits non-zero with file:line:column errors.
+    Check {
+        /// Policy directory.
+        dir: PathBuf,
+        /// Process config: also check credential, upstream and provider names against it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Exit non-zero on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Explain the decision for an identity on an endpoint: the deciding rule,
+    /// and for every binding and deny rule whether it matched and why not.
+    Explain(spangate::cli::ExplainArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let cfg = spangate::config::Config::load(&config)?;
+            let audit = match &cfg.audit.file {
+                Some(p) => spangate::audit::Audit::file(p)
+                    .with_context(|| format!("audit file {}", p.display()))?,
+                None => spangate::audit::Audit::stdout(),
+            };
+            let app = spangate::app::build(cfg, audit).await?;
+            let trigger = app.shutdown_trigger();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down: draining in-flight requests");
+                let _ = trigger.send(true);
+            });
+            app.join().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev(args) => spangate::dev::run(args).await,
+        Command::Policy { command } => match command {
+            PolicyCommand::Check {
+                dir,
+                config,
+                strict,
+            } => {
+                let ctx = match config {
+                    Some(path) => {
+                        let cfg = spangate::config::Config::load(&path)?;
+                        spangate::policy::LintContext::from_config(&cfg)
+                    }
+                    None => spangate::policy::LintContext::new(),
+                };
+                let report = spangate::policy::check_dir(&dir, &ctx);
+                println!("{report}");
+                let failed = !report.is_ok() || (strict && !report.warnings.is_empty());
+                Ok(if failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                })
+            }
+            PolicyCommand::Explain(args) => spangate::cli::explain(args),
+        },
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SPANGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

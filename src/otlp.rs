@@ -2,15 +2,45 @@
 //! protobuf and JSON, summaries for policy, stamping, re-encoding, and
 //! OTLP-correct responses.
 //!
-//! SKELETON: interface only; the OTLP work fills this in.
+//! The flow the proxy drives, one plain call per stage:
+//!
+//! ```text
+//! read_body(body, content-encoding, cap)  -> decompressed Bytes        | 413 / 415 / 400
+//! decode(encoding, bytes)                 -> Batch { request, summary } | 400 + google.rpc.Status
+//! rewrite(&mut batch, keep, stamp, prot.) -> RewriteOutcome             (drop, strip, stamp)
+//! forward_body(&batch, &outcome)          -> Bytes (raw when unchanged, re-encoded otherwise)
+//! export_response / status_body           -> response body in the request's encoding
+//! ```
+//!
+//! Types are the maintained `opentelemetry-proto` ones (prost + its serde
+//! support for OTLP/JSON); this module adds only what that crate lacks: the
+//! body cap measured after decompression, id length validation, the summary,
+//! and `google.rpc.Status`.
+
+mod body;
+mod json;
+mod response;
+mod rewrite;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+
+pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
+pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
+pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
+
+/// Longest error detail kept in [`OtlpError::Malformed`] (it goes back to the
+/// client in a `google.rpc.Status` and into the audit line).
+const MAX_ERROR_DETAIL: usize = 300;
 
 /// Wire encoding of a request (and so of its response).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
+    /// `application/x-protobuf`: binary protobuf.
     Protobuf,
+    /// `application/json`: OTLP/JSON (proto3 JSON mapping with hex ids).
     Json,
 }
 
@@ -24,6 +54,8 @@ impl Encoding {
             _ => None,
         }
     }
+
+    /// The `Content-Type` to answer with (and to forward with).
     pub fn content_type(self) -> &'static str {
         match self {
             Encoding::Protobuf => "application/x-protobuf",
@@ -35,43 +67,358 @@ impl Encoding {
 /// Errors reading or decoding a body.
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpError {
+    /// The body (compressed or decompressed) exceeds the cap: 413.
     #[error("body larger than {0} bytes")]
     TooLarge(usize),
+    /// `Content-Encoding` other than gzip/identity: 415.
     #[error("unsupported content encoding")]
     UnsupportedEncoding,
+    /// The body is not a valid ExportTraceServiceRequest (or not valid gzip): 400.
     #[error("malformed body: {0}")]
     Malformed(String),
+    /// Reading the body itself failed (client went away, connection reset,
+    /// read timeout): nobody is left to answer, so no response body matters.
+    #[error("reading request body failed: {0}")]
+    Body(String),
+}
+
+impl OtlpError {
+    /// Stable, low-cardinality reason code for metrics and the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OtlpError::TooLarge(_) => "body_too_large",
+            OtlpError::UnsupportedEncoding => "unsupported_content_encoding",
+            OtlpError::Malformed(_) => "malformed_body",
+            OtlpError::Body(_) => "body_read_failed",
+        }
+    }
+
+    /// The `google.rpc.Code` matching this error (`INVALID_ARGUMENT`,
+    /// `RESOURCE_EXHAUSTED`, ...), for [`status_body`].
+    pub fn rpc_code(&self) -> i32 {
+        match self {
+            OtlpError::TooLarge(_) => response::code::RESOURCE_EXHAUSTED,
+            OtlpError::UnsupportedEncoding => response::code::INVALID_ARGUMENT,
+            OtlpError::Malformed(_) => response::code::INVALID_ARGUMENT,
+            OtlpError::Body(_) => response::code::CANCELLED,
+        }
+    }
+
+    fn malformed(detail: impl std::fmt::Display) -> OtlpError {
+        OtlpError::Malformed(truncate(detail.to_string(), MAX_ERROR_DETAIL))
+    }
+}
+
+/// Cut `s` to at most `max` bytes on a char boundary, marking the cut.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// One resource's summary, for policy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceSummary {
+    /// `service.name` resource attribute (rendered as a string), if present.
     pub service_name: Option<String>,
-    /// Resource attributes rendered as strings.
+    /// Resource attributes rendered as strings (see [`render_value`]).
     pub attributes: Vec<(String, String)>,
+    /// Spans under this resource (all scopes).
     pub spans: usize,
 }
 
-/// Summary of a batch.
+/// Summary of a batch, as received (before any rewrite).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchSummary {
+    /// One entry per `resource_spans`, in order (index = `keep` index for [`rewrite`]).
     pub resources: Vec<ResourceSummary>,
+    /// Total spans in the batch.
     pub spans: usize,
+    /// Decompressed body length.
     pub bytes: usize,
 }
 
 /// A decoded batch.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// Encoding of the request; responses and re-encoding use the same.
     pub encoding: Encoding,
+    /// The decoded request.
     pub request: ExportTraceServiceRequest,
     /// The decompressed body as received.
     pub raw: Bytes,
+    /// Summary of the batch as received.
     pub summary: BatchSummary,
 }
 
-/// Decode a decompressed body.
-pub fn decode(_encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
-    let _ = raw;
-    Err(OtlpError::Malformed("not implemented".into()))
+/// Decode a decompressed body into a [`Batch`] and summarise it.
+///
+/// Protobuf goes through prost; JSON through `opentelemetry-proto`'s serde
+/// implementation of OTLP/JSON (hex ids, lowerCamelCase keys, 64-bit integers
+/// as strings or numbers, enums as integers, unknown fields ignored), with a
+/// narrow fallback for the proto3-JSON cases it refuses (see `json.rs`). In both
+/// encodings, trace ids must be empty or 16 bytes and span ids empty or 8
+/// bytes (the OTel Collector refuses other lengths too), and resource
+/// attribute keys must be unique (OTLP requires it; policy relies on it).
+pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
+    let request = match encoding {
+        Encoding::Protobuf => {
+            ExportTraceServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?
+        }
+        Encoding::Json => json::decode(&raw)?,
+    };
+    validate(&request)?;
+    let summary = summarize(&request, raw.len());
+    Ok(Batch {
+        encoding,
+        request,
+        raw,
+        summary,
+    })
+}
+
+/// [`decode`] on tokio's blocking pool for bodies of [`OFF_THREAD_BYTES`] or
+/// more (inline for small ones or outside tokio), so decoding a 16 MiB batch
+/// does not stall the async worker other connections share.
+pub async fn decode_off_thread(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
+    body::maybe_off_thread(raw.len(), move || decode(encoding, raw)).await
+}
+
+/// Re-encode the (possibly rewritten) request in the batch's encoding.
+/// JSON output is OTLP/JSON: hex ids, lowerCamelCase keys, 64-bit integers as
+/// decimal strings, enums as integers.
+pub fn encode(batch: &Batch) -> Bytes {
+    encode_request(batch.encoding, &batch.request)
+}
+
+/// Encode any request in the given encoding (tests, benches, the dev client).
+pub fn encode_request(encoding: Encoding, request: &ExportTraceServiceRequest) -> Bytes {
+    match encoding {
+        Encoding::Protobuf => Bytes::from(request.encode_to_vec()),
+        // Serialising these plain data types cannot fail: no maps with
+        // non-string keys, no failing custom serialisers. Fall back to an
+        // empty request rather than panicking if that ever changes.
+        Encoding::Json => serde_json::to_vec(request)
+            .map(Bytes::from)
+            .unwrap_or_else(|_| Bytes::from_static(b"{}")),
+    }
+}
+
+fn check_id(
+    id: &[u8],
+    want: usize,
+    what: &str,
+    path: &dyn Fn() -> String,
+) -> Result<(), OtlpError> {
+    if id.is_empty() || id.len() == want {
+        Ok(())
+    } else {
+        Err(OtlpError::malformed(format!(
+            "{}.{what}: expected {want} bytes, got {}",
+            path(),
+            id.len()
+        )))
+    }
+}
+
+/// Refuse what the wire format allows but spangate must not forward: ids of
+/// the wrong length, and duplicate resource attribute keys (policy reads the
+/// first `service.name`, a backend might show the last: a spoofing vector).
+fn validate(request: &ExportTraceServiceRequest) -> Result<(), OtlpError> {
+    for (r, rs) in request.resource_spans.iter().enumerate() {
+        if let Some(resource) = &rs.resource {
+            let mut keys: Vec<&str> = resource
+                .attributes
+                .iter()
+                .map(|kv| kv.key.as_str())
+                .collect();
+            keys.sort_unstable();
+            if let Some(dup) = keys.windows(2).find_map(|w| match w {
+                [a, b] if a == b => Some(*a),
+                _ => None,
+            }) {
+                return Err(OtlpError::malformed(format!(
+                    "resourceSpans[{r}].resource.attributes: duplicate key {:?}",
+                    truncate(dup.to_owned(), 100)
+                )));
+            }
+        }
+        for (s, ss) in rs.scope_spans.iter().enumerate() {
+            for (i, span) in ss.spans.iter().enumerate() {
+                let path = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
+                check_id(&span.trace_id, 16, "traceId", &path)?;
+                check_id(&span.span_id, 8, "spanId", &path)?;
+                check_id(&span.parent_span_id, 8, "parentSpanId", &path)?;
+                for (l, link) in span.links.iter().enumerate() {
+                    let lpath = || format!("{}.links[{l}]", path());
+                    check_id(&link.trace_id, 16, "traceId", &lpath)?;
+                    check_id(&link.span_id, 8, "spanId", &lpath)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Summarise a request: per resource, `service.name`, attributes as strings
+/// and the span count; `bytes` is the decompressed body length.
+pub fn summarize(request: &ExportTraceServiceRequest, bytes: usize) -> BatchSummary {
+    let mut total = 0usize;
+    let resources = request
+        .resource_spans
+        .iter()
+        .map(|rs| {
+            let spans: usize = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
+            total = total.saturating_add(spans);
+            let attrs: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
+            let attributes: Vec<(String, String)> = attrs
+                .iter()
+                .map(|kv| (kv.key.clone(), render_value(kv.value.as_ref())))
+                .collect();
+            let service_name = attributes
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone());
+            ResourceSummary {
+                service_name,
+                attributes,
+                spans,
+            }
+        })
+        .collect();
+    BatchSummary {
+        resources,
+        spans: total,
+        bytes,
+    }
+}
+
+/// Render an attribute value as a string: strings as themselves, bools,
+/// ints and doubles as their natural text, bytes as base64, arrays and
+/// kvlists as compact JSON, an empty value as `""`.
+pub fn render_value(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        None => String::new(),
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other @ (any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_))) => {
+            value_to_json(Some(other)).to_string()
+        }
+        Some(any_value::Value::BytesValue(b)) => base64_encode(b),
+        Some(any_value::Value::StringValueStrindex(i)) => i.to_string(),
+    }
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn value_to_json(value: Option<&any_value::Value>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        None => J::Null,
+        Some(any_value::Value::StringValue(s)) => J::String(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => J::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => J::from(*i),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(*d).map_or_else(|| J::String(d.to_string()), J::Number)
+        }
+        Some(any_value::Value::ArrayValue(a)) => J::Array(
+            a.values
+                .iter()
+                .map(|v| value_to_json(v.value.as_ref()))
+                .collect(),
+        ),
+        Some(any_value::Value::KvlistValue(kvs)) => J::Object(
+            kvs.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        value_to_json(kv.value.as_ref().and_then(|v| v.value.as_ref())),
+                    )
+                })
+                .collect(),
+        ),
+        Some(any_value::Value::BytesValue(b)) => J::String(base64_encode(b)),
+        Some(any_value::Value::StringValueStrindex(i)) => J::from(*i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            Encoding::from_content_type(Some("application/x-protobuf")),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Encoding::from_content_type(Some("Application/JSON; charset=utf-8")),
+            Some(Encoding::Json)
+        );
+        assert_eq!(Encoding::from_content_type(Some("text/plain")), None);
+        assert_eq!(Encoding::from_content_type(None), None);
+    }
+
+    #[test]
+    fn render_values() {
+        use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+        let v = |x| Some(AnyValue { value: Some(x) });
+        assert_eq!(
+            render_value(v(any_value::Value::StringValue("a".into())).as_ref()),
+            "a"
+        );
+        assert_eq!(
+            render_value(v(any_value::Value::BoolValue(true)).as_ref()),
+            "true"
+        );
+        assert_eq!(
+            render_value(v(any_value::Value::IntValue(-7)).as_ref()),
+            "-7"
+        );
+        assert_eq!(
+            render_value(v(any_value::Value::DoubleValue(1.5)).as_ref()),
+            "1.5"
+        );
+        let arr = any_value::Value::ArrayValue(ArrayValue {
+            values: vec![
+                AnyValue {
+                    value: Some(any_value::Value::StringValue("x".into())),
+                },
+                AnyValue {
+                    value: Some(any_value::Value::IntValue(2)),
+                },
+            ],
+        });
+        assert_eq!(render_value(v(arr).as_ref()), r#"["x",2]"#);
+        let kvl = any_value::Value::KvlistValue(KeyValueList {
+            values: vec![KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::BoolValue(false)),
+                }),
+                key_strindex: 0,
+            }],
+        });
+        assert_eq!(render_value(v(kvl).as_ref()), r#"{"k":false}"#);
+        assert_eq!(render_value(None), "");
+    }
+
+    #[test]
+    fn truncate_marks_cut_on_char_boundary() {
+        assert_eq!(truncate("abc".into(), 5), "abc");
+        assert_eq!(truncate("ééé".into(), 3), "é…");
+    }
 }

@@ -1,1 +1,502 @@
-//! SKELETON: filled in by the core work.
+//! The OTLP/HTTP request path. One request, one direction:
+//!
+//! ```text
+//! authenticate ─▶ route ─▶ read body ─▶ decode ─▶ authorize ─▶ rate-limit
+//!   ─▶ rewrite ─▶ credential ─▶ forward ─▶ respond ─▶ record
+//! ```
+//! Each stage is a plain call on owned data; every outcome, allowed or not,
+//! ends in exactly one audit line and one metrics update.
+
+pub mod listener;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::app::Shared;
+use crate::audit::{DropCount, RequestAudit};
+use crate::error::ProxyError;
+use crate::identity::AuthError;
+use crate::metrics::{RequestLabels, SpanLabels};
+use crate::otlp::{self, Encoding};
+use crate::policy::ResourceVerdict;
+
+/// Response body type of both listeners.
+pub type RespBody = Full<Bytes>;
+
+/// hyper entry point: run the pipeline, answer, and record.
+pub async fn handle<B>(
+    shared: Arc<Shared>,
+    req: Request<B>,
+    remote: SocketAddr,
+) -> Result<Response<RespBody>, Infallible>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    // Cheap unauthenticated probe for load balancers.
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            "/healthz" => return Ok(Response::new(Full::new(Bytes::from_static(b"ok\n")))),
+            "/readyz" => return Ok(readiness(&shared)),
+            _ => {}
+        }
+    }
+    let mut rec = RequestAudit {
+        kind: "otlp",
+        request_id: uuid::Uuid::new_v4().to_string(),
+        remote: remote.to_string(),
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        decision: "error",
+        reason: "internal",
+        ..Default::default()
+    };
+    // Error bodies follow the request's encoding; protobuf when it is unknown.
+    let encoding = header_str(req.headers(), &header::CONTENT_TYPE)
+        .and_then(|ct| Encoding::from_content_type(Some(ct)))
+        .unwrap_or(Encoding::Protobuf);
+
+    let resp = match pipeline(&shared, req, &mut rec).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let er = err.response();
+            rec.decision = match err {
+                ProxyError::Forbidden { .. }
+                | ProxyError::Auth(_)
+                | ProxyError::RateLimited { .. } => "deny",
+                _ => rec.decision,
+            };
+            rec.reason = er.reason;
+            if rec.detail.is_none() {
+                rec.detail = Some(err.to_string());
+            }
+            if let ProxyError::Forbidden { rule, .. } = &err {
+                rec.rule = Some(rule.clone());
+            }
+            err.to_http(encoding)
+        }
+    };
+    let mut resp = resp.map(Full::new);
+    resp.headers_mut().insert(
+        "x-request-id",
+        HeaderValue::from_str(&rec.request_id).unwrap_or(HeaderValue::from_static("invalid")),
+    );
+    rec.status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    rec.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    record_metrics(&shared, &rec, elapsed.as_secs_f64());
+    shared.audit.emit(&rec);
+    Ok(resp)
+}
+
+/// The stages, top to bottom. Returns the client response or the error that
+/// ended the request; `rec` collects what the audit line needs on the way.
+async fn pipeline<B>(
+    shared: &Shared,
+    req: Request<B>,
+    rec: &mut RequestAudit,
+) -> Result<Response<Bytes>, ProxyError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let deadline = Instant::now() + shared.config.server.request_timeout;
+    let (parts, body) = req.into_parts();
+
+    // Authenticate first: nothing about the deployment (endpoints, limits) is
+    // revealed to a caller without a valid token. After this stage nothing
+    // reads the Authorization header again.
+    let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
+    rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
+    let principal = shared
+        .identity
+        .authenticate(token)
+        .await
+        .map_err(ProxyError::Auth)?;
+    rec.provider = Some(principal.provider.clone());
+    rec.subject = Some(principal.subject.clone());
+
+    // Route: one policy snapshot serves the whole request, even across a reload.
+    let policy = shared.policy.current();
+    let endpoint = policy
+        .endpoint_by_path(parts.uri.path())
+        .cloned()
+        .ok_or(ProxyError::NotFound)?;
+    rec.endpoint = Some(endpoint.name.clone());
+    if parts.method != Method::POST {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+
+    // Read the body: content type first (cheap 415), then the cap measured
+    // after decompression, bounded in time.
+    let encoding = Encoding::from_content_type(header_str(&parts.headers, &header::CONTENT_TYPE))
+        .ok_or(ProxyError::UnsupportedContentType)?;
+    let content_encoding = header_str(&parts.headers, &header::CONTENT_ENCODING);
+    let cap = usize::try_from(shared.config.server.max_body.as_u64()).unwrap_or(usize::MAX);
+    let raw = tokio::time::timeout_at(
+        deadline.into(),
+        otlp::read_body(body, content_encoding, cap),
+    )
+    .await
+    .map_err(|_| ProxyError::RequestTimeout)??;
+    rec.bytes = raw.len();
+
+    // Decode: the policy governs what is published, so it needs the batch.
+    let mut batch = otlp::decode(encoding, raw)?;
+    rec.spans = batch.summary.spans;
+    rec.services = Some(service_names(&batch.summary));
+
+    // Authorize: a pure function of (policy, principal, endpoint, batch).
+    let decision = policy.decide(&principal, &endpoint, &batch.summary);
+    rec.rule = Some(decision.rule.clone());
+    rec.role = decision.role.clone();
+    if !decision.allowed {
+        rec.shadow = decision
+            .shadow
+            .iter()
+            .filter_map(|h| serde_json::to_value(h).ok())
+            .collect();
+        return Err(ProxyError::Forbidden {
+            rule: decision.rule.clone(),
+            reason: decision.reason,
+        });
+    }
+    rec.decision = "allow";
+    rec.reason = decision.reason;
+
+    rec.shadow = decision
+        .shadow
+        .iter()
+        .filter_map(|h| serde_json::to_value(h).ok())
+        .collect();
+
+    // Rate-limit per identity (binding + key claim), after the decision so
+    // the limit is the one the matching binding declares.
+    if let Some(spec) = &decision.rate {
+        let spec = crate::ratelimit::RateSpec::from(spec);
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        shared
+            .limiter
+            .check(
+                &decision.rate_key,
+                &spec,
+                n(batch.summary.spans),
+                n(batch.summary.bytes),
+            )
+            .map_err(|e| match e.reason {
+                crate::ratelimit::REASON_BATCH_EXCEEDS_BURST => {
+                    ProxyError::BatchExceedsBurst { limit: e.limit }
+                }
+                _ => ProxyError::RateLimited {
+                    retry_after: e.retry_after,
+                    limit: e.limit,
+                },
+            })?;
+    }
+
+    // Rewrite: drop non-compliant resources, strip spoofable attributes,
+    // stamp verified identity. Re-encodes only when something changed.
+    let keep: Vec<bool> = decision
+        .resources
+        .iter()
+        .map(|v| matches!(v, ResourceVerdict::Keep))
+        .collect();
+    let spans_dropped = decision.dropped_spans();
+    rec.spans_dropped = spans_dropped;
+    rec.dropped = decision
+        .dropped
+        .iter()
+        .map(|d| DropCount {
+            reason: d.reason.to_string(),
+            spans: d.spans,
+        })
+        .collect();
+    if spans_dropped > 0 {
+        rec.decision = "partial";
+    }
+    let outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
+    let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
+    if batch.request.resource_spans.is_empty() {
+        // Everything was dropped: nothing to forward, the client still gets
+        // an OTLP success with partial_success (exporters must not retry it).
+        return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+    }
+    let body = otlp::forward_body(&batch, &outcome);
+
+    // Credential: one snapshot for the request's whole life, even across a rotation.
+    let cred_name = decision
+        .credential
+        .clone()
+        .ok_or_else(|| ProxyError::CredentialUnavailable(String::new()))?;
+    let credential = shared
+        .secrets
+        .current(&cred_name)
+        .ok_or_else(|| ProxyError::CredentialUnavailable(cred_name.clone()))?;
+    rec.credential = Some(cred_name);
+    rec.credential_version = Some(credential.version);
+
+    // Forward with retries on retryable upstream answers, inside the deadline.
+    let up_cfg = shared
+        .config
+        .upstreams
+        .get(&endpoint.upstream)
+        .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
+    rec.upstream = Some(endpoint.upstream.clone());
+    let fwd = upstream::Forward {
+        name: &endpoint.upstream,
+        config: up_cfg,
+        body,
+        encoding,
+        gzip: content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip")),
+        user_agent: parts.headers.get(header::USER_AGENT),
+        request_id: &rec.request_id,
+        credential: &credential,
+        deadline,
+    };
+    let result = upstream::forward(&shared.client, &shared.metrics, fwd).await;
+    rec.upstream_attempts = result.attempts;
+    rec.credential_fallback = result.used_previous;
+    if result.used_previous {
+        shared.metrics.credential_fallbacks.inc();
+    }
+    let answer = result.outcome?;
+    rec.upstream_status = Some(answer.status.as_u16());
+    let label = |outcome| SpanLabels {
+        endpoint: endpoint.name.clone(),
+        outcome,
+    };
+    if answer.status.is_success() {
+        shared
+            .metrics
+            .spans
+            .get_or_create(&label("forwarded"))
+            .inc_by((rec.spans - spans_dropped) as u64);
+    }
+
+    // Respond in the request's encoding; merge our drops into the upstream's
+    // partial_success so the exporter sees one honest count.
+    Ok(respond(
+        encoding,
+        answer,
+        rejected_spans,
+        &drop_message(rec),
+    ))
+}
+
+/// `/readyz`: 200 when at least one identity provider has keys (or none is
+/// configured). One IdP being down must not take the whole fleet out of
+/// service: its tokens get a retryable 503 while the others keep working.
+fn readiness(shared: &Shared) -> Response<RespBody> {
+    let providers = shared.identity.status();
+    let ready = providers.is_empty()
+        || providers
+            .iter()
+            .any(|p| p.state == "ready" || p.state == "degraded");
+    let body = serde_json::json!({
+        "ready": ready,
+        "policy_version": shared.policy.current().version(),
+        "providers": providers,
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Extract the bearer token. Exactly one Authorization header, scheme
+/// `Bearer` (any case), non-empty token.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(AuthError::Missing)?;
+    if values.next().is_some() {
+        return Err(AuthError::Malformed);
+    }
+    let value = value.to_str().map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Missing);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    Ok(token)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn service_names(summary: &otlp::BatchSummary) -> Vec<String> {
+    let mut names: Vec<String> = summary
+        .resources
+        .iter()
+        .map(|r| r.service_name.clone().unwrap_or_else(|| "(none)".into()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.truncate(16);
+    names
+}
+
+fn drop_message(rec: &RequestAudit) -> String {
+    rec.dropped
+        .iter()
+        .map(|d| format!("{} spans dropped by spangate policy: {}", d.spans, d.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn export_ok(encoding: Encoding, rejected: i64, message: &str) -> Response<Bytes> {
+    let mut resp = Response::new(otlp::export_response(encoding, rejected, message));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    resp
+}
+
+/// The client's answer from the upstream's: status passes through; the body
+/// passes through when it is in the request's encoding, otherwise a
+/// well-formed OTLP body takes its place.
+fn respond(
+    encoding: Encoding,
+    answer: upstream::Answer,
+    rejected: i64,
+    message: &str,
+) -> Response<Bytes> {
+    let same_type = answer
+        .content_type
+        .as_deref()
+        .and_then(|ct| Encoding::from_content_type(Some(ct)))
+        == Some(encoding);
+    if answer.status.is_success() {
+        if rejected == 0 && same_type {
+            let mut resp = Response::new(answer.body);
+            *resp.status_mut() = answer.status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(encoding.content_type()),
+            );
+            return resp;
+        }
+        let (up_rejected, up_msg) = if same_type {
+            otlp::parse_export_response(encoding, &answer.body).unwrap_or_default()
+        } else {
+            (0, String::new())
+        };
+        let msg = [message, up_msg.as_str()]
+            .iter()
+            .filter(|m| !m.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut resp = export_ok(encoding, rejected.saturating_add(up_rejected), &msg);
+        *resp.status_mut() = answer.status;
+        return resp;
+    }
+    let body = if same_type {
+        answer.body
+    } else {
+        let code = match answer.status {
+            StatusCode::TOO_MANY_REQUESTS => 8,
+            s if s.is_server_error() => 14,
+            _ => 3,
+        };
+        otlp::status_body(encoding, code, "upstream refused the batch")
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = answer.status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    if let Some(ra) = answer.retry_after {
+        h.insert(header::RETRY_AFTER, ra);
+    }
+    resp
+}
+
+fn record_metrics(shared: &Shared, rec: &RequestAudit, seconds: f64) {
+    let m = &shared.metrics;
+    m.request_duration.observe(seconds);
+    let endpoint = rec.endpoint.clone().unwrap_or_else(|| "-".into());
+    m.requests
+        .get_or_create(&RequestLabels {
+            endpoint: endpoint.clone(),
+            decision: rec.decision,
+            reason: rec.reason,
+            status: rec.status,
+        })
+        .inc();
+    if rec.spans_dropped > 0 {
+        m.spans
+            .get_or_create(&SpanLabels {
+                endpoint: endpoint.clone(),
+                outcome: "dropped",
+            })
+            .inc_by(rec.spans_dropped as u64);
+    }
+    if rec.decision == "deny" && rec.spans > 0 {
+        m.spans
+            .get_or_create(&SpanLabels {
+                endpoint,
+                outcome: "denied",
+            })
+            .inc_by(rec.spans as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_token_forms() {
+        assert_eq!(bearer_token(&headers(&[])), Err(AuthError::Missing));
+        assert_eq!(bearer_token(&headers(&["Bearer abc"])), Ok("abc"));
+        assert_eq!(bearer_token(&headers(&["bearer  abc "])), Ok("abc"));
+        assert_eq!(
+            bearer_token(&headers(&["Basic abc"])),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer "])),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer"])),
+            Err(AuthError::Malformed)
+        );
+        assert_eq!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Err(AuthError::Malformed)
+        );
+    }
+}

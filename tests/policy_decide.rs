@@ -32,6 +32,7 @@ fn principal(provider: &str, claims: Value) -> Principal {
         claims,
         expires_at: None,
         token_fingerprint: "0123456789ab".into(),
+        claims_overage: Vec::new(),
     }
 }
 

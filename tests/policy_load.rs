@@ -63,6 +63,7 @@ fn principal(provider: &str, claims: Value) -> Principal {
         claims,
         expires_at: None,
         token_fingerprint: "fp".into(),
+        claims_overage: Vec::new(),
     }
 }
 
@@ -488,7 +489,10 @@ fn mutated_policies_never_panic() {
                         } else {
                             usize::MAX
                         };
-                        assert!(d.line >= 1 && d.line <= lines.saturating_add(1), "{d} in {mutated:?}");
+                        assert!(
+                            d.line >= 1 && d.line <= lines.saturating_add(1),
+                            "{d} in {mutated:?}"
+                        );
                         assert!(d.column >= 1, "{d}");
                     }
                 }

@@ -1,1 +1,646 @@
-//! In-process OIDC issuer for `spangate dev` and tests. SKELETON.
+//! In-process OIDC issuer for `spangate dev` and tests: a real HTTP server on
+//! 127.0.0.1 serving discovery, a JWKS (with `Cache-Control: max-age`), a token
+//! endpoint for named demo identities, and an RFC 7662 introspection endpoint.
+//! Keys are real (aws-lc-rs), can be rotated and retired, and the whole issuer
+//! can be switched "down" (503 everywhere) to simulate an outage.
+//!
+//! Endpoints, under the issuer path (`issuer_path`, default empty):
+//! - `GET  /.well-known/openid-configuration`
+//! - `GET  /jwks`
+//! - `POST /token` (form `identity=<name>`) or `GET /token?identity=<name>`;
+//!   add `format=opaque` for an opaque token that only introspection knows
+//! - `POST /introspect` (HTTP Basic client authentication, form `token=...`)
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self as sig, KeyPair};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+/// Most opaque tokens remembered by the dev issuer.
+const MAX_OPAQUE: usize = 100_000;
+
+/// Signing algorithm of the dev issuer's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevKeyAlg {
+    /// ECDSA P-256 / SHA-256.
+    #[default]
+    Es256,
+    /// ECDSA P-384 / SHA-384.
+    Es384,
+    /// RSA 2048 PKCS#1 v1.5 / SHA-256.
+    Rs256,
+}
+
+impl DevKeyAlg {
+    /// The JOSE `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DevKeyAlg::Es256 => "ES256",
+            DevKeyAlg::Es384 => "ES384",
+            DevKeyAlg::Rs256 => "RS256",
+        }
+    }
+}
+
+/// Options of [`DevIdp::start`].
+#[derive(Debug, Clone)]
+pub struct DevIdpOptions {
+    /// Where to bind (default `127.0.0.1:0`; give a port to come up on a known one).
+    pub addr: SocketAddr,
+    /// Key algorithm.
+    pub alg: DevKeyAlg,
+    /// Named demo identities: claims per name, served by the token endpoint.
+    pub identities: BTreeMap<String, Value>,
+    /// `aud` put into minted tokens that have none.
+    pub audience: String,
+    /// Lifetime of minted tokens (`exp = iat + token_ttl` unless given).
+    pub token_ttl: Duration,
+    /// `Cache-Control: max-age` of the JWKS response (`None`: no header).
+    pub jwks_max_age: Option<Duration>,
+    /// Path of the issuer under the server root, e.g. `/oauth2/default` (default empty).
+    pub issuer_path: String,
+    /// Use this exact issuer string instead of the server URL (for tokens shaped
+    /// like a real IdP's; verifiers then use `jwks_uri` without discovery).
+    pub issuer_override: Option<String>,
+    /// Serve requests from the start (false: 503 until `set_available(true)`).
+    pub available: bool,
+    /// Client id and secret accepted by the introspection endpoint.
+    pub introspection_client: Option<(String, String)>,
+}
+
+impl Default for DevIdpOptions {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            alg: DevKeyAlg::Es256,
+            identities: BTreeMap::new(),
+            audience: "spangate".into(),
+            token_ttl: Duration::from_secs(3600),
+            jwks_max_age: Some(Duration::from_secs(300)),
+            issuer_path: String::new(),
+            issuer_override: None,
+            available: true,
+            introspection_client: None,
+        }
+    }
+}
+
+enum Signer {
+    Ec(sig::EcdsaKeyPair),
+    Rsa(sig::RsaKeyPair),
+}
+
+struct DevKey {
+    kid: String,
+    alg: DevKeyAlg,
+    signer: Signer,
+    jwk: Value,
+}
+
+impl DevKey {
+    fn generate(alg: DevKeyAlg) -> std::io::Result<DevKey> {
+        let err = |m: &str| std::io::Error::other(format!("dev idp key generation: {m}"));
+        let rng = SystemRandom::new();
+        let mut kid_bytes = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut kid_bytes).map_err(|_| err("rng"))?;
+        let kid = kid_bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        let (signer, jwk) = match alg {
+            DevKeyAlg::Es256 | DevKeyAlg::Es384 => {
+                let (salg, crv, n) = if alg == DevKeyAlg::Es256 {
+                    (&sig::ECDSA_P256_SHA256_FIXED_SIGNING, "P-256", 32)
+                } else {
+                    (&sig::ECDSA_P384_SHA384_FIXED_SIGNING, "P-384", 48)
+                };
+                let doc = sig::EcdsaKeyPair::generate_pkcs8(salg, &rng).map_err(|_| err("ec"))?;
+                let kp = sig::EcdsaKeyPair::from_pkcs8(salg, doc.as_ref())
+                    .map_err(|_| err("ec pkcs8"))?;
+                let point = kp.public_key().as_ref().to_vec();
+                if point.len() != 1 + 2 * n {
+                    return Err(err("ec point"));
+                }
+                let jwk = json!({
+                    "kty": "EC", "crv": crv, "use": "sig", "alg": alg.name(), "kid": kid,
+                    "x": B64.encode(&point[1..1 + n]), "y": B64.encode(&point[1 + n..]),
+                });
+                (Signer::Ec(kp), jwk)
+            }
+            DevKeyAlg::Rs256 => {
+                let kp = sig::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| err("rsa"))?;
+                let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
+                let jwk = json!({
+                    "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                    "n": B64.encode(&c.n), "e": B64.encode(&c.e),
+                });
+                (Signer::Rsa(kp), jwk)
+            }
+        };
+        Ok(DevKey {
+            kid,
+            alg,
+            signer,
+            jwk,
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match &self.signer {
+            Signer::Ec(kp) => kp
+                .sign(&rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .unwrap_or_default(),
+            Signer::Rsa(kp) => {
+                let mut out = vec![0u8; kp.public_modulus_len()];
+                match kp.sign(&sig::RSA_PKCS1_SHA256, &rng, msg, &mut out) {
+                    Ok(()) => out,
+                    Err(_) => Vec::new(),
+                }
+            }
+        }
+    }
+}
+
+struct State {
+    /// Published keys; the last one is current.
+    keys: Vec<Arc<DevKey>>,
+    opaque: HashMap<String, Value>,
+}
+
+struct Shared {
+    opts: DevIdpOptions,
+    addr: SocketAddr,
+    state: Mutex<State>,
+    available: AtomicBool,
+    jwks_fetches: AtomicUsize,
+    discovery_fetches: AtomicUsize,
+    token_requests: AtomicUsize,
+    introspections: AtomicUsize,
+}
+
+impl Shared {
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn issuer(&self) -> String {
+        match &self.opts.issuer_override {
+            Some(i) => i.clone(),
+            None => format!("{}{}", self.base_url(), self.opts.issuer_path),
+        }
+    }
+
+    fn endpoint(&self, name: &str) -> String {
+        format!(
+            "{}{}/{name}",
+            self.base_url(),
+            self.opts.issuer_path.trim_end_matches('/')
+        )
+    }
+
+    fn fill_claims(&self, claims: Value) -> Value {
+        let mut c = match claims {
+            Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+        let now = now_secs();
+        c.entry("iss").or_insert_with(|| json!(self.issuer()));
+        c.entry("aud").or_insert_with(|| json!(self.opts.audience));
+        c.entry("iat").or_insert_with(|| json!(now));
+        c.entry("exp")
+            .or_insert_with(|| json!(now + self.opts.token_ttl.as_secs()));
+        c.retain(|_, v| !v.is_null());
+        Value::Object(c)
+    }
+
+    fn mint_with_header(&self, header: Value, claims: Value) -> String {
+        let key = lock(&self.state).keys.last().cloned();
+        let Some(key) = key else { return String::new() };
+        let mut h = serde_json::Map::new();
+        h.insert("alg".into(), json!(key.alg.name()));
+        h.insert("kid".into(), json!(key.kid));
+        h.insert("typ".into(), json!("at+jwt"));
+        if let Value::Object(o) = header {
+            for (k, v) in o {
+                h.insert(k, v);
+            }
+        }
+        h.retain(|_, v| !v.is_null());
+        let claims = self.fill_claims(claims);
+        let input = format!(
+            "{}.{}",
+            B64.encode(Value::Object(h.clone()).to_string()),
+            B64.encode(claims.to_string())
+        );
+        let signature = if h.get("alg") == Some(&json!("none")) {
+            Vec::new()
+        } else {
+            key.sign(input.as_bytes())
+        };
+        format!("{input}.{}", B64.encode(signature))
+    }
+
+    fn mint_opaque(&self, claims: Value) -> String {
+        let mut b = [0u8; 32];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        let token = format!("opq_{}", B64.encode(b));
+        let claims = self.fill_claims(claims);
+        let mut st = lock(&self.state);
+        if st.opaque.len() >= MAX_OPAQUE {
+            st.opaque.clear();
+        }
+        st.opaque.insert(token.clone(), claims);
+        token
+    }
+}
+
+struct Guard {
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+    }
+}
+
+/// A running dev issuer. Cheap to clone; the server stops when the last clone drops.
+#[derive(Clone)]
+pub struct DevIdp {
+    shared: Arc<Shared>,
+    _guard: Arc<Guard>,
+}
+
+impl std::fmt::Debug for DevIdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIdp")
+            .field("issuer", &self.issuer())
+            .finish()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DevIdp {
+    /// Bind and serve on the current tokio runtime.
+    pub async fn start(opts: DevIdpOptions) -> std::io::Result<DevIdp> {
+        let key = DevKey::generate(opts.alg)?;
+        let listener = tokio::net::TcpListener::bind(opts.addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            available: AtomicBool::new(opts.available),
+            opts,
+            addr,
+            state: Mutex::new(State {
+                keys: vec![Arc::new(key)],
+                opaque: HashMap::new(),
+            }),
+            jwks_fetches: AtomicUsize::new(0),
+            discovery_fetches: AtomicUsize::new(0),
+            token_requests: AtomicUsize::new(0),
+            introspections: AtomicUsize::new(0),
+        });
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(serve(listener, shared.clone(), rx));
+        Ok(DevIdp {
+            shared,
+            _guard: Arc::new(Guard { shutdown: tx, task }),
+        })
+    }
+
+    /// Bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (the server root).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// The issuer (`iss` of minted tokens), e.g. `http://127.0.0.1:PORT`.
+    pub fn issuer(&self) -> String {
+        self.shared.issuer()
+    }
+
+    /// The JWKS URL.
+    pub fn jwks_uri(&self) -> String {
+        self.shared.endpoint("jwks")
+    }
+
+    /// The token endpoint URL.
+    pub fn token_endpoint(&self) -> String {
+        self.shared.endpoint("token")
+    }
+
+    /// The introspection endpoint URL.
+    pub fn introspection_endpoint(&self) -> String {
+        self.shared.endpoint("introspect")
+    }
+
+    /// The default audience of minted tokens.
+    pub fn audience(&self) -> String {
+        self.shared.opts.audience.clone()
+    }
+
+    /// The `kid` of the current signing key.
+    pub fn current_kid(&self) -> String {
+        lock(&self.shared.state)
+            .keys
+            .last()
+            .map(|k| k.kid.clone())
+            .unwrap_or_default()
+    }
+
+    /// The public JWK of the current signing key.
+    pub fn current_public_jwk(&self) -> Value {
+        lock(&self.shared.state)
+            .keys
+            .last()
+            .map(|k| k.jwk.clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Sign a token with the current key. Fills `iss`, `aud` (if absent),
+    /// `iat` and `exp` (`iat + token_ttl`) unless given; a claim given as
+    /// `null` is left out. Header: `alg`, `kid`, `typ: at+jwt`.
+    pub fn mint(&self, claims: Value) -> String {
+        self.shared.mint_with_header(json!({}), claims)
+    }
+
+    /// Like [`mint`](Self::mint), with header fields overridden (for hostile
+    /// tokens): any field given replaces the default, `null` removes it. The
+    /// signature is always made with the current key, except for `alg: none`,
+    /// which gets an empty signature.
+    pub fn mint_with_header(&self, header: Value, claims: Value) -> String {
+        self.shared.mint_with_header(header, claims)
+    }
+
+    /// An opaque token known only to the introspection endpoint, with these
+    /// claims (filled like [`mint`](Self::mint)).
+    pub fn mint_opaque(&self, claims: Value) -> String {
+        self.shared.mint_opaque(claims)
+    }
+
+    /// Revoke an opaque token (introspection then says `active: false`).
+    pub fn revoke(&self, token: &str) {
+        lock(&self.shared.state).opaque.remove(token);
+    }
+
+    /// A new current signing key (same algorithm); old keys stay published.
+    /// Returns the new `kid`.
+    pub fn rotate_key(&self) -> String {
+        match DevKey::generate(self.shared.opts.alg) {
+            Ok(k) => {
+                let kid = k.kid.clone();
+                lock(&self.shared.state).keys.push(Arc::new(k));
+                kid
+            }
+            Err(_) => self.current_kid(),
+        }
+    }
+
+    /// Unpublish every key but the current one.
+    pub fn retire_old_keys(&self) {
+        let mut st = lock(&self.shared.state);
+        let n = st.keys.len();
+        if n > 1 {
+            st.keys.drain(..n - 1);
+        }
+    }
+
+    /// JWKS requests served (including failed ones while down).
+    pub fn jwks_fetches(&self) -> usize {
+        self.shared.jwks_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Discovery requests served (including failed ones while down).
+    pub fn discovery_fetches(&self) -> usize {
+        self.shared.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Token endpoint requests.
+    pub fn token_requests(&self) -> usize {
+        self.shared.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Introspection requests.
+    pub fn introspections(&self) -> usize {
+        self.shared.introspections.load(Ordering::SeqCst)
+    }
+
+    /// Up (serve) or down (503 on every endpoint).
+    pub fn set_available(&self, up: bool) {
+        self.shared.available.store(up, Ordering::SeqCst);
+    }
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = shared.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            });
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection(io, svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
+        });
+    }
+}
+
+fn json_response(
+    status: u16,
+    body: &Value,
+    extra: Option<(&str, String)>,
+) -> http::Response<Full<Bytes>> {
+    let mut b = http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some((k, v)) = extra {
+        b = b.header(k, v);
+    }
+    b.body(Full::new(Bytes::from(body.to_string())))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+async fn read_form(req: http::Request<Incoming>) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Ok(body) = Limited::new(req.into_body(), 16 * 1024).collect().await {
+        let body = body.to_bytes();
+        out.extend(url::form_urlencoded::parse(&body).into_owned());
+    }
+    out
+}
+
+async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    let idp = shared;
+    let prefix = shared.opts.issuer_path.trim_end_matches('/');
+    let path = req.uri().path().to_string();
+    let rel = path.strip_prefix(prefix).unwrap_or("");
+    match rel {
+        "/.well-known/openid-configuration" => {
+            shared.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+        }
+        "/jwks" => {
+            shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+        }
+        "/token" => {
+            shared.token_requests.fetch_add(1, Ordering::SeqCst);
+        }
+        "/introspect" => {
+            shared.introspections.fetch_add(1, Ordering::SeqCst);
+        }
+        _ => {}
+    }
+    if !shared.available.load(Ordering::SeqCst) {
+        return json_response(503, &json!({"error": "temporarily_unavailable"}), None);
+    }
+    match rel {
+        "/.well-known/openid-configuration" => {
+            let algs: Vec<&str> = {
+                let st = lock(&shared.state);
+                let mut a: Vec<&str> = st.keys.iter().map(|k| k.alg.name()).collect();
+                a.dedup();
+                a
+            };
+            let doc = json!({
+                "issuer": idp.issuer(),
+                "authorization_endpoint": idp.endpoint("authorize"),
+                "token_endpoint": idp.endpoint("token"),
+                "introspection_endpoint": idp.endpoint("introspect"),
+                "jwks_uri": idp.endpoint("jwks"),
+                "response_types_supported": ["code", "token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": algs,
+                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            });
+            json_response(200, &doc, None)
+        }
+        "/jwks" => {
+            let keys: Vec<Value> = lock(&shared.state)
+                .keys
+                .iter()
+                .map(|k| k.jwk.clone())
+                .collect();
+            let cc = shared
+                .opts
+                .jwks_max_age
+                .map(|d| ("cache-control", format!("public, max-age={}", d.as_secs())));
+            json_response(200, &json!({ "keys": keys }), cc)
+        }
+        "/token" => {
+            let form = read_form(req).await;
+            let name = form.get("identity").cloned().unwrap_or_default();
+            let Some(claims) = shared.opts.identities.get(&name).cloned() else {
+                return json_response(
+                    400,
+                    &json!({"error": "invalid_request", "error_description": "unknown identity"}),
+                    None,
+                );
+            };
+            let token = if form.get("format").map(String::as_str) == Some("opaque") {
+                shared.mint_opaque(claims)
+            } else {
+                shared.mint_with_header(json!({}), claims)
+            };
+            json_response(
+                200,
+                &json!({"access_token": token, "token_type": "Bearer", "expires_in": shared.opts.token_ttl.as_secs()}),
+                None,
+            )
+        }
+        "/introspect" => {
+            if req.method() != http::Method::POST {
+                return json_response(405, &json!({"error": "invalid_request"}), None);
+            }
+            let authorized = match &shared.opts.introspection_client {
+                Some((id, secret)) => {
+                    let got = req
+                        .headers()
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Basic "))
+                        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                        .unwrap_or_default();
+                    let enc = |s: &str| {
+                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                    };
+                    let want = format!("{}:{}", enc(id), enc(secret));
+                    use subtle::ConstantTimeEq;
+                    bool::from(got.as_slice().ct_eq(want.as_bytes()))
+                }
+                None => false,
+            };
+            if !authorized {
+                return json_response(401, &json!({"error": "invalid_client"}), None);
+            }
+            let form = read_form(req).await;
+            let token = form.get("token").cloned().unwrap_or_default();
+            let claims = lock(&shared.state).opaque.get(&token).cloned();
+            let body = match claims {
+                Some(Value::Object(mut c)) => {
+                    let live = c
+                        .get("exp")
+                        .and_then(Value::as_u64)
+                        .is_none_or(|e| e >= now_secs());
+                    if live {
+                        c.insert("active".into(), json!(true));
+                        Value::Object(c)
+                    } else {
+                        json!({"active": false})
+                    }
+                }
+                _ => json!({"active": false}),
+            };
+            json_response(200, &body, None)
+        }
+        _ => json_response(404, &json!({"error": "not_found"}), None),
+    }
+}

@@ -79,27 +79,6 @@ pub struct Explanation {
     pub policy_version: String,
 }
 
-/// A principal built from a claims object, for explaining a decision offline
-/// (`policy explain --claims FILE`): `iss`, `sub` and `exp` fill the fields.
-/// Nothing is verified; never use this on the request path.
-pub fn principal_from_claims(provider: &str, claims: serde_json::Map<String, Value>) -> Principal {
-    let text = |k: &str| {
-        claims
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    Principal {
-        provider: provider.to_string(),
-        issuer: text("iss"),
-        subject: text("sub"),
-        expires_at: claims.get("exp").and_then(Value::as_u64),
-        token_fingerprint: "unverified".to_string(),
-        claims,
-    }
-}
-
 fn why_subjects(subjects: &[SubjectMatcher], p: &Principal) -> Vec<String> {
     let mut out = Vec::new();
     for (i, s) in subjects.iter().enumerate() {

@@ -1,0 +1,957 @@
+//! Admin routing and handlers.
+//!
+//! Order for an authenticated endpoint: route → authenticate → check the
+//! permission → read the (capped) body → act → one audit line, whatever the
+//! outcome. Audit lines name the actor (`bootstrap-token` or
+//! `provider/subject`), the action, the result and fingerprints — never values.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::auth::{
+    Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
+};
+use super::respond::{AdminBody, ApiError, json_response};
+use super::verify::{ProbeOutcome, probe};
+use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
+use crate::app::Shared;
+use crate::reload::{DiagnosticView, Reloader, Trigger, diagnostics};
+use crate::secrets::{Secret, check_value, valid_name};
+
+/// Longest bearer token accepted.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Most files in one validate request.
+const MAX_VALIDATE_FILES: usize = 64;
+
+/// One routed admin endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /readyz`.
+    Readyz,
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /admin/v1/status`.
+    Status,
+    /// `GET /admin/v1/secrets`.
+    ListSecrets,
+    /// `GET /admin/v1/secrets/{name}`.
+    GetSecret(String),
+    /// `POST /admin/v1/secrets/{name}/rotate`.
+    Rotate(String),
+    /// `POST /admin/v1/secrets/{name}/rollback`.
+    Rollback(String),
+    /// `DELETE /admin/v1/secrets/{name}/versions/{v}`.
+    Retire(String, u64),
+    /// `POST /admin/v1/policies/reload`.
+    PolicyReload,
+    /// `POST /admin/v1/policies/validate`.
+    PolicyValidate,
+}
+
+impl Route {
+    /// Route a request; unknown paths are 404, wrong methods 405.
+    pub fn parse(method: &Method, path: &str) -> Result<Route, ApiError> {
+        if path.len() > 512 {
+            return Err(ApiError::NotFound);
+        }
+        let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let want = |m: Method, allow: &'static str, r: Route| {
+            if *method == m {
+                Ok(r)
+            } else {
+                Err(ApiError::MethodNotAllowed { allow })
+            }
+        };
+        let name = |n: &str| {
+            if valid_name(n) {
+                Ok(n.to_string())
+            } else {
+                Err(ApiError::NotFound)
+            }
+        };
+        match segs.as_slice() {
+            ["healthz"] => want(Method::GET, "GET", Route::Healthz),
+            ["readyz"] => want(Method::GET, "GET", Route::Readyz),
+            ["metrics"] => want(Method::GET, "GET", Route::Metrics),
+            ["admin", "v1", "status"] => want(Method::GET, "GET", Route::Status),
+            ["admin", "v1", "secrets"] => want(Method::GET, "GET", Route::ListSecrets),
+            ["admin", "v1", "secrets", n] => want(Method::GET, "GET", Route::GetSecret(name(n)?)),
+            ["admin", "v1", "secrets", n, "rotate"] => {
+                want(Method::POST, "POST", Route::Rotate(name(n)?))
+            }
+            ["admin", "v1", "secrets", n, "rollback"] => {
+                want(Method::POST, "POST", Route::Rollback(name(n)?))
+            }
+            ["admin", "v1", "secrets", n, "versions", v] => {
+                let v: u64 = v.parse().map_err(|_| ApiError::NotFound)?;
+                want(Method::DELETE, "DELETE", Route::Retire(name(n)?, v))
+            }
+            ["admin", "v1", "policies", "reload"] => {
+                want(Method::POST, "POST", Route::PolicyReload)
+            }
+            ["admin", "v1", "policies", "validate"] => {
+                want(Method::POST, "POST", Route::PolicyValidate)
+            }
+            _ => Err(ApiError::NotFound),
+        }
+    }
+
+    /// Audit action name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Status => "status.read",
+            Route::ListSecrets => "secrets.list",
+            Route::GetSecret(_) => "secrets.read",
+            Route::Rotate(_) => "secrets.rotate",
+            Route::Rollback(_) => "secrets.rollback",
+            Route::Retire(..) => "secrets.retire",
+            Route::PolicyReload => "policy.reload",
+            Route::PolicyValidate => "policy.validate",
+        }
+    }
+
+    /// Permission needed (None: public endpoint).
+    pub fn permission(&self) -> Option<Permission> {
+        match self {
+            Route::Healthz | Route::Readyz | Route::Metrics => None,
+            Route::Status => Some(Permission::StatusRead),
+            Route::ListSecrets | Route::GetSecret(_) => Some(Permission::SecretsRead),
+            Route::Rotate(_) | Route::Rollback(_) | Route::Retire(..) => {
+                Some(Permission::SecretsRotate)
+            }
+            Route::PolicyReload => Some(Permission::PolicyReload),
+            Route::PolicyValidate => Some(Permission::PolicyValidate),
+        }
+    }
+
+    fn target(&self) -> Option<String> {
+        match self {
+            Route::GetSecret(n) | Route::Rotate(n) | Route::Rollback(n) | Route::Retire(n, _) => {
+                Some(n.clone())
+            }
+            Route::PolicyReload | Route::PolicyValidate => Some("policies".into()),
+            Route::Healthz
+            | Route::Readyz
+            | Route::Metrics
+            | Route::Status
+            | Route::ListSecrets => None,
+        }
+    }
+}
+
+/// One audit line of an admin call.
+#[derive(Debug, Default, Serialize)]
+struct AdminAudit {
+    kind: &'static str,
+    action: &'static str,
+    actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_fingerprint: Option<String>,
+    remote: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    result: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permission: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verify: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forced: Option<bool>,
+}
+
+/// Counters of admin calls (plain atomics, shown in status).
+#[derive(Debug, Default)]
+struct AdminCounters {
+    requests: AtomicU64,
+    unauthenticated: AtomicU64,
+    forbidden: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// State of a running admin server.
+pub struct AdminState {
+    shared: Arc<Shared>,
+    auth: Arc<dyn AdminAuthenticator>,
+    reloader: Arc<Reloader>,
+    metrics: Option<MetricsEncoder>,
+    policy_version: Option<PolicyVersionFn>,
+    shutdown: watch::Receiver<bool>,
+    started: Instant,
+    counters: AdminCounters,
+}
+
+impl AdminState {
+    /// Build the state from the shared app state and the optional wiring.
+    pub fn new(shared: Arc<Shared>, extras: AdminExtras, shutdown: watch::Receiver<bool>) -> Self {
+        let permissions = extras
+            .permissions
+            .unwrap_or_else(|| Arc::new(super::auth::permissions_of));
+        let auth = extras.authenticator.unwrap_or_else(|| {
+            Arc::new(DefaultAuthenticator::new(
+                shared.config.admin.bootstrap_hash(),
+                Arc::clone(&shared.identity),
+                Arc::clone(&shared.policy),
+                permissions,
+            ))
+        });
+        let reloader = extras
+            .reloader
+            .unwrap_or_else(|| Reloader::new(Arc::clone(&shared.policy), shared.audit.clone()));
+        Self {
+            shared,
+            auth,
+            reloader,
+            metrics: extras.metrics,
+            policy_version: extras.policy_version,
+            shutdown,
+            started: Instant::now(),
+            counters: AdminCounters::default(),
+        }
+    }
+
+    /// Handle one request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let route = match Route::parse(req.method(), req.uri().path()) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        let resp = match &route {
+            Route::Healthz => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            )),
+            Route::Readyz => Ok(self.readyz()),
+            Route::Metrics => self.metrics(),
+            _ => return self.authenticated(route, req, peer).await,
+        };
+        resp.unwrap_or_else(ApiError::into_response)
+    }
+
+    async fn authenticated(
+        &self,
+        route: Route,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<AdminBody> {
+        let mut audit = AdminAudit {
+            kind: "admin",
+            action: route.action(),
+            actor: "anonymous".into(),
+            remote: peer.to_string(),
+            target: route.target(),
+            ..Default::default()
+        };
+        let result = self.authorize_and_run(&route, req, &mut audit).await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                let (_, code) = e.status_and_code();
+                audit.reason.get_or_insert(code);
+                e.into_response()
+            }
+        };
+        let status = resp.status();
+        audit.status = status.as_u16();
+        audit.result = match status.as_u16() {
+            200..=299 => "ok",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            400..=499 => "refused",
+            _ => "error",
+        };
+        match audit.result {
+            "unauthenticated" => self
+                .counters
+                .unauthenticated
+                .fetch_add(1, Ordering::Relaxed),
+            "forbidden" => self.counters.forbidden.fetch_add(1, Ordering::Relaxed),
+            "ok" => 0,
+            _ => self.counters.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        if audit.result != "ok" {
+            tracing::info!(action = audit.action, actor = %audit.actor, result = audit.result,
+                reason = audit.reason.unwrap_or(""), status = audit.status, "admin call refused");
+        }
+        self.shared.audit.emit(&audit);
+        resp
+    }
+
+    async fn authorize_and_run(
+        &self,
+        route: &Route,
+        req: Request<Incoming>,
+        audit: &mut AdminAudit,
+    ) -> Result<Response<AdminBody>, ApiError> {
+        let caller = match bearer(req.headers()) {
+            Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
+            Bearer::Malformed => {
+                return Err(ApiError::Unauthenticated(AdminAuthError::Invalid(
+                    "malformed",
+                )));
+            }
+            Bearer::Token(t) => {
+                audit.token_fingerprint = Some(crate::fingerprint(t.as_bytes()));
+                self.auth
+                    .authenticate(&t)
+                    .await
+                    .map_err(ApiError::Unauthenticated)?
+            }
+        };
+        audit.actor = caller.actor.label();
+        if let Actor::Oidc {
+            provider, subject, ..
+        } = &caller.actor
+        {
+            audit.provider = Some(provider.clone());
+            audit.subject = Some(subject.clone());
+        }
+        if let Some(p) = route.permission()
+            && !caller.may(p)
+        {
+            audit.permission = Some(p.as_str());
+            return Err(ApiError::Forbidden(p));
+        }
+        let body = read_body(req).await?;
+        self.run(route, body, &caller, audit).await
+    }
+
+    async fn run(
+        &self,
+        route: &Route,
+        body: Bytes,
+        caller: &AdminCaller,
+        audit: &mut AdminAudit,
+    ) -> Result<Response<AdminBody>, ApiError> {
+        match route {
+            Route::Status => Ok(self.status()),
+            Route::ListSecrets => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "credentials": self.shared.secrets.list() }),
+            )),
+            Route::GetSecret(name) => {
+                let info =
+                    self.shared.secrets.info(name).ok_or_else(|| {
+                        crate::secrets::SecretsError::NotFound { name: name.clone() }
+                    })?;
+                audit.new_version = Some(info.current_version);
+                audit.new_fingerprint = Some(info.current_fingerprint.clone());
+                Ok(json_response(StatusCode::OK, &info))
+            }
+            Route::Rotate(name) => self.rotate(name, body, audit).await,
+            Route::Rollback(name) => {
+                let store = Arc::clone(&self.shared.secrets);
+                let n = name.clone();
+                let r = blocking(move || store.rollback(&n)).await??;
+                audit.old_version = Some(r.from_version);
+                audit.old_fingerprint = Some(r.from_fingerprint.clone());
+                audit.new_version = Some(r.to_version);
+                audit.new_fingerprint = Some(r.to_fingerprint.clone());
+                Ok(json_response(StatusCode::OK, &r))
+            }
+            Route::Retire(name, version) => {
+                let store = Arc::clone(&self.shared.secrets);
+                let (n, v) = (name.clone(), *version);
+                let r = blocking(move || store.retire(&n, v)).await??;
+                audit.old_version = Some(r.version);
+                audit.old_fingerprint = Some(r.fingerprint.clone());
+                Ok(json_response(StatusCode::OK, &r))
+            }
+            Route::PolicyReload => {
+                let actor = caller.actor.label();
+                match self.reloader.reload(Trigger::Admin, &actor).await {
+                    Ok(()) => Ok(json_response(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "reloaded": true,
+                            "version": self.policy_version(),
+                        }),
+                    )),
+                    Err(e) => Err(ApiError::PolicyInvalid(diagnostics(&e))),
+                }
+            }
+            Route::PolicyValidate => self.validate(body, audit).await,
+            Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::NotFound),
+        }
+    }
+
+    async fn rotate(
+        &self,
+        name: &str,
+        body: Bytes,
+        audit: &mut AdminAudit,
+    ) -> Result<Response<AdminBody>, ApiError> {
+        let req: RotateRequest = parse_json(&body)?;
+        drop(body);
+        let value = req.value.0;
+        audit.new_fingerprint = Some(value.fingerprint());
+        if let Some(cur) = self.shared.secrets.info(name) {
+            audit.old_version = Some(cur.current_version);
+            audit.old_fingerprint = Some(cur.current_fingerprint);
+        }
+        check_value(value.expose()).map_err(|reason| {
+            crate::secrets::SecretsError::InvalidValue {
+                name: name.to_string(),
+                reason,
+            }
+        })?;
+        let grace = match &req.grace {
+            None => self.shared.config.admin.default_grace,
+            Some(g) => humantime::parse_duration(g).map_err(|_| ApiError::BadRequest {
+                code: "invalid_grace",
+                message: "grace must be a duration such as 10m, 1h or 0s".into(),
+            })?,
+        };
+        let not_after = match &req.not_after {
+            None => None,
+            Some(t) => {
+                Some(
+                    humantime::parse_rfc3339_weak(t).map_err(|_| ApiError::BadRequest {
+                        code: "invalid_not_after",
+                        message: "not_after must be an RFC 3339 time such as 2030-01-01T00:00:00Z"
+                            .into(),
+                    })?,
+                )
+            }
+        };
+        if not_after.is_some_and(|n| n <= SystemTime::now()) {
+            return Err(ApiError::BadRequest {
+                code: "invalid_not_after",
+                message: "not_after is in the past".into(),
+            });
+        }
+        audit.forced = req.force.then_some(true);
+        let mut verify = None;
+        if req.verify {
+            let (up_name, up) = self.pick_upstream(req.upstream.as_deref())?;
+            audit.upstream = Some(up_name.clone());
+            let outcome = probe(&self.shared.client, up, &value).await;
+            audit.verify = Some(outcome.label());
+            match (&outcome, req.force) {
+                (ProbeOutcome::Accepted { .. }, _) | (_, true) => {}
+                (ProbeOutcome::Rejected { status }, false) => {
+                    self.shared.secrets.record_verify_failure(false);
+                    return Err(ApiError::VerifyRejected {
+                        upstream: up_name,
+                        status: *status,
+                    });
+                }
+                (ProbeOutcome::Unavailable { code, detail }, false) => {
+                    self.shared.secrets.record_verify_failure(true);
+                    return Err(ApiError::VerifyUnavailable {
+                        upstream: up_name,
+                        code,
+                        detail: detail.clone(),
+                    });
+                }
+            }
+            verify = Some(VerifyView::from_outcome(&up_name, &outcome));
+        } else {
+            audit.verify = Some("skipped");
+        }
+        let store = Arc::clone(&self.shared.secrets);
+        let n = name.to_string();
+        let r = blocking(move || store.rotate(&n, value, grace, not_after)).await??;
+        audit.old_version = r.old_version;
+        audit.old_fingerprint = r.old_fingerprint.clone();
+        audit.new_version = Some(r.new_version);
+        audit.new_fingerprint = Some(r.new_fingerprint.clone());
+        Ok(json_response(
+            StatusCode::OK,
+            &RotateResponse {
+                rotation: &r,
+                verify,
+                forced: req.force,
+            },
+        ))
+    }
+
+    fn pick_upstream(
+        &self,
+        wanted: Option<&str>,
+    ) -> Result<(String, &crate::config::UpstreamConfig), ApiError> {
+        let ups = &self.shared.config.upstreams;
+        match wanted {
+            Some(w) => ups
+                .get_key_value(w)
+                .map(|(k, v)| (k.clone(), v))
+                .ok_or_else(|| ApiError::BadRequest {
+                    code: "unknown_upstream",
+                    message: format!(
+                        "no such upstream; configured: {}",
+                        ups.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                }),
+            None => {
+                let mut it = ups.iter();
+                match (it.next(), it.next()) {
+                    (Some((k, v)), None) => Ok((k.clone(), v)),
+                    (None, _) => Err(ApiError::BadRequest {
+                        code: "no_upstream",
+                        message:
+                            "no upstream is configured to verify against; send \"verify\": false"
+                                .into(),
+                    }),
+                    (Some(_), Some(_)) => Err(ApiError::BadRequest {
+                        code: "upstream_required",
+                        message: format!(
+                            "several upstreams are configured; name one in \"upstream\": {}",
+                            ups.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn validate(
+        &self,
+        body: Bytes,
+        audit: &mut AdminAudit,
+    ) -> Result<Response<AdminBody>, ApiError> {
+        let result = if body.iter().all(u8::is_ascii_whitespace) {
+            let dir = self.shared.policy.dir().to_path_buf();
+            let r = Arc::clone(&self.reloader);
+            blocking(move || r.validate(&dir).map_err(|e| diagnostics(&e))).await?
+        } else {
+            let req: ValidateRequest = parse_json(&body)?;
+            validate_files(Arc::clone(&self.reloader), req.files).await?
+        };
+        let errors = result.err().unwrap_or_default();
+        if !errors.is_empty() {
+            audit.reason = Some("policy_invalid");
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "valid": errors.is_empty(), "errors": errors }),
+        ))
+    }
+
+    fn policy_version(&self) -> Option<String> {
+        self.policy_version
+            .as_ref()
+            .map(|f| f(&self.shared.policy.current()))
+    }
+
+    fn metrics(&self) -> Result<Response<AdminBody>, ApiError> {
+        let encode = self.metrics.as_ref().ok_or(ApiError::MetricsUnavailable)?;
+        let mut resp = Response::new(Full::new(Bytes::from(encode())));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        Ok(resp)
+    }
+
+    /// 200 when the policy set is loaded and the secrets store is open (both
+    /// hold once the app is built) and the server is not shutting down.
+    /// Provider states are informational: an IdP outage must not take the
+    /// proxy out of rotation (tokens of other providers, and cached keys,
+    /// still verify).
+    fn readyz(&self) -> Response<AdminBody> {
+        let shutting_down = *self.shutdown.borrow();
+        let providers: Vec<_> = self
+            .shared
+            .identity
+            .status()
+            .into_iter()
+            .map(|p| serde_json::json!({"name": p.name, "state": p.state}))
+            .collect();
+        let body = serde_json::json!({
+            "ready": !shutting_down,
+            "policy": "loaded",
+            "policy_last_reload": if self.reloader.status().last_error.is_some() { "error" } else { "ok" },
+            "secrets_store": if self.shared.secrets.persistent() { "file" } else { "memory" },
+            "providers": providers,
+            "shutting_down": shutting_down,
+        });
+        let status = if shutting_down {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        json_response(status, &body)
+    }
+
+    fn status(&self) -> Response<AdminBody> {
+        let secrets = &self.shared.secrets;
+        let c = &self.counters;
+        let body = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "providers": self.shared.identity.status(),
+            "policy": {
+                "dir": self.shared.policy.dir().display().to_string(),
+                "version": self.policy_version(),
+                "reload": self.reloader.status(),
+            },
+            "secrets": {
+                "store": if secrets.persistent() { "file" } else { "memory" },
+                "path": secrets.path().map(|p| p.display().to_string()),
+                "encrypted": secrets.encrypted(),
+                "credentials": secrets.list(),
+                "counters": secrets.counters(),
+            },
+            "admin": {
+                "requests": c.requests.load(Ordering::Relaxed),
+                "unauthenticated": c.unauthenticated.load(Ordering::Relaxed),
+                "forbidden": c.forbidden.load(Ordering::Relaxed),
+                "failed": c.failed.load(Ordering::Relaxed),
+            },
+        });
+        json_response(StatusCode::OK, &body)
+    }
+}
+
+/// A secret value inside a JSON body.
+struct SecretField(Secret);
+
+impl<'de> Deserialize<'de> for SecretField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = zeroize::Zeroizing::new(String::deserialize(d)?);
+        Ok(SecretField(Secret::new(s.to_string())))
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Body of `POST /admin/v1/secrets/{name}/rotate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    value: SecretField,
+    #[serde(default)]
+    grace: Option<String>,
+    #[serde(default = "yes")]
+    verify: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default)]
+    not_after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VerifyView {
+    upstream: String,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl VerifyView {
+    fn from_outcome(upstream: &str, o: &ProbeOutcome) -> Self {
+        let (status, detail) = match o {
+            ProbeOutcome::Accepted { status } | ProbeOutcome::Rejected { status } => {
+                (Some(*status), None)
+            }
+            ProbeOutcome::Unavailable { detail, .. } => (None, Some(detail.clone())),
+        };
+        VerifyView {
+            upstream: upstream.to_string(),
+            result: o.label(),
+            status,
+            detail,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RotateResponse<'a> {
+    #[serde(flatten)]
+    rotation: &'a crate::secrets::Rotation,
+    verify: Option<VerifyView>,
+    forced: bool,
+}
+
+/// Body of `POST /admin/v1/policies/validate` (empty body: the configured dir).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateRequest {
+    /// File name → YAML text.
+    files: BTreeMap<String, String>,
+}
+
+enum Bearer {
+    Missing,
+    Malformed,
+    Token(zeroize::Zeroizing<String>),
+}
+
+fn bearer(headers: &HeaderMap) -> Bearer {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(v) = values.next() else {
+        return Bearer::Missing;
+    };
+    if values.next().is_some() || v.len() > MAX_TOKEN_BYTES {
+        return Bearer::Malformed;
+    }
+    let Ok(s) = v.to_str() else {
+        return Bearer::Malformed;
+    };
+    let Some((scheme, token)) = s.split_once(' ') else {
+        return Bearer::Malformed;
+    };
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Bearer::Malformed;
+    }
+    Bearer::Token(zeroize::Zeroizing::new(token.to_string()))
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
+        && len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .is_some_and(|l| l > MAX_BODY as u64)
+    {
+        return Err(ApiError::BodyTooLarge);
+    }
+    let collected = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::BadRequest {
+                    code: "body_read",
+                    message: "cannot read the request body".into(),
+                }
+            }
+        })?;
+    Ok(collected.to_bytes())
+}
+
+/// Parse a JSON body. Error messages never quote the body: only missing field
+/// names (ours) and positions.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        let what = if text.starts_with("missing field") {
+            text.split(" at line")
+                .next()
+                .unwrap_or("missing field")
+                .to_string()
+        } else {
+            match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "malformed JSON".into()
+                }
+                serde_json::error::Category::Data => "unexpected field or field type".into(),
+                serde_json::error::Category::Io => "unreadable body".into(),
+            }
+        };
+        ApiError::BadRequest {
+            code: "invalid_body",
+            message: format!(
+                "invalid request body: {what} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        }
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::Internal)
+}
+
+fn valid_policy_file_name(n: &str) -> bool {
+    n.len() <= 128
+        && !n.starts_with('.')
+        && (n.ends_with(".yaml") || n.ends_with(".yml"))
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Validate proposed policy files in a private temp directory (dry run).
+async fn validate_files(
+    reloader: Arc<Reloader>,
+    files: BTreeMap<String, String>,
+) -> Result<Result<(), Vec<DiagnosticView>>, ApiError> {
+    if files.is_empty() || files.len() > MAX_VALIDATE_FILES {
+        return Err(ApiError::BadRequest {
+            code: "invalid_body",
+            message: format!("files must hold 1 to {MAX_VALIDATE_FILES} policy files"),
+        });
+    }
+    if let Some(bad) = files.keys().find(|n| !valid_policy_file_name(n)) {
+        let _ = bad;
+        return Err(ApiError::BadRequest {
+            code: "invalid_file_name",
+            message: "file names must be plain *.yaml or *.yml names of A-Z a-z 0-9 . _ -".into(),
+        });
+    }
+    blocking(move || {
+        let dir = std::env::temp_dir().join(format!("spangate-validate-{}", uuid::Uuid::new_v4()));
+        let write = || -> std::io::Result<()> {
+            let mut b = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                b.mode(0o700);
+            }
+            b.create(&dir)?;
+            for (name, text) in &files {
+                std::fs::write(dir.join(name), text)?;
+            }
+            Ok(())
+        };
+        let out = match write() {
+            Ok(()) => reloader.validate(&dir).map_err(|e| {
+                diagnostics(&e)
+                    .into_iter()
+                    .map(|mut d| {
+                        d.file = strip_dir(&d.file, &dir);
+                        d
+                    })
+                    .collect()
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write policy files for validation");
+                Err(vec![DiagnosticView {
+                    file: String::new(),
+                    line: 0,
+                    column: 0,
+                    message: "the server could not stage the files for validation".into(),
+                }])
+            }
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    })
+    .await
+}
+
+fn strip_dir(file: &str, dir: &Path) -> String {
+    Path::new(file)
+        .strip_prefix(dir)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| file.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let get = Method::GET;
+        assert_eq!(
+            Route::parse(&get, "/admin/v1/secrets").ok(),
+            Some(Route::ListSecrets)
+        );
+        assert_eq!(
+            Route::parse(&get, "/admin/v1/secrets/lp-prod").ok(),
+            Some(Route::GetSecret("lp-prod".into()))
+        );
+        assert_eq!(
+            Route::parse(&Method::DELETE, "/admin/v1/secrets/lp/versions/3").ok(),
+            Some(Route::Retire("lp".into(), 3))
+        );
+        assert!(matches!(
+            Route::parse(&get, "/admin/v1/secrets/lp/rotate"),
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        ));
+        assert!(matches!(
+            Route::parse(&get, "/admin/v1/secrets/a%2Fb"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(matches!(
+            Route::parse(&Method::DELETE, "/admin/v1/secrets/lp/versions/x"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(matches!(
+            Route::parse(&get, "/nope"),
+            Err(ApiError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn json_errors_do_not_echo_values() {
+        let r: Result<RotateRequest, _> = parse_json(br#"{"value": 12345678, "grace": "1m"}"#);
+        let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(!msg.contains("12345678"), "{msg}");
+        let r: Result<RotateRequest, _> = parse_json(br#"{"valu": "tok-abcdef"}"#);
+        let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            !msg.contains("tok-abcdef") && !msg.contains("valu"),
+            "{msg}"
+        );
+        let r: Result<RotateRequest, _> = parse_json(br#"{"grace": "1m"}"#);
+        let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("missing field `value`"), "{msg}");
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(bearer(&h), Bearer::Missing));
+        h.insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic abc"),
+        );
+        assert!(matches!(bearer(&h), Bearer::Malformed));
+        h.insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_static("bearer tok"),
+        );
+        assert!(matches!(bearer(&h), Bearer::Token(t) if t.as_str() == "tok"));
+    }
+
+    #[test]
+    fn policy_file_names() {
+        assert!(valid_policy_file_name("a.yaml"));
+        assert!(valid_policy_file_name("team-x_1.yml"));
+        assert!(!valid_policy_file_name("../a.yaml"));
+        assert!(!valid_policy_file_name(".hidden.yaml"));
+        assert!(!valid_policy_file_name("a.json"));
+    }
+}

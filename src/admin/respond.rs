@@ -1,0 +1,238 @@
+//! Admin API errors and the one map from error to HTTP response.
+//! Bodies are `{"error": code, "message": ...}` and never echo a value.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+use super::auth::{AdminAuthError, Permission};
+use crate::reload::DiagnosticView;
+use crate::secrets::SecretsError;
+
+/// Response body type of the admin server.
+pub type AdminBody = Full<Bytes>;
+
+/// Everything an admin call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or invalid bearer token.
+    #[error("authentication required")]
+    Unauthenticated(AdminAuthError),
+    /// Authenticated, but without the permission the call needs.
+    #[error("missing permission {}", .0.as_str())]
+    Forbidden(Permission),
+    /// No such route.
+    #[error("no such endpoint")]
+    NotFound,
+    /// Known path, wrong method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Allowed methods.
+        allow: &'static str,
+    },
+    /// Body over the cap.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// A body that is not JSON of the expected shape, or a bad parameter.
+    #[error("{message}")]
+    BadRequest {
+        /// Reason code.
+        code: &'static str,
+        /// Human message (never contains a submitted value).
+        message: String,
+    },
+    /// A secrets store error.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// The upstream rejected the new credential during the verify probe.
+    #[error(
+        "upstream {upstream} rejected the new credential with HTTP {status}; not activated (use force to override)"
+    )]
+    VerifyRejected {
+        /// Upstream name.
+        upstream: String,
+        /// HTTP status the upstream answered.
+        status: u16,
+    },
+    /// The verify probe could not reach the upstream or got no clear answer.
+    #[error(
+        "cannot verify the new credential against upstream {upstream}: {detail}; not activated (use force to override)"
+    )]
+    VerifyUnavailable {
+        /// Upstream name.
+        upstream: String,
+        /// `upstream_unreachable` or `verify_inconclusive`.
+        code: &'static str,
+        /// What happened (no values).
+        detail: String,
+    },
+    /// A policy reload or validation found errors.
+    #[error("policy is invalid ({} problem(s)); the running policy set is unchanged", .0.len())]
+    PolicyInvalid(Vec<DiagnosticView>),
+    /// Metrics are not wired into this admin server.
+    #[error("metrics are not available")]
+    MetricsUnavailable,
+    /// The server is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// A bug or a failed background task.
+    #[error("internal error")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [DiagnosticView]>,
+}
+
+impl ApiError {
+    /// Status code and stable reason code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthenticated(AdminAuthError::Missing) => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated")
+            }
+            ApiError::Unauthenticated(AdminAuthError::Invalid(_)) => {
+                (StatusCode::UNAUTHORIZED, "invalid_token")
+            }
+            ApiError::Unauthenticated(AdminAuthError::Unavailable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable")
+            }
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
+            ApiError::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Secrets(e) => (secrets_status(e), e.reason()),
+            ApiError::VerifyRejected { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected")
+            }
+            ApiError::VerifyUnavailable { code, .. } => (StatusCode::BAD_GATEWAY, code),
+            ApiError::PolicyInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid"),
+            ApiError::MetricsUnavailable => (StatusCode::NOT_FOUND, "metrics_unavailable"),
+            ApiError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The HTTP response for this error.
+    pub fn into_response(self) -> Response<AdminBody> {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            // Store failures: details go to the log, the client gets a summary.
+            ApiError::Secrets(e) if status.is_server_error() => {
+                tracing::error!(reason = e.reason(), error = %e, "secrets store operation failed");
+                "the secrets store could not be updated; nothing changed".to_string()
+            }
+            ApiError::Unauthenticated(AdminAuthError::Invalid(reason)) => {
+                format!("invalid token ({reason})")
+            }
+            other => other.to_string(),
+        };
+        let errors = match &self {
+            ApiError::PolicyInvalid(d) => Some(d.as_slice()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: code,
+            message,
+            errors,
+        };
+        let mut resp = json_response(status, &body);
+        let h = resp.headers_mut();
+        match &self {
+            ApiError::Unauthenticated(AdminAuthError::Missing) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"spangate-admin\""),
+                );
+            }
+            ApiError::Unauthenticated(AdminAuthError::Invalid(_)) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"spangate-admin\", error=\"invalid_token\"",
+                    ),
+                );
+            }
+            ApiError::Unauthenticated(AdminAuthError::Unavailable { retry_after }) => {
+                let secs = retry_after.as_secs().max(1);
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    h.insert(header::RETRY_AFTER, v);
+                }
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Forbidden(_)
+            | ApiError::NotFound
+            | ApiError::BodyTooLarge
+            | ApiError::BadRequest { .. }
+            | ApiError::Secrets(_)
+            | ApiError::VerifyRejected { .. }
+            | ApiError::VerifyUnavailable { .. }
+            | ApiError::PolicyInvalid(_)
+            | ApiError::MetricsUnavailable
+            | ApiError::ShuttingDown
+            | ApiError::Internal => {}
+        }
+        resp
+    }
+}
+
+fn secrets_status(e: &SecretsError) -> StatusCode {
+    match e {
+        SecretsError::NotFound { .. } | SecretsError::UnknownVersion { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        SecretsError::CannotRetireCurrent { .. }
+        | SecretsError::NoPrevious { .. }
+        | SecretsError::Unchanged { .. } => StatusCode::CONFLICT,
+        SecretsError::InvalidValue { .. }
+        | SecretsError::InvalidName
+        | SecretsError::GraceTooLong => StatusCode::BAD_REQUEST,
+        SecretsError::MissingEnv { .. }
+        | SecretsError::File { .. }
+        | SecretsError::Corrupt { .. }
+        | SecretsError::Io { .. }
+        | SecretsError::Locked { .. }
+        | SecretsError::EncryptedNoKey { .. }
+        | SecretsError::WrongKey { .. }
+        | SecretsError::Key(_)
+        | SecretsError::Encode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A JSON response.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<AdminBody> {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(mut b) => {
+            b.push(b'\n');
+            b
+        }
+        Err(_) => {
+            return Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from_static(
+                    b"{\"error\":\"internal\",\"message\":\"internal error\"}\n",
+                )))
+                .unwrap_or_default();
+        }
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,145 @@
+//! The rotation verify probe: before a new credential is activated, send the
+//! upstream an empty OTLP export carrying it and see whether it is accepted.
+//!
+//! An empty `ExportTraceServiceRequest` encodes to zero protobuf bytes; an
+//! OTLP receiver answers it like any export, so authentication is checked
+//! without publishing a span.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, header};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use crate::client::{HttpClient, OutBody};
+use crate::config::UpstreamConfig;
+use crate::secrets::Secret;
+
+/// Largest probe response read.
+const MAX_PROBE_RESPONSE: usize = 64 * 1024;
+
+/// What the upstream said about a candidate credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// 2xx: the credential works.
+    Accepted {
+        /// Upstream status.
+        status: u16,
+    },
+    /// 401 or 403: the upstream refuses the credential.
+    Rejected {
+        /// Upstream status.
+        status: u16,
+    },
+    /// No clear answer: transport error, timeout, 429, 5xx or another 4xx.
+    Unavailable {
+        /// `upstream_unreachable` or `verify_inconclusive`.
+        code: &'static str,
+        /// What happened (no values).
+        detail: String,
+    },
+}
+
+impl ProbeOutcome {
+    /// Short label for audit lines and responses.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProbeOutcome::Accepted { .. } => "accepted",
+            ProbeOutcome::Rejected { .. } => "rejected",
+            ProbeOutcome::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// The probe body: an empty ExportTraceServiceRequest, protobuf-encoded.
+pub fn empty_export() -> Bytes {
+    Bytes::from(ExportTraceServiceRequest::default().encode_to_vec())
+}
+
+/// POST an empty export to `upstream` with `candidate` in its credential header.
+pub async fn probe(
+    client: &HttpClient,
+    upstream: &UpstreamConfig,
+    candidate: &Secret,
+) -> ProbeOutcome {
+    let name = match HeaderName::from_bytes(upstream.credential_header.as_bytes()) {
+        Ok(n) => n,
+        Err(_) => {
+            return ProbeOutcome::Unavailable {
+                code: "verify_inconclusive",
+                detail: "the upstream's credential_header is not a valid header name".into(),
+            };
+        }
+    };
+    let mut value = match HeaderValue::from_str(candidate.expose()) {
+        Ok(v) => v,
+        Err(_) => {
+            return ProbeOutcome::Unavailable {
+                code: "verify_inconclusive",
+                detail: "the value is not a valid header value".into(),
+            };
+        }
+    };
+    value.set_sensitive(true);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(upstream.url.as_str())
+        .header(header::CONTENT_TYPE, "application/x-protobuf")
+        .header(
+            header::USER_AGENT,
+            concat!("spangate/", env!("CARGO_PKG_VERSION"), " rotation-verify"),
+        )
+        .header(name, value)
+        .body(OutBody::new(empty_export()));
+    let req = match req {
+        Ok(r) => r,
+        Err(_) => {
+            return ProbeOutcome::Unavailable {
+                code: "verify_inconclusive",
+                detail: "cannot build the probe request".into(),
+            };
+        }
+    };
+    let timeout = if upstream.timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        upstream.timeout
+    };
+    match client.send(req, timeout, MAX_PROBE_RESPONSE).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => ProbeOutcome::Accepted { status },
+                401 | 403 => ProbeOutcome::Rejected { status },
+                429 | 500..=599 => ProbeOutcome::Unavailable {
+                    code: "upstream_unreachable",
+                    detail: format!("upstream answered HTTP {status}"),
+                },
+                _ => ProbeOutcome::Unavailable {
+                    code: "verify_inconclusive",
+                    detail: format!("upstream answered HTTP {status} to an empty export"),
+                },
+            }
+        }
+        Err(e) => ProbeOutcome::Unavailable {
+            code: "upstream_unreachable",
+            detail: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_export_is_zero_bytes_and_decodes() {
+        let b = empty_export();
+        assert!(b.is_empty());
+        assert_eq!(
+            ExportTraceServiceRequest::decode(b).ok(),
+            Some(ExportTraceServiceRequest::default())
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Glue for CLI verbs that are more than a call: `policy explain`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+
+use crate::identity::Principal;
+use crate::otlp::{self, Encoding};
+use crate::policy::PolicySet;
+
+/// Flags of `spangate policy explain`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group = clap::ArgGroup::new("identity").required(true).args(["token", "claims"]))]
+pub struct ExplainArgs {
+    /// Policy directory.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// A JWT whose claims to explain. It is decoded, NOT verified: explain is
+    /// about policy; authentication is `serve`'s job. Use `-` to read stdin.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// A JSON file of claims (as a verified token would carry them).
+    #[arg(long)]
+    pub claims: Option<PathBuf>,
+    /// Provider name the identity comes from. Defaults to the provider whose
+    /// issuer equals the claims' `iss` in `--config`, else the only provider
+    /// the policy names.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Process config, to map `iss` to a provider name.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Endpoint name (as in the policy's `endpoints`).
+    #[arg(long)]
+    pub endpoint: String,
+    /// An OTLP batch (`.json` = OTLP/JSON, anything else = protobuf; gzip is detected).
+    #[arg(long)]
+    pub batch: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `spangate policy explain`.
+pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let set = PolicySet::load_dir(&args.policies)
+        .map_err(|e| anyhow::anyhow!("policy {} is invalid:\n{e}", args.policies.display()))?;
+    let (claims, fp) = match (&args.token, &args.claims) {
+        (Some(token), _) => {
+            let token = if token == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s.trim().to_string()
+            } else {
+                token.clone()
+            };
+            let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(&token)
+                .map_err(|_| anyhow::anyhow!("--token is not a decodable JWT"))?;
+            (claims, crate::fingerprint(token.as_bytes()))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            let claims = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            (claims, String::from("-"))
+        }
+        (None, None) => bail!("give --token or --claims"),
+    };
+    let serde_json::Value::Object(claims) = claims else {
+        bail!("claims must be a JSON object");
+    };
+    let issuer = claims
+        .get("iss")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let provider = match (&args.provider, &args.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(cfg)) => {
+            let cfg = crate::config::Config::load(cfg)?;
+            cfg.providers
+                .iter()
+                .find(|(_, p)| {
+                    p.issuer == issuer
+                        || p.issuer.trim_end_matches('/') == issuer.trim_end_matches('/')
+                })
+                .map(|(name, _)| name.clone())
+                .with_context(|| {
+                    format!("no provider in the config has issuer {issuer:?}; pass --provider")
+                })?
+        }
+        (None, None) => {
+            bail!("pass --provider NAME (or --config FILE to map the token's iss to a provider)")
+        }
+    };
+    let endpoint = set
+        .endpoint_by_name(&args.endpoint)
+        .cloned()
+        .with_context(|| format!("no endpoint named {:?} in the policy", args.endpoint))?;
+    let batch = match &args.batch {
+        None => None,
+        Some(path) => {
+            let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            let raw = if raw.starts_with(&[0x1f, 0x8b]) {
+                otlp::gunzip_capped(&raw, 64 << 20)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            } else {
+                Bytes::from(raw)
+            };
+            let enc = if path.extension().is_some_and(|e| e == "json") {
+                Encoding::Json
+            } else {
+                Encoding::Protobuf
+            };
+            Some(otlp::decode(enc, raw).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
+    };
+    let principal = Principal {
+        provider,
+        issuer,
+        subject: claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        expires_at: claims.get("exp").and_then(|v| v.as_u64()),
+        claims_overage: Vec::new(),
+        claims,
+        token_fingerprint: fp,
+    };
+    let explanation = crate::policy::explain(
+        &set,
+        &principal,
+        &endpoint,
+        batch.as_ref().map(|b| &b.summary),
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        println!("{explanation}");
+    }
+    Ok(if explanation.decision.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

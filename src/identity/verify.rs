@@ -1,0 +1,392 @@
+//! JWT verification: the checks of one token, in the order documented in
+//! [`super`]. The payload is read unverified only to find `iss`; nothing else
+//! of it is trusted before the signature verifies.
+//!
+//! Header fields that name key sources (`jku`, `x5u`, `jwk`, `x5c`) are never
+//! used: keys come only from the provider's JWKS.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::cache::{CachedToken, token_hash};
+use super::keys::MAX_KID_LEN;
+use super::presets::normalise_typ;
+use super::provider::ProviderSpec;
+use super::{ASYMMETRIC_ALGORITHMS, AuthError, Identity, Principal};
+
+/// Seconds since the epoch.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The three segments of a compact JWS, if the token has that shape.
+struct Parts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    signing_input: &'a str,
+}
+
+fn is_b64url(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn split_jwt(token: &str) -> Option<Parts<'_>> {
+    let mut it = token.split('.');
+    let header = it.next()?;
+    let payload = it.next()?;
+    let signature = it.next()?;
+    if it.next().is_some() || header.is_empty() || payload.is_empty() {
+        return None;
+    }
+    if !is_b64url(header) || !is_b64url(payload) || !is_b64url(signature) {
+        return None;
+    }
+    let signing_input = &token[..header.len() + 1 + payload.len()];
+    Some(Parts {
+        header,
+        payload,
+        signature,
+        signing_input,
+    })
+}
+
+fn decode_object(segment: &str) -> Result<Map<String, Value>, AuthError> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthError::Malformed)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(AuthError::Malformed),
+    }
+}
+
+/// A JSON number usable as a NumericDate.
+fn numeric_date(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
+}
+
+/// The whole authentication of one bearer token.
+pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal, AuthError> {
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    // Before any parsing.
+    if token.len() > id.max_token_bytes {
+        return Err(AuthError::TooLarge);
+    }
+    let hash = token_hash(token);
+    if let Some(hit) = id.cache.get(&hash) {
+        if let Some(p) = id.providers.get(hit.provider) {
+            if hit.exp.saturating_add(hit.leeway) < now_secs() {
+                id.cache.invalidate(&hash);
+                return Err(AuthError::Expired);
+            }
+            if p.key_published(hit.kid.as_deref()) {
+                return Ok(hit.principal.clone());
+            }
+        }
+        id.cache.invalidate(&hash);
+    }
+
+    let Some(parts) = split_jwt(token) else {
+        // Not a JWT: an opaque token, for the provider with introspection.
+        return match id.opaque.and_then(|i| id.providers.get(i)) {
+            Some(p) => match &p.introspector {
+                Some(intro) => intro.introspect(&p.spec, token, hash).await,
+                None => Err(AuthError::Malformed),
+            },
+            None => Err(AuthError::Malformed),
+        };
+    };
+
+    let header = decode_object(parts.header)?;
+    let alg_name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(AuthError::Malformed)?;
+    // HS*, `none` and anything unknown are refused before any key is looked at.
+    if !ASYMMETRIC_ALGORITHMS.contains(&alg_name) {
+        return Err(AuthError::AlgNotAllowed);
+    }
+    let alg: Algorithm = alg_name.parse().map_err(|_| AuthError::AlgNotAllowed)?;
+    // We implement no JWS extension, so any `crit` is one we do not understand.
+    if header.contains_key("crit") {
+        return Err(AuthError::UnsupportedCrit);
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.as_str()),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(normalise_typ(t)),
+        Some(_) => return Err(AuthError::BadType),
+    };
+
+    // Unverified payload: read only to route by `iss`.
+    let claims = decode_object(parts.payload)?;
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(AuthError::BadIssuer)?;
+    let p = id
+        .by_issuer
+        .get(iss)
+        .and_then(|i| id.providers.get(*i))
+        .ok_or(AuthError::BadIssuer)?;
+    let spec = &p.spec;
+    if token.len() > spec.max_token_bytes {
+        return Err(AuthError::TooLarge);
+    }
+    let Some(mut snap) = p.snapshot() else {
+        return Err(AuthError::ProviderUnavailable {
+            retry_after: p.retry_after(),
+        });
+    };
+    if !snap.algorithms.contains(&alg) {
+        return Err(AuthError::AlgNotAllowed);
+    }
+    check_typ(spec, typ.as_deref())?;
+
+    let key = match kid {
+        Some(kid) => match snap.keys.get(kid) {
+            Some(k) => k.clone(),
+            None => {
+                if kid.len() > MAX_KID_LEN || p.known_unknown(kid) {
+                    return Err(AuthError::UnknownKey);
+                }
+                let fresh = p.refetch_for_unknown_kid().await;
+                if let Some(s) = p.snapshot() {
+                    snap = s;
+                }
+                match snap.keys.get(kid) {
+                    Some(k) => k.clone(),
+                    None => {
+                        if fresh {
+                            p.remember_unknown(kid);
+                        }
+                        return Err(AuthError::UnknownKey);
+                    }
+                }
+            }
+        },
+        None => snap
+            .keys
+            .sole_compatible(alg)
+            .cloned()
+            .ok_or(AuthError::UnknownKey)?,
+    };
+    // The JWK's type, curve and algorithm must agree with the token's `alg`.
+    if !key.compatible(alg) {
+        return Err(AuthError::AlgNotAllowed);
+    }
+
+    id.verifications.fetch_add(1, Ordering::Relaxed);
+    match jsonwebtoken::crypto::verify(
+        parts.signature,
+        parts.signing_input.as_bytes(),
+        &key.key,
+        alg,
+    ) {
+        Ok(true) => {}
+        Ok(false) | Err(_) => return Err(AuthError::BadSignature),
+    }
+
+    // Signature good: now the claims can be judged.
+    let now = now_secs();
+    let exp = check_times(spec, &claims, now)?;
+    let exp = exp.ok_or(AuthError::BadClaims)?;
+    check_audience(spec, &claims)?;
+    check_required(spec, &claims)?;
+    let principal = build_principal(spec, iss.to_string(), claims, token);
+
+    let remaining = Duration::from_secs(exp.saturating_add(spec.leeway).saturating_sub(now));
+    let ttl = remaining.min(spec.token_cache_ttl);
+    id.cache.insert(
+        hash,
+        CachedToken::new(
+            p.index,
+            key.kid.clone(),
+            exp,
+            spec.leeway,
+            principal.clone(),
+            ttl,
+            token.len(),
+        ),
+    );
+    Ok(principal)
+}
+
+fn check_typ(spec: &ProviderSpec, typ: Option<&str>) -> Result<(), AuthError> {
+    match (&spec.require_typ, typ) {
+        (Some(req), Some(t)) if req == t => Ok(()),
+        (Some(_), _) => Err(AuthError::BadType),
+        (None, None) => Ok(()),
+        (None, Some("at+jwt" | "jwt")) => Ok(()),
+        (None, Some(_)) => Err(AuthError::BadType),
+    }
+}
+
+/// `exp` / `nbf` with leeway. Returns `exp` if present.
+pub(crate) fn check_times(
+    spec: &ProviderSpec,
+    claims: &Map<String, Value>,
+    now: u64,
+) -> Result<Option<u64>, AuthError> {
+    let exp = match claims.get("exp") {
+        None => None,
+        Some(v) => Some(numeric_date(v).ok_or(AuthError::BadClaims)?),
+    };
+    if let Some(exp) = exp
+        && exp.saturating_add(spec.leeway) < now
+    {
+        return Err(AuthError::Expired);
+    }
+    if let Some(v) = claims.get("nbf") {
+        let nbf = numeric_date(v).ok_or(AuthError::BadClaims)?;
+        if nbf > now.saturating_add(spec.leeway) {
+            return Err(AuthError::NotYetValid);
+        }
+    }
+    Ok(exp)
+}
+
+/// The audience claim (string or array of strings) must contain a configured audience.
+pub(crate) fn check_audience(
+    spec: &ProviderSpec,
+    claims: &Map<String, Value>,
+) -> Result<(), AuthError> {
+    let ok = match claims.get(&spec.audience_claim) {
+        Some(Value::String(a)) => spec.audiences.iter().any(|x| x == a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| spec.audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::BadAudience)
+    }
+}
+
+/// Every required claim present with one of its accepted values (an array
+/// claim matches when it contains one of them).
+pub(crate) fn check_required(
+    spec: &ProviderSpec,
+    claims: &Map<String, Value>,
+) -> Result<(), AuthError> {
+    for (name, accepted) in &spec.required_claims {
+        let ok = match claims.get(name) {
+            None => false,
+            Some(Value::Array(items)) => items.iter().any(|i| accepted.contains(i)),
+            Some(v) => accepted.contains(v),
+        };
+        if !ok {
+            return Err(AuthError::BadClaims);
+        }
+    }
+    Ok(())
+}
+
+/// The verified identity.
+pub(crate) fn build_principal(
+    spec: &ProviderSpec,
+    issuer: String,
+    claims: Map<String, Value>,
+    token: &str,
+) -> Principal {
+    let mut p = principal_from_claims(&spec.name, issuer, claims);
+    p.token_fingerprint = crate::fingerprint(token.as_bytes());
+    p
+}
+
+/// A principal from verified claims (no fingerprint yet).
+pub(crate) fn principal_from_claims(
+    provider: &str,
+    issuer: String,
+    claims: Map<String, Value>,
+) -> Principal {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let expires_at = claims.get("exp").and_then(numeric_date);
+    let mut overage: Vec<String> = claims
+        .get("_claim_names")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    if claims.get("hasgroups") == Some(&Value::Bool(true)) {
+        overage.push("groups".into());
+    }
+    overage.sort();
+    overage.dedup();
+    Principal {
+        provider: provider.to_string(),
+        issuer,
+        subject,
+        claims,
+        expires_at,
+        token_fingerprint: String::new(),
+        claims_overage: overage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_requires_three_b64url_segments() {
+        assert!(split_jwt("a.b.c").is_some());
+        assert!(split_jwt("a.b.").is_some());
+        assert!(split_jwt("a.b").is_none());
+        assert!(split_jwt("a.b.c.d.e").is_none());
+        assert!(split_jwt(".b.c").is_none());
+        assert!(split_jwt("a+/.b.c").is_none());
+        assert!(split_jwt("opaque-token-value").is_none());
+    }
+
+    #[test]
+    fn principal_from_claims_derives_fields() {
+        let claims = serde_json::json!({"sub": "s", "exp": 10, "hasgroups": true,
+            "_claim_names": {"groups": "a", "roles": "b"}});
+        let Value::Object(m) = claims else {
+            unreachable!()
+        };
+        let p = crate::identity::Principal::from_verified_claims("okta", "https://i", m);
+        assert_eq!(p.subject, "s");
+        assert_eq!(p.expires_at, Some(10));
+        assert_eq!(
+            p.claims_overage,
+            vec!["groups".to_string(), "roles".to_string()]
+        );
+        assert_eq!(p.provider, "okta");
+    }
+
+    #[test]
+    fn numeric_dates() {
+        assert_eq!(numeric_date(&serde_json::json!(10)), Some(10));
+        assert_eq!(numeric_date(&serde_json::json!(10.7)), Some(10));
+        assert_eq!(numeric_date(&serde_json::json!(-1)), None);
+        assert_eq!(numeric_date(&serde_json::json!("10")), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! Test harness: the whole app on port 0 against the in-process dev IdP and
+//! a recording upstream, all on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use spangate::audit::{Audit, MemorySink};
+use spangate::client::{HttpClient, OutBody};
+use spangate::config::Config;
+use spangate::dev::idp::{DevIdp, DevIdpOptions};
+use spangate::dev::upstream::RecordingUpstream;
+
+pub const LIGHTSTEP_TOKEN: &str = "ls-test-token-3f9a1c";
+pub const AUDIENCE: &str = "spangate";
+
+/// Knobs for one harness.
+pub struct Options {
+    /// Policy files (name, YAML); `None` = the repo's `policies/`.
+    pub policies: Option<Vec<(&'static str, String)>>,
+    /// Extra YAML appended under `server:`.
+    pub server_extra: String,
+    /// Upstream attempt timeout.
+    pub upstream_timeout: &'static str,
+    /// Point the upstream at a closed port instead of the recorder.
+    pub upstream_down: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            policies: None,
+            server_extra: String::new(),
+            upstream_timeout: "2s",
+            upstream_down: false,
+        }
+    }
+}
+
+pub struct Harness {
+    pub idp: DevIdp,
+    pub upstream: RecordingUpstream,
+    pub app: spangate::app::App,
+    pub audit: MemorySink,
+    pub client: HttpClient,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn repo_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+pub fn demo_identities() -> std::collections::BTreeMap<String, Value> {
+    spangate::dev::demo_identities()
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Harness {
+        match Self::try_start(opts).await {
+            Ok(h) => h,
+            Err(e) => panic!("harness failed to start: {e}"),
+        }
+    }
+
+    pub async fn try_start(opts: Options) -> Result<Harness, String> {
+        let idp = DevIdp::start(DevIdpOptions {
+            audience: AUDIENCE.to_string(),
+            identities: demo_identities(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let upstream = RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let policies = match &opts.policies {
+            None => repo_policies(),
+            Some(files) => {
+                let p = dir.path().join("policies");
+                std::fs::create_dir_all(&p).unwrap();
+                for (name, text) in files {
+                    std::fs::write(p.join(name), text).unwrap();
+                }
+                p
+            }
+        };
+        let token_file = dir.path().join("ls-token");
+        std::fs::write(&token_file, format!("{LIGHTSTEP_TOKEN}\n")).unwrap();
+        let up_url = if opts.upstream_down {
+            // A port that was just free: nothing listens there.
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            drop(l);
+            format!("http://{addr}/traces/otlp/v0.9")
+        } else {
+            upstream.url("/traces/otlp/v0.9")
+        };
+        let text = format!(
+            r#"
+server:
+  listen: 127.0.0.1:0
+  max_body: 64KiB
+{server_extra}
+admin: {{ listen: 127.0.0.1:0 }}
+providers:
+  dev: {{ issuer: "{issuer}", audiences: [{AUDIENCE}] }}
+upstreams:
+  lightstep: {{ url: "{up_url}", timeout: {timeout} }}
+secrets:
+  bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
+policies: "{policies}"
+"#,
+            server_extra = opts.server_extra,
+            issuer = idp.issuer(),
+            timeout = opts.upstream_timeout,
+            token_file = token_file.display(),
+            policies = policies.display(),
+        );
+        let config = Config::parse(Path::new("test.yaml"), &text).map_err(|e| e.to_string())?;
+        let audit = MemorySink::default();
+        let app = spangate::app::build(config, Audit::to_writer(Box::new(audit.clone())))
+            .await
+            .map_err(|e| e.to_string())?;
+        assert!(
+            app.shared
+                .identity
+                .wait_ready(Duration::from_secs(10))
+                .await,
+            "IdP not ready"
+        );
+        let client = HttpClient::new(Default::default()).unwrap();
+        Ok(Harness {
+            idp,
+            upstream,
+            app,
+            audit,
+            client,
+            dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.app.proxy_addr, path)
+    }
+
+    /// A token for one of the demo identities.
+    pub fn token(&self, identity: &str) -> String {
+        let claims = demo_identities().remove(identity).expect("demo identity");
+        self.idp.mint(claims)
+    }
+
+    /// A token with these claims merged over the `edge-prod` identity.
+    pub fn token_with(&self, extra: Value) -> String {
+        let mut claims = demo_identities().remove("edge-prod").unwrap();
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        self.idp.mint(claims)
+    }
+
+    /// POST a body to the proxy.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> http::Response<Bytes> {
+        let mut req =
+            http::Request::post(self.url(path)).header(http::header::CONTENT_TYPE, content_type);
+        if let Some(t) = token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(OutBody::new(body.into())).unwrap();
+        self.client
+            .send(req, Duration::from_secs(30), 4 << 20)
+            .await
+            .expect("proxy answered")
+    }
+
+    /// POST a small OTLP/JSON batch from `service` with `token`.
+    pub async fn send_json(&self, token: Option<&str>, service: &str) -> http::Response<Bytes> {
+        let body = spangate::dev::sample_batch_json(service, 2);
+        self.post("/v1/traces", token, "application/json", body, &[])
+            .await
+    }
+
+    /// The audit lines so far.
+    pub fn audit_lines(&self) -> Vec<Value> {
+        self.audit.lines()
+    }
+
+    /// The last audit line.
+    pub fn last_audit(&self) -> Value {
+        self.audit.lines().last().cloned().unwrap_or(json!({}))
+    }
+
+    pub async fn stop(self) {
+        self.app.shutdown().await;
+    }
+}
