@@ -172,6 +172,22 @@ impl RateSpec {
     }
 }
 
+impl std::fmt::Display for RateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            ("requests_per_second", self.requests_per_second),
+            ("spans_per_second", self.spans_per_second),
+            ("bytes_per_second", self.bytes_per_second),
+        ];
+        for (name, v) in parts {
+            if let Some(v) = v {
+                write!(f, "{name}={v} ")?;
+            }
+        }
+        write!(f, "burst={}s", self.burst_seconds())
+    }
+}
+
 /// A rule in audit (shadow) mode that matched: what it would have done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShadowHit {
@@ -297,6 +313,25 @@ impl PolicySet {
     /// a lint that would fail open — refuses the whole set.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
         let sources = compile::read_dir(dir).map_err(PolicyErrors)?;
+        let compiled = compile::compile(&sources, None);
+        match compiled.set {
+            Some(set) => Ok(set),
+            None => Err(PolicyErrors(compiled.errors)),
+        }
+    }
+
+    /// Compile policy files given as `(file name, contents)`, in the given
+    /// order, with the same validation as [`PolicySet::load_dir`] (for tests,
+    /// fuzzing and validating a policy before it is written).
+    pub fn from_texts(files: &[(&str, &str)]) -> Result<PolicySet, PolicyErrors> {
+        let sources: Vec<compile::Source> = files
+            .iter()
+            .map(|(name, text)| compile::Source {
+                display: (*name).to_string(),
+                name: (*name).to_string(),
+                text: (*text).to_string(),
+            })
+            .collect();
         let compiled = compile::compile(&sources, None);
         match compiled.set {
             Some(set) => Ok(set),

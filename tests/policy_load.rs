@@ -425,3 +425,83 @@ fn version_changes_with_content() {
     assert_eq!(va, va2);
     assert_ne!(va, vb);
 }
+
+#[test]
+fn duplicate_keys_in_one_file_are_errors() {
+    let (at, msg) = one(&[(
+        "a.yaml",
+        "endpoints:\n  t: { path: /a, upstream: ls }\n  t: { path: /b, upstream: ls }\n",
+    )]);
+    assert!(at.starts_with("a.yaml:3:"), "{at}: {msg}");
+    assert!(msg.contains("duplicate"), "{msg}");
+}
+
+/// Mutated policy files (deletions, insertions of YAML syntax characters,
+/// truncations) never panic the loader: each gives a set or diagnostics
+/// with positions inside the file.
+#[test]
+fn mutated_policies_never_panic() {
+    let originals: Vec<(String, String)> = ["endpoints.yaml", "edge.yaml"]
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                std::fs::read_to_string(shipped().join(n)).unwrap(),
+            )
+        })
+        .collect();
+    let inserts = [
+        '[', ']', '{', '}', ':', '-', '"', '\'', '*', '$', '\\', '\n', '#', '&', '!', ' ',
+    ];
+    let mut runs = 0usize;
+    let mut refused = 0usize;
+    for (target, (name, text)) in originals.iter().enumerate() {
+        let chars: Vec<char> = text.chars().collect();
+        for i in (0..chars.len()).step_by(7) {
+            let mut variants = Vec::with_capacity(inserts.len() + 2);
+            let mut deleted = chars.clone();
+            deleted.remove(i);
+            variants.push(deleted);
+            variants.push(chars[..i].to_vec());
+            let c = inserts[i % inserts.len()];
+            let mut inserted = chars.clone();
+            inserted.insert(i, c);
+            variants.push(inserted);
+            for v in variants {
+                let mutated: String = v.into_iter().collect();
+                let files: Vec<(&str, &str)> = originals
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (n, t))| {
+                        if j == target {
+                            (n.as_str(), mutated.as_str())
+                        } else {
+                            (n.as_str(), t.as_str())
+                        }
+                    })
+                    .collect();
+                runs += 1;
+                if let Err(e) = PolicySet::from_texts(&files) {
+                    refused += 1;
+                    for d in &e.0 {
+                        let lines = if d.file == *name {
+                            mutated.lines().count().max(1)
+                        } else {
+                            usize::MAX
+                        };
+                        assert!(
+                            d.line >= 1 && d.line <= lines.saturating_add(1),
+                            "{d} in {mutated:?}"
+                        );
+                        assert!(d.column >= 1, "{d}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(runs > 500, "{runs}");
+    assert!(
+        refused > runs / 10,
+        "mutations should often be refused: {refused}/{runs}"
+    );
+}

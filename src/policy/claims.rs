@@ -137,6 +137,31 @@ impl ClaimPath {
         self.segments.first().map(String::as_str).unwrap_or("")
     }
 
+    /// Whether any leaf value this path reaches satisfies `f` (no allocation
+    /// except for rendering numbers).
+    pub fn any_value(&self, claims: &Map<String, Value>, mut f: impl FnMut(&str) -> bool) -> bool {
+        let split_scopes = matches!(
+            self.segments.last().map(String::as_str),
+            Some("scope" | "scp")
+        );
+        let Some((first, rest)) = self.segments.split_first() else {
+            return false;
+        };
+        let Some(root) = claims.get(first.as_str()) else {
+            return false;
+        };
+        let mut leaf = |v: &Value| -> bool {
+            match v {
+                Value::Array(items) => items.iter().any(|item| scalar_test(item, &mut f)),
+                Value::String(s) if split_scopes => {
+                    f(s) || (s.contains(char::is_whitespace) && s.split_whitespace().any(&mut f))
+                }
+                other => scalar_test(other, &mut f),
+            }
+        };
+        walk(root, rest, &mut leaf)
+    }
+
     /// Every leaf value this path reaches, as comparable strings.
     pub fn values(&self, claims: &Map<String, Value>) -> Vec<String> {
         let mut out = Vec::new();
@@ -222,6 +247,36 @@ impl fmt::Display for ClaimPath {
             }
         }
         Ok(())
+    }
+}
+
+/// Walk `segs` from `v` (into every object element of arrays met on the
+/// way), calling `leaf` on each value reached until one returns true.
+fn walk(v: &Value, segs: &[String], leaf: &mut dyn FnMut(&Value) -> bool) -> bool {
+    let Some((seg, rest)) = segs.split_first() else {
+        return leaf(v);
+    };
+    match v {
+        Value::Object(m) => m
+            .get(seg.as_str())
+            .is_some_and(|next| walk(next, rest, leaf)),
+        Value::Array(items) => items.iter().any(|item| match item {
+            Value::Object(m) => m
+                .get(seg.as_str())
+                .is_some_and(|next| walk(next, rest, leaf)),
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// Test a scalar by its comparable string form.
+fn scalar_test(v: &Value, f: &mut impl FnMut(&str) -> bool) -> bool {
+    match v {
+        Value::String(s) => f(s),
+        Value::Number(n) => f(&n.to_string()),
+        Value::Bool(b) => f(if *b { "true" } else { "false" }),
+        Value::Null | Value::Array(_) | Value::Object(_) => false,
     }
 }
 
@@ -358,6 +413,59 @@ mod tests {
         // An array scp is used element by element (no further splitting).
         assert_eq!(vals("scp"), ["one two"]);
         assert!(vals("missing.deep").is_empty());
+    }
+
+    #[test]
+    fn any_value_agrees_with_values() {
+        let c = claims(json!({
+            "sub": "u1", "groups": ["a", "b", 7, null, {"x": 1}], "n": 42, "t": false,
+            "orgs": [{"id": "x", "scope": "p q"}, {"id": "y"}, "junk"], "scope": "read write",
+            "o": {"scp": "s1 s2", "deep": {"k": [true]}},
+        }));
+        for path in [
+            "sub",
+            "groups",
+            "n",
+            "t",
+            "orgs.id",
+            "orgs.scope",
+            "scope",
+            "o.scp",
+            "o.deep.k",
+            "nope",
+            "o",
+            "sub.x",
+        ] {
+            let p = ClaimPath::parse(path).unwrap();
+            let values = p.values(&c);
+            for candidate in [
+                "u1",
+                "a",
+                "b",
+                "7",
+                "42",
+                "false",
+                "x",
+                "y",
+                "p",
+                "q",
+                "p q",
+                "read",
+                "write",
+                "read write",
+                "s1",
+                "s2",
+                "true",
+                "null",
+                "zzz",
+            ] {
+                assert_eq!(
+                    p.any_value(&c, |v| v == candidate),
+                    values.iter().any(|v| v == candidate),
+                    "path {path} candidate {candidate}"
+                );
+            }
+        }
     }
 
     #[test]

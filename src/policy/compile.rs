@@ -259,11 +259,20 @@ pub(crate) fn compile(sources: &[Source], ctx: Option<&LintContext>) -> Compiled
     let mut parsed = Vec::with_capacity(sources.len());
     for src in sources {
         match parse(src) {
-            Ok(file) => parsed.push(Parsed {
-                src,
-                index: YamlIndex::build(&src.text),
-                file,
-            }),
+            Ok(file) => {
+                let index = YamlIndex::build(&src.text);
+                for dup in index.duplicates() {
+                    d.error(
+                        &src.display,
+                        dup.second,
+                        format!(
+                            "duplicate key `{}` (first at line {} column {})",
+                            dup.key, dup.first.line, dup.first.column
+                        ),
+                    );
+                }
+                parsed.push(Parsed { src, index, file });
+            }
             Err(e) => d.errors.push(e),
         }
     }
@@ -376,6 +385,17 @@ impl Compiler<'_> {
                     upstream: ep.upstream.clone(),
                 });
             }
+        }
+
+        if set.endpoints.is_empty()
+            && self.check_refs
+            && let Some(first) = sources.first()
+        {
+            self.d.warn(
+                &first.display,
+                Pos::START,
+                "no endpoints defined: every request will be 404",
+            );
         }
 
         // Roles.

@@ -273,12 +273,7 @@ impl fmt::Display for Explanation {
                 writeln!(f, "stamp: {k} = {}", Value::from(v.as_str()))?;
             }
             if let Some(r) = &d.rate {
-                writeln!(
-                    f,
-                    "rate: {} (key {})",
-                    serde_json::to_string(r).unwrap_or_default(),
-                    d.rate_key
-                )?;
+                writeln!(f, "rate: {r} (key {})", d.rate_key)?;
             }
             for x in &d.dropped {
                 writeln!(

@@ -71,10 +71,25 @@ struct NodeLoc {
     value: Pos,
 }
 
+/// A key that appears twice in one mapping (serde_yaml keeps the last one
+/// silently, so the index reports it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// Path of the mapping.
+    pub map: Vec<Seg>,
+    /// The repeated key.
+    pub key: String,
+    /// Where it first appears.
+    pub first: Pos,
+    /// Where it appears again.
+    pub second: Pos,
+}
+
 /// Positions of every node of one YAML document, by path.
 #[derive(Debug, Default)]
 pub struct YamlIndex {
     nodes: HashMap<Vec<Seg>, NodeLoc>,
+    duplicates: Vec<Duplicate>,
 }
 
 impl YamlIndex {
@@ -88,7 +103,13 @@ impl YamlIndex {
         }
         YamlIndex {
             nodes: builder.nodes,
+            duplicates: builder.duplicates,
         }
+    }
+
+    /// Keys repeated within one mapping.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
     }
 
     /// Position of the value at `path`, or of its nearest indexed ancestor.
@@ -115,6 +136,8 @@ enum Frame {
     Map {
         /// The pending key (with its position) once read; `None` = expecting a key.
         key: Option<(String, Pos)>,
+        /// Keys seen so far, for duplicate detection.
+        seen: HashMap<String, Pos>,
     },
     Seq {
         next: usize,
@@ -124,6 +147,7 @@ enum Frame {
 #[derive(Debug, Default)]
 struct Builder {
     nodes: HashMap<Vec<Seg>, NodeLoc>,
+    duplicates: Vec<Duplicate>,
     frames: Vec<Frame>,
     path: Vec<Seg>,
     /// Depth inside a complex (non-scalar) mapping key, which we do not index.
@@ -142,8 +166,8 @@ impl Builder {
     fn slot(&mut self) -> Slot {
         match self.frames.last_mut() {
             None => Slot::Root,
-            Some(Frame::Map { key: None }) => Slot::Key,
-            Some(Frame::Map { key }) => match key.take() {
+            Some(Frame::Map { key: None, .. }) => Slot::Key,
+            Some(Frame::Map { key, .. }) => match key.take() {
                 Some((k, kpos)) => Slot::Value(Seg::Key(k), Some(kpos)),
                 None => Slot::Key,
             },
@@ -185,7 +209,7 @@ impl Builder {
             Slot::Key => {
                 // A mapping or sequence used as a key: skip it entirely.
                 self.in_complex_key = 1;
-                if let Some(Frame::Map { key }) = self.frames.last_mut() {
+                if let Some(Frame::Map { key, .. }) = self.frames.last_mut() {
                     *key = Some(("<complex key>".into(), pos));
                 }
                 self.starts_no_later_than(pos);
@@ -217,8 +241,19 @@ impl Builder {
         match self.slot() {
             Slot::Root => self.record(None, None, pos),
             Slot::Key => {
-                if let Some(Frame::Map { key }) = self.frames.last_mut() {
-                    *key = Some((text.unwrap_or_else(|| "<alias>".into()), pos));
+                let name = text.unwrap_or_else(|| "<alias>".into());
+                if let Some(Frame::Map { key, seen }) = self.frames.last_mut() {
+                    if let Some(first) = seen.get(&name) {
+                        self.duplicates.push(Duplicate {
+                            map: self.path.clone(),
+                            key: name.clone(),
+                            first: *first,
+                            second: pos,
+                        });
+                    } else {
+                        seen.insert(name.clone(), pos);
+                    }
+                    *key = Some((name, pos));
                 }
                 self.starts_no_later_than(pos);
             }
@@ -231,7 +266,13 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from_marker(mark);
         match ev {
-            Event::MappingStart(..) => self.start_container(pos, Frame::Map { key: None }),
+            Event::MappingStart(..) => self.start_container(
+                pos,
+                Frame::Map {
+                    key: None,
+                    seen: HashMap::new(),
+                },
+            ),
             Event::SequenceStart(..) => self.start_container(pos, Frame::Seq { next: 0 }),
             Event::MappingEnd | Event::SequenceEnd => self.end_container(),
             Event::Scalar(text, ..) => self.leaf(Some(text), pos),
@@ -347,6 +388,36 @@ bindings:
     fn unparsable_text_falls_back_to_start() {
         let idx = YamlIndex::build("a: [b\n");
         assert_eq!(idx.value(&ypath!["a"]), Pos::START);
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported() {
+        let idx = YamlIndex::build("a:\n  x: 1\n  y: 2\n  x: 3\nb: [{k: 1, k: 2}]\n");
+        let d: Vec<(Vec<Seg>, &str, Pos, Pos)> = idx
+            .duplicates()
+            .iter()
+            .map(|d| (d.map.clone(), d.key.as_str(), d.first, d.second))
+            .collect();
+        assert_eq!(
+            d,
+            vec![
+                (
+                    ypath!["a"].to_vec(),
+                    "x",
+                    Pos { line: 2, column: 3 },
+                    Pos { line: 4, column: 3 }
+                ),
+                (
+                    ypath!["b", 0].to_vec(),
+                    "k",
+                    Pos { line: 5, column: 6 },
+                    Pos {
+                        line: 5,
+                        column: 12
+                    }
+                ),
+            ]
+        );
     }
 
     #[test]

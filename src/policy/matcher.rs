@@ -170,10 +170,8 @@ pub struct ClaimMatcher {
 impl ClaimMatcher {
     /// Whether the claims satisfy this matcher.
     pub fn matches(&self, claims: &Map<String, Value>) -> bool {
-        let values = self.path.values(claims);
-        values
-            .iter()
-            .any(|v| self.any_of.iter().any(|g| g.matches(v)))
+        self.path
+            .any_value(claims, |v| self.any_of.iter().any(|g| g.matches(v)))
     }
 
     /// Whether this matcher accepts any value the claim could have.
@@ -188,14 +186,21 @@ impl ClaimMatcher {
         match values.as_slice() {
             [] => format!("claims.{}: missing, want {wanted}", self.path),
             [one] => format!("claims.{}: {} not in {wanted}", self.path, quoted(one)),
-            many => format!(
-                "claims.{}: none of [{}] in {wanted}",
-                self.path,
-                many.iter()
+            many => {
+                let mut shown: Vec<String> = many
+                    .iter()
+                    .take(EXPLAIN_MAX_VALUES)
                     .map(|v| quoted(v))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+                    .collect();
+                if many.len() > EXPLAIN_MAX_VALUES {
+                    shown.push(format!("… {} more", many.len() - EXPLAIN_MAX_VALUES));
+                }
+                format!(
+                    "claims.{}: none of [{}] in {wanted}",
+                    self.path,
+                    shown.join(", ")
+                )
+            }
         }
     }
 
@@ -210,6 +215,9 @@ impl ClaimMatcher {
         )
     }
 }
+
+/// Most claim values one explanation line lists.
+const EXPLAIN_MAX_VALUES: usize = 10;
 
 /// Render a claim value for an explanation (JSON-quoted, so odd characters show).
 fn quoted(v: &str) -> String {
@@ -314,6 +322,34 @@ mod tests {
             }
         }
         assert!(checked > 50_000);
+    }
+
+    #[test]
+    fn explain_miss_lists_at_most_ten_values() {
+        let m = ClaimMatcher {
+            path: ClaimPath::parse("groups").unwrap(),
+            any_of: vec![Glob::parse("admins").unwrap()],
+        };
+        let groups: Vec<String> = (0..25).map(|i| format!("g{i}")).collect();
+        let mut claims = Map::new();
+        claims.insert("groups".into(), serde_json::json!(groups));
+        let text = m.explain_miss(&claims);
+        assert!(
+            text.starts_with("claims.groups: none of [\"g0\", "),
+            "{text}"
+        );
+        assert!(text.contains("\"g9\", … 15 more] in [admins]"), "{text}");
+        assert!(!text.contains("g10"), "{text}");
+        claims.insert("groups".into(), serde_json::json!("ops"));
+        assert_eq!(
+            m.explain_miss(&claims),
+            "claims.groups: \"ops\" not in [admins]"
+        );
+        claims.clear();
+        assert_eq!(
+            m.explain_miss(&claims),
+            "claims.groups: missing, want [admins]"
+        );
     }
 
     #[test]

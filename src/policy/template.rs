@@ -272,6 +272,48 @@ mod tests {
         assert!(p.render(&claims(json!({}))).is_none());
     }
 
+    /// Every short string over an alphabet of syntax characters parses or
+    /// fails cleanly (no panic), and what parses renders without panicking.
+    #[test]
+    fn lexers_never_panic() {
+        let alphabet = [
+            'a', '.', '[', ']', '"', '\\', '$', '{', '}', '*', '?', 'é', 'c',
+        ];
+        let mut inputs = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for s in &frontier {
+                for c in alphabet {
+                    next.push(format!("{s}{c}"));
+                }
+            }
+            inputs.extend(next.iter().cloned());
+            frontier = next;
+        }
+        inputs.push("${claims.a}".into());
+        inputs.push("${claims[\"é.x\"].y}-*".into());
+        let c = claims(json!({"a": "v", "é.x": {"y": 1}}));
+        for s in &inputs {
+            for t in [
+                format!("${{claims.{s}}}"),
+                format!("${{claims{s}"),
+                s.clone(),
+            ] {
+                if let Ok(p) = Pattern::parse(&t) {
+                    let _ = p.render(&c).map(|g| g.matches("v-x"));
+                }
+                if let Ok(tp) = Template::parse(&t) {
+                    let _ = tp.render(&c);
+                }
+                let _ = Glob::parse(&t).map(|g| g.matches("aé"));
+                let _ = ClaimPath::parse(&t);
+                let _ = ClaimPath::parse_whole_reference(&t);
+            }
+        }
+        assert!(inputs.len() > 30_000);
+    }
+
     #[test]
     fn escaped_wildcards_are_literal() {
         let g = Pattern::parse(r"a\*b")
