@@ -31,6 +31,7 @@ const recording = {
         error: result.error ? String(result.error.message || result.error) : null,
         status: result.error?.code ?? null,
         spans: spans.length,
+        ids: spans.map((s) => ({ name: s.name, trace_id: s.spanContext().traceId, span_id: s.spanContext().spanId })),
       });
       done(result);
     });

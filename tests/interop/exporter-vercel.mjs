@@ -33,6 +33,7 @@ const recording = {
         code: result.code,
         error: result.error ? String(result.error.message || result.error) : null,
         spans: spans.length,
+        ids: spans.map((s) => ({ name: s.name, trace_id: s.spanContext().traceId, span_id: s.spanContext().spanId })),
       });
       done(result);
     });

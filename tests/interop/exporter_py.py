@@ -32,7 +32,15 @@ class Recording(SpanExporter):
 
     def export(self, spans):
         result = self.inner.export(spans)
-        self.results.append({"result": result.name, "spans": len(spans)})
+        ids = [
+            {
+                "name": s.name,
+                "trace_id": format(s.context.trace_id, "032x"),
+                "span_id": format(s.context.span_id, "016x"),
+            }
+            for s in spans
+        ]
+        self.results.append({"result": result.name, "spans": len(spans), "ids": ids})
         return result
 
     def shutdown(self):

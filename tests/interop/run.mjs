@@ -400,6 +400,8 @@ const spanNames = (records) => allResources(records).flatMap((r) => r.spans.map(
 
 /** The common checks of an allowed export. */
 function checkAllowed(label, obs, { clientId, tok, service, spans, contentType, gzip = false, spoofed = true }) {
+  // Span identities the exporter reported (its own view of what it sent).
+  const exported = obs.result?.results?.flatMap?.((r) => r.ids || []);
   const { upstream, audit } = obs;
   check(`${label}: exactly one request reached the upstream`, upstream.length === 1, `got ${upstream.length}`);
   const rec = upstream[0];
@@ -416,6 +418,13 @@ function checkAllowed(label, obs, { clientId, tok, service, spans, contentType, 
   check(`${label}: client Authorization is not forwarded`, !('authorization' in rec.headers), 'authorization header reached the upstream');
   const got = spanNames([rec]);
   check(`${label}: all ${spans.length} spans arrive with their names`, JSON.stringify(got) === JSON.stringify([...spans].sort()), `got ${short(got)}`);
+  if (exported) {
+    const key = (x) => `${x.name}/${x.trace_id}/${x.span_id}`;
+    const sent = exported.map(key).sort();
+    const arrived = rec.resources.flatMap((r) => r.spans).map(key).sort();
+    check(`${label}: trace and span ids arrive as the SDK created them`, JSON.stringify(sent) === JSON.stringify(arrived),
+      `sent ${short(sent)} arrived ${short(arrived)}`);
+  }
   const res = rec.resources;
   check(
     `${label}: service.name intact (${service})`,
@@ -510,6 +519,36 @@ async function main() {
     return resp.status === 404;
   }, { timeoutMs: 20_000, intervalMs: 200 });
   check('spangate: discovered the IdP and fetched its JWKS', true);
+
+  section('allowed: the README walk-through batch (curl-equivalent POST, OTLP/JSON)');
+  {
+    // The body of the README's curl example, verbatim.
+    const readmeBody = '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},'
+      + '"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",'
+      + '"name":"GET /","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000"}]}]}]}';
+    let text = '';
+    const obs = await observe(async () => {
+      const resp = await fetch(otlpUrl, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t1}`, 'content-type': 'application/json' },
+        body: readmeBody,
+        signal: AbortSignal.timeout(10_000),
+      });
+      text = await resp.text();
+      return resp;
+    });
+    const resp = obs.result;
+    let parsed = null;
+    try { parsed = JSON.parse(text); } catch { /* checked below */ }
+    check('README batch: 200 with an OTLP/JSON body in the request\'s content type',
+      resp.status === 200 && (resp.headers.get('content-type') || '').startsWith('application/json') && parsed !== null
+      && typeof parsed === 'object', `${resp.status} ${resp.headers.get('content-type')} ${short(text)}`);
+    check('README batch: x-request-id answers match the audit line', resp.headers.get('x-request-id') === obs.audit[0]?.request_id,
+      `${resp.headers.get('x-request-id')} vs ${obs.audit[0]?.request_id}`);
+    checkAllowed('README batch', obs, { clientId: 'edge-prod', tok: t1, service: 'checkout', spans: ['GET /'], contentType: 'application/json', spoofed: false });
+    const span = obs.upstream[0]?.resources[0]?.spans[0];
+    check('README batch: trace and span ids arrive unchanged', span?.trace_id === '5b8efff798038103d269b633813fc60c' && span?.span_id === 'eee19b7ec3c1b174', short(span));
+  }
 
   const spoof = { 'deployment.environment.name': 'spoofed-env', 'enduser.id': 'spoofed-user', 'spangate.spoofed': 'yes' };
 
