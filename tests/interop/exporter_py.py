@@ -1,0 +1,80 @@
+"""The OpenTelemetry Python SDK exporting through spangate:
+TracerProvider + BatchSpanProcessor with the stock OTLP/HTTP protobuf exporter
+(`opentelemetry-exporter-otlp-proto-http`), optionally gzip-compressed.
+
+Input: env INTEROP_EXPORT = JSON {endpoint, token (optional), gzip: bool,
+       resource: {attributes}, spans: [names], span_attributes: {...}}
+Output: one line `RESULT {"results": [{"result": "SUCCESS"|"FAILURE", "spans": n}]}`;
+exit 0 only when every export succeeded.
+"""
+
+import json
+import os
+import sys
+
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+
+
+class Recording(SpanExporter):
+    """Delegates to the real exporter and keeps each export's result."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.results = []
+
+    def export(self, spans):
+        result = self.inner.export(spans)
+        ids = [
+            {
+                "name": s.name,
+                "trace_id": format(s.context.trace_id, "032x"),
+                "span_id": format(s.context.span_id, "016x"),
+            }
+            for s in spans
+        ]
+        self.results.append({"result": result.name, "spans": len(spans), "ids": ids})
+        return result
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def main():
+    spec = json.loads(os.environ.get("INTEROP_EXPORT", "{}"))
+    headers = {"Authorization": f"Bearer {spec['token']}"} if spec.get("token") else {}
+    inner = OTLPSpanExporter(
+        endpoint=spec["endpoint"],
+        headers=headers,
+        timeout=10,
+        compression=Compression.Gzip if spec.get("gzip") else Compression.NoCompression,
+    )
+    exporter = Recording(inner)
+    provider = TracerProvider(resource=Resource.create(spec.get("resource", {})))
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60000))
+    tracer = provider.get_tracer("spangate-interop", "1.0.0")
+    names = spec.get("spans") or ["interop span"]
+    attrs = spec.get("span_attributes") or {}
+    with tracer.start_as_current_span(names[0], attributes=attrs):
+        for name in names[1:]:
+            with tracer.start_as_current_span(name, attributes=attrs):
+                pass
+    flushed = provider.force_flush(timeout_millis=20000)
+    provider.shutdown()
+    print("RESULT " + json.dumps({"results": exporter.results, "flushed": flushed}), flush=True)
+    ok = exporter.results and all(r["result"] == "SUCCESS" for r in exporter.results)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
