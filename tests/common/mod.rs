@@ -26,6 +26,16 @@ pub struct Options {
     pub upstream_timeout: &'static str,
     /// Point the upstream at a closed port instead of the recorder.
     pub upstream_down: bool,
+    /// Extra YAML lines under `admin:` (indented two spaces).
+    pub admin_extra: String,
+    /// Extra YAML lines under `secrets:` (indented two spaces).
+    pub secrets_extra: String,
+    /// Extra YAML lines under `providers.dev:` (indented four spaces).
+    pub provider_extra: String,
+    /// Start the dev IdP unavailable (503 on every endpoint).
+    pub idp_down: bool,
+    /// Reuse this directory (config, policies, token file, store) instead of a new one.
+    pub reuse_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -35,6 +45,11 @@ impl Default for Options {
             server_extra: String::new(),
             upstream_timeout: "2s",
             upstream_down: false,
+            admin_extra: String::new(),
+            secrets_extra: String::new(),
+            provider_extra: String::new(),
+            idp_down: false,
+            reuse_dir: None,
         }
     }
 }
@@ -72,6 +87,7 @@ impl Harness {
         let idp = DevIdp::start(DevIdpOptions {
             audience: AUDIENCE.to_string(),
             identities: demo_identities(),
+            available: !opts.idp_down,
             ..Default::default()
         })
         .await
@@ -79,7 +95,16 @@ impl Harness {
         let upstream = RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
             .await
             .map_err(|e| e.to_string())?;
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        Self::start_app(opts, idp, upstream).await
+    }
+
+    /// Start the app against an existing IdP and upstream (e.g. for a restart).
+    pub async fn start_app(opts: Options, idp: DevIdp, upstream: RecordingUpstream) -> Result<Harness, String> {
+        let dir = match &opts.reuse_dir {
+            Some(d) => tempfile::Builder::new().tempdir_in(d).map_err(|e| e.to_string())?,
+            None => tempfile::tempdir().map_err(|e| e.to_string())?,
+        };
+        let base = opts.reuse_dir.clone().unwrap_or_else(|| dir.path().to_path_buf());
         let policies = match &opts.policies {
             None => repo_policies(),
             Some(files) => {
@@ -91,7 +116,7 @@ impl Harness {
                 p
             }
         };
-        let token_file = dir.path().join("ls-token");
+        let token_file = base.join("ls-token");
         std::fs::write(&token_file, format!("{LIGHTSTEP_TOKEN}\n")).unwrap();
         let up_url = if opts.upstream_down {
             // A port that was just free: nothing listens there.
@@ -108,16 +133,25 @@ server:
   listen: 127.0.0.1:0
   max_body: 64KiB
 {server_extra}
-admin: {{ listen: 127.0.0.1:0 }}
+admin:
+  listen: 127.0.0.1:0
+{admin_extra}
 providers:
-  dev: {{ issuer: "{issuer}", audiences: [{AUDIENCE}] }}
+  dev:
+    issuer: "{issuer}"
+    audiences: [{AUDIENCE}]
+{provider_extra}
 upstreams:
   lightstep: {{ url: "{up_url}", timeout: {timeout} }}
 secrets:
   bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
+{secrets_extra}
 policies: "{policies}"
 "#,
             server_extra = opts.server_extra,
+            admin_extra = opts.admin_extra,
+            provider_extra = opts.provider_extra,
+            secrets_extra = opts.secrets_extra,
             issuer = idp.issuer(),
             timeout = opts.upstream_timeout,
             token_file = token_file.display(),
@@ -128,13 +162,9 @@ policies: "{policies}"
         let app = spangate::app::build(config, Audit::to_writer(Box::new(audit.clone())))
             .await
             .map_err(|e| e.to_string())?;
-        assert!(
-            app.shared
-                .identity
-                .wait_ready(Duration::from_secs(10))
-                .await,
-            "IdP not ready"
-        );
+        if !opts.idp_down {
+            assert!(app.shared.identity.wait_ready(Duration::from_secs(10)).await, "IdP not ready");
+        }
         let client = HttpClient::new(Default::default()).unwrap();
         Ok(Harness {
             idp,
@@ -210,5 +240,41 @@ policies: "{policies}"
 
     pub async fn stop(self) {
         self.app.shutdown().await;
+    }
+}
+
+/// SHA-256 hex of a string (for `admin.bootstrap_token_sha256`).
+pub fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Harness {
+    /// Call the admin API with a bearer token.
+    pub async fn admin(&self, method: http::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.app.admin_addr, path));
+        if let Some(t) = token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header(http::header::CONTENT_TYPE, "application/json");
+                Bytes::from(v.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let resp = self
+            .client
+            .send(req.body(OutBody::new(body)).unwrap(), Duration::from_secs(30), 1 << 20)
+            .await
+            .expect("admin answered");
+        let status = resp.status().as_u16();
+        let v = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+        (status, v)
     }
 }
