@@ -312,3 +312,21 @@ secrets:
     let report = check_dir(&shipped(), &ctx);
     assert!(report.is_ok() && report.warnings.is_empty(), "{report}");
 }
+
+#[test]
+fn binding_narrowing_outside_the_role_warns() {
+    let dir = write(&[(
+        "p.yaml",
+        "endpoints:\n  t: { path: /t, upstream: up }\n  l: { path: /l, upstream: up }\nroles:\n  r: { publish: { endpoints: [t], services: [s] } }\nbindings:\n  - role: r\n    credential: c\n    subjects: [{ provider: p, claims: { a: b } }]\n    publish: { endpoints: [t, l] }\n",
+    )]);
+    let report = check_dir(dir.path(), &LintContext::new());
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        warnings(&report),
+        vec![(
+            "p.yaml:10:31".to_string(),
+            "endpoint `l` is not in role `r`'s publish.endpoints: the binding never applies to it"
+                .to_string()
+        )]
+    );
+}
