@@ -49,6 +49,10 @@ pub mod reason {
     pub const NO_MATCH: &str = "no_match";
     /// An enforced deny rule matched.
     pub const EXPLICIT_DENY: &str = "explicit_deny";
+    /// The decision needs a claim the IdP left out of the token (claims
+    /// overage, e.g. Entra ID `groups`): an enforced deny rule that reads it
+    /// denies; a binding that reads it does not match.
+    pub const CLAIMS_OVERAGE: &str = "claims_overage";
     /// A stamp template of the matching binding names a missing claim.
     pub const STAMP_CLAIM_MISSING: &str = "stamp_claim_missing";
     /// The binding's rate key names a missing claim (or the subject is empty).

@@ -1053,3 +1053,91 @@ fn decide_is_pure() {
         assert_eq!(set.decide(&p, &traces, &b), first);
     }
 }
+
+/// Entra ID and other IdPs leave large claims (`groups`) out of the token and
+/// send a reference instead (`Principal::claims_overage`). A deny rule that
+/// reads such a claim denies (fail closed); a binding that needs it does not
+/// match, and the default deny says why.
+#[test]
+fn claims_overage_fails_closed() {
+    let policy = r#"
+roles:
+  pub: { publish: { endpoints: [traces], services: ["*"] } }
+  admin: { admin: [secrets:read] }
+bindings:
+  - { name: by-group, role: pub, credential: c, subjects: [{ provider: entra, claims: { tid: t1, groups: g-publishers } }] }
+  - { name: by-app, role: pub, credential: c, subjects: [{ provider: entra, claims: { tid: t1, appid: app-1 } }] }
+  - { name: admins, role: admin, subjects: [{ provider: entra, claims: { tid: t1, groups: g-admins } }] }
+deny:
+  - { name: blocked-group, subjects: [{ provider: entra, claims: { tid: t1, groups: g-blocked } }] }
+"#;
+    let set = load(&[("endpoints.yaml", ENDPOINTS), ("rules.yaml", policy)]);
+    let traces = set.endpoint_by_name("traces").unwrap().clone();
+    let with_overage = |claims: Value| {
+        let mut p = principal("entra", claims);
+        p.claims_overage = vec!["groups".into()];
+        p
+    };
+    let empty = BatchSummary::default();
+
+    // The blocked-group deny cannot be evaluated: deny.
+    let d = set.decide(
+        &with_overage(json!({"tid": "t1", "appid": "app-1"})),
+        &traces,
+        &empty,
+    );
+    assert_eq!(
+        (d.allowed, d.rule.as_str(), d.reason),
+        (false, "deny[blocked-group]", "claims_overage")
+    );
+    // Another tenant: the deny rule does not match on `tid`, and the binding
+    // that needs `groups` cannot match.
+    let d = set.decide(&with_overage(json!({"tid": "t2"})), &traces, &empty);
+    assert_eq!((d.allowed, d.reason), (false, "no_match"));
+    // The same principal without overage: allowed by app id.
+    let d = set.decide(
+        &principal("entra", json!({"tid": "t1", "appid": "app-1"})),
+        &traces,
+        &empty,
+    );
+    assert_eq!((d.allowed, d.rule.as_str()), (true, "binding[by-app]"));
+    // Admin grants: the deny covers the admin API too.
+    let g = set.admin_permissions(&with_overage(json!({"tid": "t1"})));
+    assert_eq!(g.denied_by.as_deref(), Some("deny[blocked-group]"));
+    assert!(!g.allows("secrets:read"));
+    // Explain names the overage.
+    let x = spangate::policy::explain(&set, &with_overage(json!({"tid": "t1"})), &traces, None);
+    let text = x.to_string();
+    assert!(
+        text.contains("deny[blocked-group]: MATCH → deny (claims_overage) [DECIDED]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "claims.groups: not in the token (claims overage: the IdP sent a reference instead)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn claims_overage_binding_without_deny_says_why() {
+    let policy = r#"
+roles:
+  pub: { publish: { endpoints: [traces], services: ["*"] } }
+bindings:
+  - { name: by-group, role: pub, credential: c, subjects: [{ provider: entra, claims: { groups: g-publishers } }] }
+"#;
+    let set = load(&[("endpoints.yaml", ENDPOINTS), ("rules.yaml", policy)]);
+    let traces = set.endpoint_by_name("traces").unwrap().clone();
+    let mut p = principal("entra", json!({"sub": "s"}));
+    p.claims_overage = vec!["groups".into()];
+    let d = set.decide(&p, &traces, &BatchSummary::default());
+    assert_eq!(
+        (d.allowed, d.rule.as_str(), d.reason),
+        (false, "default-deny", "claims_overage")
+    );
+    p.claims_overage.clear();
+    let d = set.decide(&p, &traces, &BatchSummary::default());
+    assert_eq!(d.reason, "no_match");
+}

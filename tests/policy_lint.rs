@@ -279,3 +279,54 @@ fn a_set_without_endpoints_warns() {
         )]
     );
 }
+
+#[test]
+fn lint_context_from_process_config() {
+    let cfg = r#"
+providers:
+  dev: { issuer: "http://127.0.0.1:9", audiences: [spangate] }
+  vercel: { issuer: "https://oidc.vercel.com/team_abc", audiences: ["https://vercel.com/team_abc"], preset: vercel }
+upstreams:
+  lightstep: { url: "https://ingest.lightstep.com/traces/otlp/v0.9" }
+secrets:
+  bootstrap: { lightstep-prod: { env: LIGHTSTEP_ACCESS_TOKEN } }
+"#;
+    let config = match spangate::config::Config::parse(Path::new("spangate.yaml"), cfg) {
+        Ok(c) => c,
+        Err(e) => panic!("test config refused: {e:?}"),
+    };
+    let ctx = LintContext::from_config(&config);
+    assert_eq!(ctx.credentials.as_ref().map(|c| c.len()), Some(1));
+    assert!(
+        ctx.upstreams
+            .as_ref()
+            .is_some_and(|u| u.contains("lightstep"))
+    );
+    let providers = ctx.providers.as_ref().unwrap();
+    assert_eq!(providers.get("dev"), Some(&None));
+    assert!(
+        providers["vercel"]
+            .as_ref()
+            .is_some_and(|c| c.contains("project_id"))
+    );
+    let report = check_dir(&shipped(), &ctx);
+    assert!(report.is_ok() && report.warnings.is_empty(), "{report}");
+}
+
+#[test]
+fn binding_narrowing_outside_the_role_warns() {
+    let dir = write(&[(
+        "p.yaml",
+        "endpoints:\n  t: { path: /t, upstream: up }\n  l: { path: /l, upstream: up }\nroles:\n  r: { publish: { endpoints: [t], services: [s] } }\nbindings:\n  - role: r\n    credential: c\n    subjects: [{ provider: p, claims: { a: b } }]\n    publish: { endpoints: [t, l] }\n",
+    )]);
+    let report = check_dir(dir.path(), &LintContext::new());
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(
+        warnings(&report),
+        vec![(
+            "p.yaml:10:31".to_string(),
+            "endpoint `l` is not in role `r`'s publish.endpoints: the binding never applies to it"
+                .to_string()
+        )]
+    );
+}

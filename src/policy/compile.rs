@@ -681,6 +681,25 @@ impl Compiler<'_> {
                 "publish constraints have no effect: the role does not publish",
             );
         }
+        // A binding narrows the role's endpoints; naming others is a mistake.
+        if let (Some(Some(role_eps)), Some(Some(own))) = (
+            role.map(|r| r.publish.as_ref().and_then(|p| p.endpoints.as_ref())),
+            b.publish.as_ref().map(|p| p.endpoints.as_ref()),
+        ) {
+            for (j, ep) in own.iter().enumerate() {
+                if !role_eps.contains(ep) {
+                    self.d.warn(
+                        file,
+                        p.index.value(&at(&ypath!["publish", "endpoints", j])),
+                        format!(
+                            "endpoint `{ep}` is not in role `{}`'s publish.endpoints: \
+                             the binding never applies to it",
+                            b.role
+                        ),
+                    );
+                }
+            }
+        }
         // Templates in the role are rendered from this binding's subjects' claims.
         if let Some(Publish { constraints, .. }) = role.and_then(|r| r.publish.as_ref()) {
             if let Some(services) = &constraints.services {

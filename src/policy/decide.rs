@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::compile::{Binding, Constraints, DenyRule, RateKey};
-use super::matcher::{Glob, SubjectMatcher};
+use super::matcher::{Glob, SubjectMatch, SubjectMatcher};
 use super::model::{Mode, OnViolation};
 use super::{
     AdminGrant, AdminPermission, Decision, DroppedCount, Endpoint, PolicySet, RateSpec,
@@ -23,6 +23,18 @@ pub(crate) const DEFAULT_RULE: &str = "default-deny";
 /// Whether any subject matcher accepts the principal.
 pub(crate) fn any_subject(subjects: &[SubjectMatcher], p: &Principal) -> bool {
     subjects.iter().any(|s| s.matches(p))
+}
+
+/// Match any of `subjects`, telling the claims-overage case apart.
+pub(crate) fn eval_subjects(subjects: &[SubjectMatcher], p: &Principal) -> SubjectMatch {
+    let mut result = SubjectMatch::No;
+    for s in subjects {
+        result = result.or(s.eval(p));
+        if result == SubjectMatch::Yes {
+            break;
+        }
+    }
+    result
 }
 
 impl DenyRule {
@@ -144,7 +156,15 @@ pub(crate) fn evaluate(
                         "stamp {key}: claims.{missing} is missing or not a single value"
                     ));
                 }
-                return Evaluation::deny(reason::STAMP_CLAIM_MISSING, details);
+                let overage = t
+                    .missing_claim(claims)
+                    .is_some_and(|c| p.claims_overage.iter().any(|o| o == c.root()));
+                let why = if overage {
+                    reason::CLAIMS_OVERAGE
+                } else {
+                    reason::STAMP_CLAIM_MISSING
+                };
+                return Evaluation::deny(why, details);
             }
         }
     }
@@ -430,33 +450,40 @@ pub(crate) fn decide(
         if !d.covers(Some(ep)) || (decided.is_some() && d.mode == Mode::Enforce) {
             continue;
         }
-        if !any_subject(&d.subjects, p) {
-            continue;
-        }
+        // A deny rule that cannot be evaluated because the token left a claim
+        // out (claims overage) denies: fail closed.
+        let why = match eval_subjects(&d.subjects, p) {
+            SubjectMatch::No => continue,
+            SubjectMatch::Yes => reason::EXPLICIT_DENY,
+            SubjectMatch::Unknown => reason::CLAIMS_OVERAGE,
+        };
         match d.mode {
             Mode::Enforce => {
-                decided = Some(denied(
-                    set,
-                    d.rule.clone(),
-                    reason::EXPLICIT_DENY,
-                    None,
-                    Vec::new(),
-                ));
+                decided = Some(denied(set, d.rule.clone(), why, None, Vec::new()));
             }
             Mode::Audit => shadow.push(ShadowHit {
                 rule: d.rule.clone(),
                 would: "deny",
-                reason: reason::EXPLICIT_DENY,
+                reason: why,
             }),
         }
     }
+    let mut overage_seen = false;
 
     for b in &set.bindings {
         if decided.is_some() && b.mode == Mode::Enforce {
             continue;
         }
-        if !set.publishes_to(b, ep) || !any_subject(&b.subjects, p) {
+        if !set.publishes_to(b, ep) {
             continue;
+        }
+        match eval_subjects(&b.subjects, p) {
+            SubjectMatch::Yes => {}
+            SubjectMatch::No => continue,
+            SubjectMatch::Unknown => {
+                overage_seen |= b.mode == Mode::Enforce;
+                continue;
+            }
         }
         let e = evaluate(set, b, p, batch, false);
         match b.mode {
@@ -488,11 +515,18 @@ pub(crate) fn decide(
         }
     }
 
+    // No binding matched; if one might have with the claims the IdP left
+    // out, say so instead of a plain no_match.
+    let default_reason = if overage_seen {
+        reason::CLAIMS_OVERAGE
+    } else {
+        reason::NO_MATCH
+    };
     let mut decision = decided.unwrap_or_else(|| {
         denied(
             set,
             DEFAULT_RULE.to_string(),
-            reason::NO_MATCH,
+            default_reason,
             None,
             Vec::new(),
         )
@@ -505,9 +539,11 @@ pub(crate) fn decide(
 pub(crate) fn admin_permissions(set: &PolicySet, p: &Principal) -> AdminGrant {
     let mut grant = AdminGrant::default();
     for d in set.deny.iter().filter(|d| d.covers(None)) {
-        if !any_subject(&d.subjects, p) {
-            continue;
-        }
+        let why = match eval_subjects(&d.subjects, p) {
+            SubjectMatch::No => continue,
+            SubjectMatch::Yes => reason::EXPLICIT_DENY,
+            SubjectMatch::Unknown => reason::CLAIMS_OVERAGE,
+        };
         match d.mode {
             Mode::Enforce => {
                 if grant.denied_by.is_none() {
@@ -517,7 +553,7 @@ pub(crate) fn admin_permissions(set: &PolicySet, p: &Principal) -> AdminGrant {
             Mode::Audit => grant.shadow.push(ShadowHit {
                 rule: d.rule.clone(),
                 would: "deny",
-                reason: reason::EXPLICIT_DENY,
+                reason: why,
             }),
         }
     }

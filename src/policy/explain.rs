@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::decide::{any_subject, evaluate};
+use super::decide::{any_subject, eval_subjects, evaluate};
+use super::matcher::SubjectMatch;
 use super::matcher::SubjectMatcher;
 use super::{Decision, Endpoint, PolicySet};
 use crate::identity::Principal;
@@ -106,12 +107,14 @@ pub fn explain(
         .iter()
         .map(|d| {
             let applies = d.covers(Some(endpoint));
-            let matched = applies && any_subject(&d.subjects, principal);
+            let subject = eval_subjects(&d.subjects, principal);
+            let matched = applies && subject != SubjectMatch::No;
             let why_not = if !applies {
                 vec![format!("does not cover endpoint {}", endpoint.name)]
-            } else if matched {
+            } else if subject == SubjectMatch::Yes {
                 Vec::new()
             } else {
+                // No match, or unknown (overage): both explained per subject.
                 why_subjects(&d.subjects, principal)
             };
             RuleTrace {
@@ -122,7 +125,10 @@ pub fn explain(
                 applies,
                 matched,
                 why_not,
-                outcome: matched.then(|| "deny (explicit_deny)".to_string()),
+                outcome: matched.then(|| match subject {
+                    SubjectMatch::Unknown => "deny (claims_overage)".to_string(),
+                    _ => "deny (explicit_deny)".to_string(),
+                }),
                 details: Vec::new(),
                 decided: !decision.allowed && decision.rule == d.rule,
             }

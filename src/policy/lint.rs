@@ -82,14 +82,19 @@ impl LintContext {
         self
     }
 
-    /// Providers, upstreams and bootstrapped credentials of a process config
-    /// (claim lists unknown; add them with [`LintContext::with_provider`]).
+    /// Providers, upstreams and bootstrapped credentials of a process config.
+    /// A provider with `preset: vercel` gets [`VERCEL_CLAIMS`]; other claim
+    /// lists are unknown (add them with [`LintContext::with_provider`]).
     pub fn from_config(config: &crate::config::Config) -> LintContext {
         let mut ctx = LintContext::new()
             .with_credentials(config.secrets.bootstrap.keys().cloned())
             .with_upstreams(config.upstreams.keys().cloned());
-        for name in config.providers.keys() {
-            ctx = ctx.with_provider(name, None::<Vec<String>>);
+        for (name, provider) in &config.providers {
+            let claims = match provider.preset {
+                Some(crate::identity::Preset::Vercel) => Some(VERCEL_CLAIMS.iter().copied()),
+                _ => None,
+            };
+            ctx = ctx.with_provider(name, claims);
         }
         ctx
     }

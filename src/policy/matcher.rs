@@ -233,10 +233,61 @@ pub struct SubjectMatcher {
     pub claims: Vec<ClaimMatcher>,
 }
 
+/// Outcome of matching a subject against a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectMatch {
+    /// Provider and every claim matcher hold.
+    Yes,
+    /// Provider differs or a claim matcher fails on claims the token carries.
+    No,
+    /// Everything else holds but a claim matcher reads a claim the IdP left
+    /// out of the token (claims overage, `Principal::claims_overage`): the
+    /// answer is unknown. Deny rules treat this as a match (fail closed),
+    /// bindings as no match.
+    Unknown,
+}
+
+impl SubjectMatch {
+    /// Combine alternatives (any of several subjects): Yes beats Unknown beats No.
+    pub fn or(self, other: SubjectMatch) -> SubjectMatch {
+        match (self, other) {
+            (SubjectMatch::Yes, _) | (_, SubjectMatch::Yes) => SubjectMatch::Yes,
+            (SubjectMatch::Unknown, _) | (_, SubjectMatch::Unknown) => SubjectMatch::Unknown,
+            (SubjectMatch::No, SubjectMatch::No) => SubjectMatch::No,
+        }
+    }
+}
+
+impl ClaimMatcher {
+    /// Whether the claim this matcher reads is in the principal's overage list.
+    fn overage(&self, p: &Principal) -> bool {
+        p.claims_overage.iter().any(|c| c == self.path.root())
+    }
+}
+
 impl SubjectMatcher {
-    /// Whether the principal matches.
+    /// Whether the principal matches (`Unknown` counts as no).
     pub fn matches(&self, p: &Principal) -> bool {
-        p.provider == self.provider && self.claims.iter().all(|m| m.matches(&p.claims))
+        self.eval(p) == SubjectMatch::Yes
+    }
+
+    /// Match with the claims-overage case told apart.
+    pub fn eval(&self, p: &Principal) -> SubjectMatch {
+        if p.provider != self.provider {
+            return SubjectMatch::No;
+        }
+        let mut result = SubjectMatch::Yes;
+        for m in &self.claims {
+            if m.matches(&p.claims) {
+                continue;
+            }
+            if m.overage(p) {
+                result = SubjectMatch::Unknown;
+            } else {
+                return SubjectMatch::No;
+            }
+        }
+        result
     }
 
     /// Every reason the principal does not match (empty = it matches).
@@ -247,7 +298,16 @@ impl SubjectMatcher {
         self.claims
             .iter()
             .filter(|m| !m.matches(&p.claims))
-            .map(|m| m.explain_miss(&p.claims))
+            .map(|m| {
+                if m.overage(p) {
+                    format!(
+                        "claims.{}: not in the token (claims overage: the IdP sent a reference instead)",
+                        m.path
+                    )
+                } else {
+                    m.explain_miss(&p.claims)
+                }
+            })
             .collect()
     }
 
