@@ -28,7 +28,11 @@ fn options(dir: Option<std::path::PathBuf>) -> Options {
 }
 
 /// Send batches back to back from `workers` tasks until `stop`; return every status.
-fn spawn_load(h: &Arc<Harness>, stop: &Arc<AtomicBool>, workers: usize) -> Vec<tokio::task::JoinHandle<Vec<u16>>> {
+fn spawn_load(
+    h: &Arc<Harness>,
+    stop: &Arc<AtomicBool>,
+    workers: usize,
+) -> Vec<tokio::task::JoinHandle<Vec<u16>>> {
     (0..workers)
         .map(|_| {
             let h = h.clone();
@@ -38,8 +42,16 @@ fn spawn_load(h: &Arc<Harness>, stop: &Arc<AtomicBool>, workers: usize) -> Vec<t
                 let mut statuses = Vec::new();
                 // Bounded: at most 2000 requests or 20 s per worker.
                 let deadline = Instant::now() + Duration::from_secs(20);
-                while !stop.load(Ordering::Relaxed) && statuses.len() < 2000 && Instant::now() < deadline {
-                    statuses.push(h.send_json(Some(&token), "checkout").await.status().as_u16());
+                while !stop.load(Ordering::Relaxed)
+                    && statuses.len() < 2000
+                    && Instant::now() < deadline
+                {
+                    statuses.push(
+                        h.send_json(Some(&token), "checkout")
+                            .await
+                            .status()
+                            .as_u16(),
+                    );
                 }
                 statuses
             })
@@ -60,14 +72,17 @@ async fn wait_for_traffic(h: &Harness, n: usize) {
 async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_tokens() {
     let h = Arc::new(Harness::start_with(options(None)).await);
     // The upstream knows only the current token, as Lightstep would.
-    h.upstream.accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let stop = Arc::new(AtomicBool::new(false));
     let load = spawn_load(&h, &stop, 4);
     wait_for_traffic(&h, 20).await;
 
     // The operator creates the new token upstream first, then rotates.
-    h.upstream
-        .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN, NEW_TOKEN]));
+    h.upstream.accept_only(
+        "lightstep-access-token",
+        Some(&[LIGHTSTEP_TOKEN, NEW_TOKEN]),
+    );
     let (status, body) = h
         .admin(
             Method::POST,
@@ -78,10 +93,14 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["verify"]["result"], "accepted", "{body}");
-    assert_eq!(body["new_fingerprint"], spangate::fingerprint(NEW_TOKEN.as_bytes()));
+    assert_eq!(
+        body["new_fingerprint"],
+        spangate::fingerprint(NEW_TOKEN.as_bytes())
+    );
     wait_for_traffic(&h, 20).await;
     // Then deletes the old one upstream.
-    h.upstream.accept_only("lightstep-access-token", Some(&[NEW_TOKEN]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&[NEW_TOKEN]));
     wait_for_traffic(&h, 20).await;
     stop.store(true, Ordering::Relaxed);
     let mut statuses = Vec::new();
@@ -90,7 +109,12 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
     }
     assert!(statuses.len() >= 60, "load ran: {}", statuses.len());
     let failures: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), statuses.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        statuses.len()
+    );
 
     // The upstream only ever saw the two real tokens, and the last requests the new one.
     let received = h.upstream.received();
@@ -98,17 +122,28 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
         let t = r.header("lightstep-access-token").unwrap();
         assert!(t == LIGHTSTEP_TOKEN || t == NEW_TOKEN, "unexpected token");
     }
-    assert_eq!(received.last().unwrap().header("lightstep-access-token"), Some(NEW_TOKEN));
+    assert_eq!(
+        received.last().unwrap().header("lightstep-access-token"),
+        Some(NEW_TOKEN)
+    );
     // The admin action is audited with fingerprints, never values.
     let text = h.audit.text();
-    assert!(!text.contains(NEW_TOKEN) && !text.contains(LIGHTSTEP_TOKEN) && !text.contains(ADMIN_TOKEN));
+    assert!(
+        !text.contains(NEW_TOKEN) && !text.contains(LIGHTSTEP_TOKEN) && !text.contains(ADMIN_TOKEN)
+    );
     let rotate = h
         .audit_lines()
         .into_iter()
         .find(|l| l["action"] == "secrets.rotate")
         .expect("rotation audited");
-    assert_eq!(rotate["old_fingerprint"], spangate::fingerprint(LIGHTSTEP_TOKEN.as_bytes()));
-    assert_eq!(rotate["new_fingerprint"], spangate::fingerprint(NEW_TOKEN.as_bytes()));
+    assert_eq!(
+        rotate["old_fingerprint"],
+        spangate::fingerprint(LIGHTSTEP_TOKEN.as_bytes())
+    );
+    assert_eq!(
+        rotate["new_fingerprint"],
+        spangate::fingerprint(NEW_TOKEN.as_bytes())
+    );
     Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
 }
 
@@ -116,7 +151,8 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
 async fn upstream_refusing_the_new_token_falls_back_to_the_previous_during_grace() {
     let h = Harness::start_with(options(None)).await;
     // Lightstep can take minutes to accept a new token: force it in anyway.
-    h.upstream.accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let (status, body) = h
         .admin(
             Method::POST,
@@ -127,29 +163,59 @@ async fn upstream_refusing_the_new_token_falls_back_to_the_previous_during_grace
         .await;
     assert_eq!(status, 200, "{body}");
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
-    assert_eq!(resp.status(), 200, "fallback to the previous token keeps the batch");
+    assert_eq!(
+        resp.status(),
+        200,
+        "fallback to the previous token keeps the batch"
+    );
     let line = h.last_audit();
     assert_eq!(line["credential_fallback"], true, "{line}");
     assert_eq!(line["upstream_attempts"], 2);
     let got = h.upstream.received();
-    let tokens: Vec<_> = got.iter().rev().take(2).map(|r| r.header("lightstep-access-token").unwrap()).collect();
-    assert_eq!(tokens, [LIGHTSTEP_TOKEN, NEW_TOKEN], "new first, then previous");
-    let metrics = h.client.get(&format!("http://{}/metrics", h.app.admin_addr), Duration::from_secs(5)).await.unwrap();
+    let tokens: Vec<_> = got
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| r.header("lightstep-access-token").unwrap())
+        .collect();
+    assert_eq!(
+        tokens,
+        [LIGHTSTEP_TOKEN, NEW_TOKEN],
+        "new first, then previous"
+    );
+    let metrics = h
+        .client
+        .get(
+            &format!("http://{}/metrics", h.app.admin_addr),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(metrics.body()).to_string();
-    assert!(text.contains("spangate_credential_fallbacks_total 1"), "{text}");
+    assert!(
+        text.contains("spangate_credential_fallbacks_total 1"),
+        "{text}"
+    );
 
     // Once the upstream knows the new token, no fallback happens.
-    h.upstream.accept_only("lightstep-access-token", Some(&[NEW_TOKEN]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&[NEW_TOKEN]));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 200);
     assert!(h.last_audit().get("credential_fallback").is_none());
 
     // Retiring the previous version ends the grace early: no more fallback target.
     let (status, _) = h
-        .admin(Method::DELETE, "/admin/v1/secrets/lightstep-prod/versions/1", Some(ADMIN_TOKEN), None)
+        .admin(
+            Method::DELETE,
+            "/admin/v1/secrets/lightstep-prod/versions/1",
+            Some(ADMIN_TOKEN),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
-    h.upstream.accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 502);
     assert_eq!(h.last_audit()["reason"], "upstream_auth_failed");
@@ -159,7 +225,8 @@ async fn upstream_refusing_the_new_token_falls_back_to_the_previous_during_grace
 #[tokio::test]
 async fn rotation_is_refused_when_the_upstream_rejects_the_new_token() {
     let h = Harness::start_with(options(None)).await;
-    h.upstream.accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
+    h.upstream
+        .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let (status, body) = h
         .admin(
             Method::POST,
@@ -172,7 +239,14 @@ async fn rotation_is_refused_when_the_upstream_rejects_the_new_token() {
     assert!(!body.to_string().contains(NEW_TOKEN));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(h.upstream.received().last().unwrap().header("lightstep-access-token"), Some(LIGHTSTEP_TOKEN));
+    assert_eq!(
+        h.upstream
+            .received()
+            .last()
+            .unwrap()
+            .header("lightstep-access-token"),
+        Some(LIGHTSTEP_TOKEN)
+    );
     h.stop().await;
 }
 
@@ -189,7 +263,9 @@ async fn restart_after_rotation_keeps_the_rotated_token() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let Harness { idp, upstream, app, .. } = h;
+    let Harness {
+        idp, upstream, app, ..
+    } = h;
     app.shutdown().await;
     // Same store file, same bootstrap file: the store wins over bootstrap.
     let h = Harness::start_app(options(Some(dir.path().to_path_buf())), idp, upstream)
@@ -197,7 +273,14 @@ async fn restart_after_rotation_keeps_the_rotated_token() {
         .unwrap();
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(h.upstream.received().last().unwrap().header("lightstep-access-token"), Some(NEW_TOKEN));
+    assert_eq!(
+        h.upstream
+            .received()
+            .last()
+            .unwrap()
+            .header("lightstep-access-token"),
+        Some(NEW_TOKEN)
+    );
     h.stop().await;
 }
 
@@ -208,13 +291,25 @@ async fn admin_calls_are_authenticated_and_authorized_through_policy() {
     let (status, _) = h.admin(Method::GET, "/admin/v1/secrets", None, None).await;
     assert_eq!(status, 401);
     // A publisher's OIDC token holds no admin permission: 403.
-    let (status, _) = h.admin(Method::GET, "/admin/v1/secrets", Some(&h.token("edge-prod")), None).await;
+    let (status, _) = h
+        .admin(
+            Method::GET,
+            "/admin/v1/secrets",
+            Some(&h.token("edge-prod")),
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
     // The example policy binds role secrets-admin to group platform-admins.
     let admin = h.token("admin");
-    let (status, body) = h.admin(Method::GET, "/admin/v1/secrets", Some(&admin), None).await;
+    let (status, body) = h
+        .admin(Method::GET, "/admin/v1/secrets", Some(&admin), None)
+        .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.to_string().contains(&spangate::fingerprint(LIGHTSTEP_TOKEN.as_bytes())));
+    assert!(
+        body.to_string()
+            .contains(&spangate::fingerprint(LIGHTSTEP_TOKEN.as_bytes()))
+    );
     assert!(!body.to_string().contains(LIGHTSTEP_TOKEN));
     let (status, _) = h
         .admin(
@@ -227,8 +322,20 @@ async fn admin_calls_are_authenticated_and_authorized_through_policy() {
     assert_eq!(status, 200);
     // Refusals and the OIDC admin action are audited with the actor.
     let lines = h.audit_lines();
-    assert!(lines.iter().any(|l| l["kind"] == "admin" && l["status"] == 401));
-    assert!(lines.iter().any(|l| l["kind"] == "admin" && l["status"] == 403));
-    assert!(lines.iter().any(|l| l["action"] == "secrets.rotate" && l["subject"] == "alice"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "admin" && l["status"] == 401)
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "admin" && l["status"] == 403)
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["action"] == "secrets.rotate" && l["subject"] == "alice")
+    );
     h.stop().await;
 }

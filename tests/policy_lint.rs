@@ -139,7 +139,7 @@ bindings:
         ),
         (
             "p.yaml:15:29",
-            "unknown admin permission `secrets:explode` (known: secrets:read, secrets:rotate, secrets:retire, policy:read, policy:reload, status:read)",
+            "unknown admin permission `secrets:explode` (known: secrets:read, secrets:rotate, policy:reload, policy:validate, status:read)",
         ),
         (
             "p.yaml:18:11",

@@ -157,9 +157,10 @@ fn shipped_policies_decide_for_demo_identities() {
     assert!(!d.allowed, "admins do not publish");
     let g = set.admin_permissions(&admin);
     assert!(g.allows("secrets:rotate") && g.allows("secrets:read") && g.allows("policy:reload"));
-    assert!(!g.allows("secrets:retire"));
+    assert!(g.allows("policy:validate") && g.allows("status:read"));
+    assert!(!g.allows("secrets:explode"));
     assert_eq!(g.rule_for("secrets:rotate"), "binding[platform-admins]");
-    assert_eq!(g.rule_for("secrets:retire"), "default-deny");
+    assert_eq!(g.rule_for("secrets:explode"), "default-deny");
     let g = set.admin_permissions(&principal("dev", edge("production")));
     assert!(g.permissions.is_empty());
     // A contractor in the admin group is still denied.
@@ -213,7 +214,7 @@ fn unknown_endpoint_in_role() {
     let (at, msg) = one(&[(
         "a.yaml",
         &format!(
-            "{EP}roles:\n  r:\n    publish:\n      endpoints: [traces, logz]\n      services: [x]\n    admin: [policy:read]\nbindings:\n  - {{ role: r, credential: c, subjects: [{{ provider: p, claims: {{ a: b }} }}] }}\n"
+            "{EP}roles:\n  r:\n    publish:\n      endpoints: [traces, logz]\n      services: [x]\n    admin: [policy:validate]\nbindings:\n  - {{ role: r, credential: c, subjects: [{{ provider: p, claims: {{ a: b }} }}] }}\n"
         ),
     )]);
     assert_eq!(at, "a.yaml:6:27");
@@ -269,7 +270,7 @@ fn bad_claim_path_points_at_the_key() {
 #[test]
 fn duplicate_names_across_files_name_both_locations() {
     let a = format!(
-        "{EP}roles:\n  r: {{ admin: [policy:read] }}\nbindings:\n  - {{ name: dup, role: r, subjects: [{{ provider: p, claims: {{ a: b }} }}] }}\n"
+        "{EP}roles:\n  r: {{ admin: [policy:validate] }}\nbindings:\n  - {{ name: dup, role: r, subjects: [{{ provider: p, claims: {{ a: b }} }}] }}\n"
     );
     let b = "roles:\n  r: { admin: [secrets:read] }\ndeny:\n  - { name: dup, subjects: [{ provider: p, claims: { a: c } }] }\nendpoints:\n  traces: { path: /v2/traces, upstream: ls }\n";
     let errs = errors(&[("a.yaml", &a), ("b.yaml", b)]);

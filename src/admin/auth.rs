@@ -273,3 +273,14 @@ mod tests {
         assert!(parse_sha256_hex("é".repeat(32).as_str()).is_none());
     }
 }
+
+#[cfg(test)]
+mod permission_list_tests {
+    use super::Permission;
+
+    #[test]
+    fn policy_linter_knows_exactly_the_admin_permissions() {
+        let admin: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(admin, crate::policy::compile::KNOWN_ADMIN_PERMISSIONS);
+    }
+}

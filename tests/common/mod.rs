@@ -99,12 +99,21 @@ impl Harness {
     }
 
     /// Start the app against an existing IdP and upstream (e.g. for a restart).
-    pub async fn start_app(opts: Options, idp: DevIdp, upstream: RecordingUpstream) -> Result<Harness, String> {
+    pub async fn start_app(
+        opts: Options,
+        idp: DevIdp,
+        upstream: RecordingUpstream,
+    ) -> Result<Harness, String> {
         let dir = match &opts.reuse_dir {
-            Some(d) => tempfile::Builder::new().tempdir_in(d).map_err(|e| e.to_string())?,
+            Some(d) => tempfile::Builder::new()
+                .tempdir_in(d)
+                .map_err(|e| e.to_string())?,
             None => tempfile::tempdir().map_err(|e| e.to_string())?,
         };
-        let base = opts.reuse_dir.clone().unwrap_or_else(|| dir.path().to_path_buf());
+        let base = opts
+            .reuse_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().to_path_buf());
         let policies = match &opts.policies {
             None => repo_policies(),
             Some(files) => {
@@ -163,7 +172,13 @@ policies: "{policies}"
             .await
             .map_err(|e| e.to_string())?;
         if !opts.idp_down {
-            assert!(app.shared.identity.wait_ready(Duration::from_secs(10)).await, "IdP not ready");
+            assert!(
+                app.shared
+                    .identity
+                    .wait_ready(Duration::from_secs(10))
+                    .await,
+                "IdP not ready"
+            );
         }
         let client = HttpClient::new(Default::default()).unwrap();
         Ok(Harness {
@@ -254,7 +269,13 @@ pub fn sha256_hex(s: &str) -> String {
 
 impl Harness {
     /// Call the admin API with a bearer token.
-    pub async fn admin(&self, method: http::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn admin(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.app.admin_addr, path));
@@ -270,7 +291,11 @@ impl Harness {
         };
         let resp = self
             .client
-            .send(req.body(OutBody::new(body)).unwrap(), Duration::from_secs(30), 1 << 20)
+            .send(
+                req.body(OutBody::new(body)).unwrap(),
+                Duration::from_secs(30),
+                1 << 20,
+            )
             .await
             .expect("admin answered");
         let status = resp.status().as_u16();
