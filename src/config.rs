@@ -140,6 +140,8 @@ pub struct ConfigError {
     pub file: String,
     pub location: Option<(usize, usize)>,
     pub message: String,
+    /// Keys leading to the offending node (for the location).
+    pub yaml_path: Vec<String>,
 }
 
 impl ConfigError {
@@ -148,6 +150,14 @@ impl ConfigError {
             file: file.display().to_string(),
             location: None,
             message: message.into(),
+            yaml_path: Vec::new(),
+        }
+    }
+
+    fn at(file: &Path, yaml_path: &[&str], message: String) -> Self {
+        Self {
+            yaml_path: yaml_path.iter().map(|s| s.to_string()).collect(),
+            ..Self::new(file, message)
         }
     }
 }
@@ -177,14 +187,25 @@ impl Config {
                 file: path.display().to_string(),
                 location: e.location().map(|l| (l.line(), l.column())),
                 message: e.to_string(),
+                yaml_path: Vec::new(),
             }])
         })?;
-        let errors = cfg.validate(path);
+        let mut errors = cfg.validate(path);
         if errors.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(ConfigErrors(errors))
+            return Ok(cfg);
         }
+        // Semantic errors carry the YAML path of the offending node; the
+        // policy loader's position index turns it into line:column.
+        let index = crate::policy::locate::YamlIndex::build(text);
+        for e in &mut errors {
+            if !e.yaml_path.is_empty() {
+                let segs: Vec<crate::policy::locate::Seg> =
+                    e.yaml_path.iter().map(|k| k.as_str().into()).collect();
+                let pos = index.key(&segs);
+                e.location = Some((pos.line, pos.column));
+            }
+        }
+        Err(ConfigErrors(errors))
     }
 
     fn resolve_relative(&mut self, dir: &Path) {
@@ -212,38 +233,51 @@ impl Config {
     /// Semantic checks that serde cannot express. Never panics.
     pub fn validate(&self, path: &Path) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        let mut err = |m: String| errors.push(ConfigError::new(path, m));
+        let mut err = |at: &[&str], m: String| errors.push(ConfigError::at(path, at, m));
         if self.server.max_body.as_u64() == 0 {
-            err("server.max_body must be greater than zero".into());
+            err(
+                &["server", "max_body"],
+                "server.max_body must be greater than zero".into(),
+            );
         }
+        // Per-provider and cross-provider checks; messages name `providers.<name>`.
         for m in crate::identity::validate_providers(&self.providers) {
-            err(format!("providers: {m}"));
-        }
-        for (name, p) in &self.providers {
-            for m in p.validate() {
-                err(format!("providers.{name}: {m}"));
+            let name = m
+                .strip_prefix("providers.")
+                .and_then(|r| r.split([':', '.']).next())
+                .filter(|n| self.providers.contains_key(*n));
+            match name {
+                Some(n) => err(&["providers", n], m.clone()),
+                None => err(&["providers"], m),
             }
         }
         for (name, up) in &self.upstreams {
             match up.url.scheme() {
                 "https" => {}
                 "http" if up.allow_insecure_http || is_loopback_url(&up.url) => {}
-                "http" => err(format!(
-                    "upstreams.{name}.url: plain http to a non-loopback host; use https or set allow_insecure_http: true"
-                )),
-                s => err(format!("upstreams.{name}.url: unsupported scheme {s:?}")),
+                "http" => err(
+                    &["upstreams", name, "url"],
+                    format!(
+                        "upstreams.{name}.url: plain http to a non-loopback host; use https or set allow_insecure_http: true"
+                    ),
+                ),
+                s => err(
+                    &["upstreams", name, "url"],
+                    format!("upstreams.{name}.url: unsupported scheme {s:?}"),
+                ),
             }
             if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
-                err(format!(
-                    "upstreams.{name}.credential_header: not a valid header name"
-                ));
+                err(
+                    &["upstreams", name, "credential_header"],
+                    format!("upstreams.{name}.credential_header: not a valid header name"),
+                );
             }
         }
         for m in self.secrets.validate() {
-            err(format!("secrets: {m}"));
+            err(&["secrets"], format!("secrets: {m}"));
         }
         for m in self.admin.validate() {
-            err(format!("admin: {m}"));
+            err(&["admin"], format!("admin: {m}"));
         }
         errors
     }
@@ -256,5 +290,79 @@ pub fn is_loopback_url(url: &url::Url) -> bool {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/spangate.yaml");
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.server.listen.port(), 4318);
+        assert_eq!(cfg.admin.listen.ip().to_string(), "127.0.0.1");
+        assert!(cfg.upstreams.contains_key("lightstep"));
+        assert!(cfg.secrets.bootstrap.contains_key("lightstep-prod"));
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let cfg = Config::parse(Path::new("t.yaml"), "{}").unwrap();
+        assert_eq!(cfg.server.max_body.as_u64(), DEFAULT_MAX_BODY);
+        assert!(
+            cfg.admin.listen.ip().is_loopback(),
+            "admin is loopback by default"
+        );
+        assert!(cfg.providers.is_empty());
+    }
+
+    #[test]
+    fn secret_sources_take_one_of_env_or_file() {
+        let ok = "secrets:\n  bootstrap:\n    a: { env: A }\n    b: { file: /run/b }\n";
+        let cfg = Config::parse(Path::new("t.yaml"), ok).unwrap();
+        assert_eq!(cfg.secrets.bootstrap.len(), 2);
+        for bad in [
+            "secrets:\n  bootstrap:\n    a: { env: A, file: /b }\n",
+            "secrets:\n  bootstrap:\n    a: {}\n",
+            "secrets:\n  bootstrap:\n    a: { value: plain }\n",
+        ] {
+            let err = Config::parse(Path::new("t.yaml"), bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("t.yaml:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn errors_carry_file_line_and_column() {
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "server:\n  listen: 1.2.3.4:1\n  bogus: 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.yaml:3:"), "{err}");
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "providers:\n  p: { issuer: \"https://idp.example.com\", audiences: [] }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("audiences") && err.starts_with("c.yaml:2:3:"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u: { url: \"http://ingest.example.com/v1/traces\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("plain http") && err.starts_with("c.yaml:2:"),
+            "{err}"
+        );
     }
 }

@@ -105,14 +105,33 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Where a bootstrap value comes from.
+/// Where a secret value comes from: `{ env: VAR }` or `{ file: PATH }` in YAML.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(try_from = "SecretSourceFile")]
 pub enum SecretSource {
     /// An environment variable.
     Env(String),
     /// A file (trailing newline trimmed).
     File(PathBuf),
+}
+
+/// The YAML shape of [`SecretSource`]: exactly one of the two keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretSourceFile {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl TryFrom<SecretSourceFile> for SecretSource {
+    type Error = &'static str;
+    fn try_from(f: SecretSourceFile) -> Result<Self, Self::Error> {
+        match (f.env, f.file) {
+            (Some(var), None) => Ok(SecretSource::Env(var)),
+            (None, Some(path)) => Ok(SecretSource::File(path)),
+            _ => Err("a secret source is exactly one of `env: VAR` or `file: PATH`"),
+        }
+    }
 }
 
 impl SecretSource {
@@ -153,7 +172,6 @@ pub struct SecretsConfig {
     pub store: Option<PathBuf>,
     /// Seed values by credential name (`{ env: VAR }` or `{ file: PATH }`);
     /// used only when the store has no such credential.
-    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     pub bootstrap: BTreeMap<String, SecretSource>,
     /// Name of an environment variable holding a base64 32-byte key: encrypts
     /// the store file at rest with AES-256-GCM. Requires `store`.
