@@ -259,8 +259,16 @@ async fn allowed_batches_round_trip_in_every_encoding_plain_and_gzip() {
 
             let sent = proto(&v);
             assert_eq!(up.resource_spans.len(), 2, "{case}");
-            for (i, (u, s)) in up.resource_spans.iter().zip(&sent.resource_spans).enumerate() {
-                assert_eq!(u.scope_spans, s.scope_spans, "{case}: spans of resource {i}");
+            for (i, (u, s)) in up
+                .resource_spans
+                .iter()
+                .zip(&sent.resource_spans)
+                .enumerate()
+            {
+                assert_eq!(
+                    u.scope_spans, s.scope_spans,
+                    "{case}: spans of resource {i}"
+                );
                 let attrs = resource_attrs(&up, i);
                 // What the client sent is still there...
                 for kv in resource_attrs(&sent, i) {
@@ -353,7 +361,10 @@ async fn wrong_service_rejects_the_whole_batch_under_reject() {
         assert_eq!(line["rule"], "binding[rejecting]", "{line}");
         assert_eq!(line["spans"], 3, "{line}");
     }
-    assert!(h.upstream.received().is_empty(), "a rejected batch is never forwarded");
+    assert!(
+        h.upstream.received().is_empty(),
+        "a rejected batch is never forwarded"
+    );
 
     let ok = batch(&[res("checkout", 2), res("checkout-cron", 1)]);
     let resp = send(&h, &token, Enc::Pb, false, &ok).await;
@@ -408,8 +419,17 @@ async fn wrong_service_is_dropped_with_partial_success_counts() {
             let got = h.upstream.received();
             assert_eq!(got.len(), 1, "{case}");
             let (_, up) = upstream_request(&got[0]);
-            assert_eq!(up.resource_spans.len(), 1, "{case}: only the allowed resource");
+            assert_eq!(
+                up.resource_spans.len(),
+                1,
+                "{case}: only the allowed resource"
+            );
             assert_eq!(values(resource_attrs(&up, 0), "service.name"), ["checkout"]);
+            assert_eq!(
+                values(resource_attrs(&up, 0), "vercel.project_id"),
+                ["prj_checkout"],
+                "{case}: the kept resource is stamped"
+            );
             assert_eq!(
                 up.resource_spans[0].scope_spans,
                 proto(&v).resource_spans[0].scope_spans,
@@ -467,7 +487,10 @@ async fn required_forbidden_and_claim_equal_attributes() {
     let cases: [(&str, Vec<(&'static str, &'static str)>, u16, &str); 5] = [
         (
             "required present, project id equals the claim",
-            vec![("service.version", "1.0"), ("vercel.project_id", "prj_checkout")],
+            vec![
+                ("service.version", "1.0"),
+                ("vercel.project_id", "prj_checkout"),
+            ],
             200,
             "allowed",
         ),
@@ -486,7 +509,10 @@ async fn required_forbidden_and_claim_equal_attributes() {
         ),
         (
             "project id differs from the claim",
-            vec![("service.version", "1.0"), ("vercel.project_id", "prj_other")],
+            vec![
+                ("service.version", "1.0"),
+                ("vercel.project_id", "prj_other"),
+            ],
             403,
             "attribute_claim_mismatch",
         ),
@@ -584,6 +610,13 @@ roles:
       endpoints: [traces]
       services: ["${claims.project}", "${claims.project}-*"]
       rate: { spans_per_second: 5 }
+  project-limited:
+    publish:
+      endpoints: [traces]
+      services: ["${claims.project}", "${claims.project}-*"]
+      # 60 spans at once, then one per second: a full bucket takes a minute
+      # to refill, so "shared" vs "independent" does not depend on timing.
+      rate: { spans_per_second: 1, burst: 60 }
 bindings:
   - name: few-requests
     role: request-limited
@@ -593,6 +626,11 @@ bindings:
     role: span-limited
     subjects: [{ provider: dev, claims: { owner_id: team_demo, tier: spans } }]
     credential: lightstep-prod
+  - name: per-project
+    role: project-limited
+    subjects: [{ provider: dev, claims: { owner_id: team_demo, tier: project } }]
+    credential: lightstep-prod
+    rate_key: claims.project_id
 "#;
 
 fn retry_after(resp: &http::Response<Bytes>) -> Option<u64> {
@@ -687,11 +725,38 @@ async fn batch_bigger_than_the_span_bucket_is_413_batch_exceeds_burst() {
     assert_eq!(status(Enc::Pb, resp.body()).0, 8, "RESOURCE_EXHAUSTED");
     let line = h.last_audit();
     assert_eq!(line["reason"], "batch_exceeds_burst", "{line}");
+    assert_eq!(line["decision"], "deny", "a refusal is not an allow: {line}");
+    assert_eq!(line["status"], 413, "{line}");
     assert!(h.upstream.received().is_empty());
     // Nothing was charged: a fresh bucket of 5 admits 5 spans.
     let resp = send(&h, &token, Enc::Pb, false, &batch(&[res("checkout", 5)])).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(h.upstream.received().len(), 1);
+    h.stop().await;
+}
+
+/// The bucket is keyed by `rate_key`: two subjects with the same
+/// `project_id` share one, another project has its own.
+#[tokio::test]
+async fn rate_limit_buckets_follow_the_rate_key() {
+    let h = start("rate.yaml", RATE_POLICY).await;
+    let token = |sub: &str, project_id: &str| {
+        h.token_with(json!({"tier": "project", "sub": sub, "project_id": project_id}))
+    };
+    let full = batch(&[res("checkout", 60)]);
+    let resp = send(&h, &token("deploy-1", "prj_a"), Enc::Json, true, &full).await;
+    assert_eq!(resp.status(), 200, "a fresh bucket holds 60 spans");
+    // Same project, other subject: the same (now empty) bucket.
+    let resp = send(&h, &token("deploy-2", "prj_a"), Enc::Json, true, &full).await;
+    assert_eq!(resp.status(), 429, "prj_a's bucket is shared");
+    assert!(retry_after(&resp).is_some_and(|s| s >= 1));
+    let line = h.last_audit();
+    assert_eq!(line["reason"], "rate_limited", "{line}");
+    assert_eq!(line["rule"], "binding[per-project]", "{line}");
+    // Another project: its own full bucket.
+    let resp = send(&h, &token("deploy-3", "prj_b"), Enc::Json, true, &full).await;
+    assert_eq!(resp.status(), 200, "prj_b is independent of prj_a");
+    assert_eq!(h.upstream.received().len(), 2);
     h.stop().await;
 }
 
@@ -748,6 +813,7 @@ async fn gzip_bomb_is_refused_with_413() {
 async fn malformed_bodies_are_400_with_a_status_saying_what_is_wrong() {
     let h = Harness::start().await;
     let token = h.token("edge-prod");
+    let duplicate = batch(&[res("checkout", 1).attrs(&[("service.name", "billing")])]);
     let mut short_id = batch(&[res("checkout", 1)]);
     short_id["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] = json!("abcdef");
     let cases: Vec<(&str, Enc, Vec<u8>, &str)> = vec![
@@ -775,6 +841,14 @@ async fn malformed_bodies_are_400_with_a_status_saying_what_is_wrong() {
             Enc::Json,
             br#"{"resourceSpans": "checkout"}"#.to_vec(),
             "invalid type",
+        ),
+        (
+            // Policy reads the first service.name, a backend may show the
+            // last: a duplicate key is a spoofing vector, refused outright.
+            "protobuf with service.name twice",
+            Enc::Pb,
+            encode(Enc::Pb, &duplicate),
+            "duplicate key \"service.name\"",
         ),
         (
             "JSON with a 3-byte span id",
@@ -912,7 +986,11 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
     let policies = common::repo_policies().display().to_string();
     let ids = common::demo_identities();
     let claims = |name: &str| write(dir.path(), &format!("{name}.json"), ids[name].to_string());
-    let (prod, contractor, dev) = (claims("edge-prod"), claims("contractor"), claims("edge-dev"));
+    let (prod, contractor, dev) = (
+        claims("edge-prod"),
+        claims("contractor"),
+        claims("edge-dev"),
+    );
 
     // Allow, no batch.
     let (code, out) = explain(&policies, &prod, None, false);
@@ -922,7 +1000,10 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
         "{out}"
     );
     assert!(out.contains("credential: lightstep-prod"), "{out}");
-    assert!(out.contains("stamp: vercel.project_id = \"prj_checkout\""), "{out}");
+    assert!(
+        out.contains("stamp: vercel.project_id = \"prj_checkout\""),
+        "{out}"
+    );
     assert!(
         out.lines()
             .any(|l| l.contains("binding[edge-publishers]") && l.contains("DECIDED")),
@@ -955,7 +1036,10 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
         out.contains("dropped: 1 span(s) in 1 resource(s): service_not_allowed"),
         "{out}"
     );
-    assert!(out.contains("resource 1: service.name \"billing\""), "{out}");
+    assert!(
+        out.contains("resource 1: service.name \"billing\""),
+        "{out}"
+    );
 
     // Deny by a rule, with a gzip'd protobuf batch file.
     let pb = write(
@@ -971,8 +1055,9 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
     );
     assert!(out.contains("batch: 1 resource(s), 4 span(s)"), "{out}");
     assert!(
-        out.lines()
-            .any(|l| l.contains("deny[contractors]") && l.contains("MATCH") && l.contains("DECIDED")),
+        out.lines().any(|l| l.contains("deny[contractors]")
+            && l.contains("MATCH")
+            && l.contains("DECIDED")),
         "{out}"
     );
 
@@ -984,7 +1069,9 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
         "{out}"
     );
     assert!(
-        out.contains("subjects[0]: claims.environment: \"development\" not in [production, preview]"),
+        out.contains(
+            "subjects[0]: claims.environment: \"development\" not in [production, preview]"
+        ),
         "{out}"
     );
     assert!(
@@ -1008,8 +1095,9 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
         assert!(!bindings.is_empty());
         if !allowed && rule == "default-deny" {
             assert!(
-                bindings.iter().all(|b| b["matched"] == false
-                    && !b["why_not"].as_array().unwrap().is_empty()),
+                bindings
+                    .iter()
+                    .all(|b| b["matched"] == false && !b["why_not"].as_array().unwrap().is_empty()),
                 "{v}"
             );
         }
@@ -1051,7 +1139,11 @@ fn policy_check_cli_reports_locations_and_fail_open_subjects() {
     assert!(line.contains(": error: "), "{line}");
 
     let syntax = tempfile::tempdir().unwrap();
-    let file = write(syntax.path(), "syntax.yaml", "endpoints:\n  traces: [unclosed\n");
+    let file = write(
+        syntax.path(),
+        "syntax.yaml",
+        "endpoints:\n  traces: [unclosed\n",
+    );
     let (code, out, err) = spangate(&["policy", "check", &syntax.path().display().to_string()]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains(&format!("{file}:")), "{out}");
