@@ -200,7 +200,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     not_after,
                 },
                 SecretsCommand::Rollback { name } => AdminCommand::SecretsRollback { name },
-                SecretsCommand::Retire { name, version } => AdminCommand::SecretsRetire { name, version },
+                SecretsCommand::Retire { name, version } => {
+                    AdminCommand::SecretsRetire { name, version }
+                }
             };
             admin_call(admin, cmd).await
         }

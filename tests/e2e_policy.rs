@@ -484,7 +484,8 @@ async fn batch_with_every_resource_dropped_forwards_nothing() {
 async fn required_forbidden_and_claim_equal_attributes() {
     let h = start("constraints.yaml", CONSTRAINTS_POLICY).await;
     let token = h.token_with(json!({"tier": "attributes"}));
-    let cases: [(&str, Vec<(&'static str, &'static str)>, u16, &str); 5] = [
+    type Attrs = Vec<(&'static str, &'static str)>;
+    let cases: [(&str, Attrs, u16, &str); 5] = [
         (
             "required present, project id equals the claim",
             vec![
@@ -725,7 +726,10 @@ async fn batch_bigger_than_the_span_bucket_is_413_batch_exceeds_burst() {
     assert_eq!(status(Enc::Pb, resp.body()).0, 8, "RESOURCE_EXHAUSTED");
     let line = h.last_audit();
     assert_eq!(line["reason"], "batch_exceeds_burst", "{line}");
-    assert_eq!(line["decision"], "deny", "a refusal is not an allow: {line}");
+    assert_eq!(
+        line["decision"], "deny",
+        "a refusal is not an allow: {line}"
+    );
     assert_eq!(line["status"], 413, "{line}");
     assert!(h.upstream.received().is_empty());
     // Nothing was charged: a fresh bucket of 5 admits 5 spans.
@@ -1055,6 +1059,10 @@ fn policy_explain_cli_allow_deny_by_rule_and_no_match() {
     );
     assert!(out.contains("batch: 1 resource(s), 4 span(s)"), "{out}");
     assert!(
+        out.contains("role secrets-admin does not publish to endpoint traces"),
+        "{out}"
+    );
+    assert!(
         out.lines().any(|l| l.contains("deny[contractors]")
             && l.contains("MATCH")
             && l.contains("DECIDED")),
@@ -1152,13 +1160,14 @@ fn policy_check_cli_reports_locations_and_fail_open_subjects() {
     write(
         open.path(),
         "open.yaml",
-        "endpoints:\n  traces: { path: /v1/traces, upstream: lightstep }\nroles:\n  r:\n    publish: { endpoints: [traces], services: [\"${claims.project}\"] }\nbindings:\n  - name: everyone\n    role: r\n    subjects: [{ provider: dev, claims: { sub: \"*\" } }]\n    credential: lightstep-prod\n",
+        "endpoints:\n  traces: { path: /v1/traces, upstream: lightstep }\nroles:\n  r:\n    publish: { endpoints: [traces], services: [\"${claims.project}\"] }\nbindings:\n  - name: everyone\n    role: r\n    subjects: [{ provider: dev, claims: { sub: \"*\" } }]\n    credential: lightstep-prod\n  - name: anyone\n    role: r\n    subjects: [{ provider: dev }]\n    credential: lightstep-prod\n",
     );
     let (code, out, err) = spangate(&["policy", "check", &open.path().display().to_string()]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(
-        out.contains("error: subject matches every identity of provider `dev`"),
-        "{out}"
-    );
-    assert!(out.contains("open.yaml:"), "{out}");
+    let fail_open: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("error: subject matches every identity of provider `dev`"))
+        .collect();
+    assert_eq!(fail_open.len(), 2, "both open bindings are refused: {out}");
+    assert!(fail_open.iter().all(|l| l.contains("open.yaml:")), "{out}");
 }
