@@ -231,7 +231,14 @@ impl ProxyError {
     /// request's encoding.
     pub fn to_http(&self, encoding: Encoding) -> http::Response<bytes::Bytes> {
         let er = self.response();
-        let body = crate::otlp::status_body(encoding, er.grpc_code, er.message);
+        // A malformed body is the one case where the client needs the detail
+        // to fix its exporter (docs/otlp.md): it describes only the client's
+        // own payload and is bounded (`otlp::MAX_ERROR_DETAIL`).
+        let message = match self {
+            ProxyError::Malformed(detail) => format!("{}: {detail}", er.message),
+            _ => er.message.to_string(),
+        };
+        let body = crate::otlp::status_body(encoding, er.grpc_code, &message);
         let mut resp = http::Response::new(body);
         *resp.status_mut() = er.status;
         let h = resp.headers_mut();

@@ -72,7 +72,8 @@ where
             rec.decision = match err {
                 ProxyError::Forbidden { .. }
                 | ProxyError::Auth(_)
-                | ProxyError::RateLimited { .. } => "deny",
+                | ProxyError::RateLimited { .. }
+                | ProxyError::BatchExceedsBurst { .. } => "deny",
                 _ => rec.decision,
             };
             rec.reason = er.reason;
