@@ -816,7 +816,9 @@ async function credentialRotation(recPort) {
     check('CLI secrets list (OIDC admin): lightstep-prod v1 = the bootstrapped value\'s fingerprint',
       r.code === 0 && row?.current === 'v1' && row.fingerprint === `sha256:${fingerprint(v1)}`, short(r.stdout + r.stderr));
     const st = statSync(secretsStore);
-    check('secrets store file created by spangate, mode 0600', (st.mode & 0o777) === 0o600, (st.mode & 0o777).toString(8));
+    const dirMode = statSync(dirname(secretsStore)).mode & 0o777;
+    check('secrets store created by spangate: file mode 0600 in a new directory of mode 0700',
+      (st.mode & 0o777) === 0o600 && dirMode === 0o700, `file ${(st.mode & 0o777).toString(8)}, dir ${dirMode.toString(8)}`);
     const s = await adminCall('GET', '/admin/v1/status', { bearer: tAdmin });
     check('admin API status (OIDC admin, status:read): store is a file', s.status === 200 && s.json?.secrets?.store === 'file'
       && s.json.secrets.path === secretsStore, short(s.text));
