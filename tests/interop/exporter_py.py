@@ -6,11 +6,18 @@ Input: env INTEROP_EXPORT = JSON {endpoint, token (optional), gzip: bool,
        resource: {attributes}, spans: [names], span_attributes: {...}}
 Output: one line `RESULT {"results": [{"result": "SUCCESS"|"FAILURE", "spans": n}]}`;
 exit 0 only when every export succeeded.
+
+Loop mode (`"loop": {"stop_file": PATH, "max_seconds": S, "interval_ms": MS}`):
+keep exporting, one span per export (named `<first span name> <i>`), each
+flushed at once, until STOP_FILE exists or S seconds have passed; prints
+`LOOPING` after the first export, then the same RESULT line (one result per
+export).
 """
 
 import json
 import os
 import sys
+import time
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -65,15 +72,37 @@ def main():
     tracer = provider.get_tracer("spangate-interop", "1.0.0")
     names = spec.get("spans") or ["interop span"]
     attrs = spec.get("span_attributes") or {}
-    with tracer.start_as_current_span(names[0], attributes=attrs):
-        for name in names[1:]:
-            with tracer.start_as_current_span(name, attributes=attrs):
-                pass
-    flushed = provider.force_flush(timeout_millis=20000)
+    loop = spec.get("loop")
+    if loop:
+        flushed = export_loop(provider, tracer, names[0], attrs, loop)
+    else:
+        with tracer.start_as_current_span(names[0], attributes=attrs):
+            for name in names[1:]:
+                with tracer.start_as_current_span(name, attributes=attrs):
+                    pass
+        flushed = provider.force_flush(timeout_millis=20000)
     provider.shutdown()
     print("RESULT " + json.dumps({"results": exporter.results, "flushed": flushed}), flush=True)
     ok = exporter.results and all(r["result"] == "SUCCESS" for r in exporter.results)
     sys.exit(0 if ok else 1)
+
+
+def export_loop(provider, tracer, name, attrs, loop):
+    """Export one span at a time until the stop file appears (bounded in time)."""
+    stop_file = loop["stop_file"]
+    deadline = time.monotonic() + float(loop.get("max_seconds", 30))
+    interval = float(loop.get("interval_ms", 50)) / 1000
+    flushed = True
+    i = 0
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        with tracer.start_as_current_span(f"{name} {i}", attributes=attrs):
+            pass
+        flushed = provider.force_flush(timeout_millis=20000) and flushed
+        if i == 0:
+            print("LOOPING", flush=True)
+        i += 1
+        time.sleep(interval)
+    return flushed
 
 
 if __name__ == "__main__":

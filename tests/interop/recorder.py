@@ -14,13 +14,25 @@ JSON mapping (hex trace/span ids, camelCase). gzip bodies are gunzipped first.
 The answer is 200 with an empty ExportTraceServiceResponse in the request's
 content type (zero bytes for protobuf, `{}` for JSON).
 
-Usage: python recorder.py OUT.jsonl   (prints `LISTENING <port>` when ready)
+Access tokens, like Lightstep: with `--allow FILE`, the `lightstep-access-token`
+header must be one of the tokens listed in FILE, a JSON document
+`{"generation": N, "tokens": ["...", ...]}` that the test rewrites (atomically,
+by rename) to create and revoke tokens while traffic flows. The file is read
+on every request, so a change applies to the next request. A missing or
+unknown token is answered 401 (and recorded, with `"status": 401`). Each
+record also carries `status`, `allowed`, `allow_generation` and `token_fp`
+(the first 12 hex digits of the token's SHA-256, or null).
+
+Usage: python recorder.py OUT.jsonl [--port N] [--allow FILE]
+(prints `LISTENING <port>` when ready)
 """
 
+import argparse
 import base64
 import gzip
+import hashlib
+import hmac
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -108,9 +120,30 @@ def decode_json(body):
     return out
 
 
+def read_allow_list(path):
+    """(generation, tokens) from the allow-list file; (None, []) when unreadable."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            doc = json.load(f)
+        return doc.get("generation"), [t for t in doc.get("tokens", []) if isinstance(t, str)]
+    except (OSError, ValueError, AttributeError):
+        return None, []
+
+
+def token_allowed(token, tokens):
+    """Constant-time membership test (every entry compared)."""
+    if token is None:
+        return False
+    found = False
+    for t in tokens:
+        found |= hmac.compare_digest(token.encode(), t.encode())
+    return found
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     out_path = None
+    allow_path = None
 
     def log_message(self, fmt, *args):  # quiet: the JSONL file is the record
         pass
@@ -161,11 +194,29 @@ class Handler(BaseHTTPRequestHandler):
                 record["resources"] = decode_protobuf(body)
         except Exception as e:  # recorded, asserted on by the test
             record["decode_error"] = f"{type(e).__name__}: {e}"
+        token = self.headers.get("lightstep-access-token")
+        record["token_fp"] = hashlib.sha256(token.encode()).hexdigest()[:12] if token else None
+        if self.allow_path:
+            generation, tokens = read_allow_list(self.allow_path)
+            allowed = token_allowed(token, tokens)
+        else:
+            generation, allowed = None, True
+        record["allow_generation"] = generation
+        record["allowed"] = allowed
+        record["status"] = 200 if allowed else 401
         with LOCK:
             SEQ[0] += 1
             record["seq"] = SEQ[0]
             with open(self.out_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
+        if not allowed:
+            answer = b'{"message":"invalid or revoked access token"}'
+            self.send_response(401)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
         answer = b"{}" if ctype == "application/json" else b""
         self.send_response(200)
         self.send_header("content-type", ctype or "application/x-protobuf")
@@ -175,9 +226,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    Handler.out_path = sys.argv[1]
-    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    parser = argparse.ArgumentParser(description="recording OTLP/HTTP upstream")
+    parser.add_argument("out", help="JSONL file to append records to")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--allow", help="allow-list file of valid access tokens")
+    args = parser.parse_args()
+    Handler.out_path = args.out
+    Handler.allow_path = args.allow
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print(f"LISTENING {server.server_address[1]}", flush=True)
     server.serve_forever()
