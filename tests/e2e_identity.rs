@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, Options};
 
-const FAST_RETRY: &str = "    retry_initial: 50ms\n    retry_max: 200ms\n    unknown_kid_refetch_interval: 100ms\n";
+const FAST_RETRY: &str =
+    "    retry_initial: 50ms\n    retry_max: 200ms\n    unknown_kid_refetch_interval: 100ms\n";
 
 #[tokio::test]
 async fn idp_down_at_start_gives_retryable_503_then_recovers_without_restart() {
@@ -23,7 +24,11 @@ async fn idp_down_at_start_gives_retryable_503_then_recovers_without_restart() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(h.last_audit()["reason"], "provider_unavailable");
-    let ready = h.client.get(&h.url("/readyz"), Duration::from_secs(5)).await.unwrap();
+    let ready = h
+        .client
+        .get(&h.url("/readyz"), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503, "not ready while no provider has keys");
     assert!(h.upstream.received().is_empty());
 
@@ -32,14 +37,22 @@ async fn idp_down_at_start_gives_retryable_503_then_recovers_without_restart() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut status = 0;
     while Instant::now() < deadline {
-        status = h.send_json(Some(&token), "checkout").await.status().as_u16();
+        status = h
+            .send_json(Some(&token), "checkout")
+            .await
+            .status()
+            .as_u16();
         if status == 200 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, 200, "recovered after the IdP came back");
-    let ready = h.client.get(&h.url("/readyz"), Duration::from_secs(5)).await.unwrap();
+    let ready = h
+        .client
+        .get(&h.url("/readyz"), Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     h.stop().await;
 }
