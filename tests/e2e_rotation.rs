@@ -23,6 +23,7 @@ fn options(dir: Option<std::path::PathBuf>) -> Options {
             .map(|d| format!("  store: \"{}\"\n", d.join("secrets.json").display()))
             .unwrap_or_default(),
         reuse_dir: dir,
+        policies: Some(common::shipped_policies_unthrottled()),
         ..Default::default()
     }
 }

@@ -303,3 +303,26 @@ impl Harness {
         (status, v)
     }
 }
+
+/// The shipped policies with the demo rate limit raised out of the way, for
+/// tests that send load (the limiter stays in the path).
+pub fn shipped_policies_unthrottled() -> Vec<(&'static str, String)> {
+    ["endpoints.yaml", "edge.yaml"]
+        .into_iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(repo_policies().join(name)).unwrap();
+            let text = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("rate:") {
+                        "      rate: { requests_per_second: 1000000, spans_per_second: 1000000000, burst: 2 }"
+                    } else {
+                        l
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            (name, text)
+        })
+        .collect()
+}
