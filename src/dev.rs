@@ -193,7 +193,7 @@ pub fn sample_batch_json(service: &str, spans: usize) -> String {
         .map(|i| {
             json!({
                 "traceId": "5b8efff798038103d269b633813fc60c",
-                "spanId": format!("eee19b7ec3c1b1{i:02x}"),
+                "spanId": format!("{:016x}", 0xeee1_9b7e_c3c1_0000_u64 + i as u64),
                 "name": format!("GET /checkout/{i}"),
                 "kind": 2,
                 "startTimeUnixNano": "1700000000000000000",

@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use super::RespBody;
 use crate::config::TlsConfig;
@@ -117,7 +119,16 @@ pub async fn serve<S, F>(
         let header_timeout = opts.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            let svc = service_fn(move |req| handler(req, remote));
+            // tower-http around the handler: credentials are marked sensitive
+            // before anything could log a header, and a panic (always a bug)
+            // becomes a 500 for that request instead of a dropped connection.
+            let svc = tower::ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(SetSensitiveRequestHeadersLayer::new(
+                    sensitive_request_headers(),
+                ))
+                .service_fn(move |req| handler(req, remote));
+            let svc = TowerToHyperService::new(svc);
             match tls {
                 None => serve_io(&builder, watcher, TokioIo::new(stream), svc).await,
                 Some(acceptor) => {
@@ -141,22 +152,47 @@ pub async fn serve<S, F>(
     }
 }
 
-async fn serve_io<I, S>(
+/// Request headers that carry credentials.
+fn sensitive_request_headers() -> [http::HeaderName; 4] {
+    [
+        http::header::AUTHORIZATION,
+        http::header::PROXY_AUTHORIZATION,
+        http::header::COOKIE,
+        http::HeaderName::from_static("lightstep-access-token"),
+    ]
+}
+
+/// A handler panicked: answer 500 and say so once at ERROR (the payload is
+/// our own message, never request data).
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<RespBody> {
+    let detail = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %detail, "request handler panicked (bug): answered 500");
+    let mut resp = Response::new(RespBody::new(bytes::Bytes::from_static(
+        b"internal error\n",
+    )));
+    *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    resp
+}
+
+async fn serve_io<I, S, B>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     io: TokioIo<I>,
     svc: S,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = Response<RespBody>,
-            Error = Infallible,
-        > + Send
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = builder.serve_connection_with_upgrades(io, svc);
+    let conn = builder.serve_connection(io, svc);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with error");
     }
