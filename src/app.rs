@@ -29,6 +29,9 @@ pub struct Shared {
     pub policy: Arc<PolicyHolder>,
     pub secrets: Arc<SecretStore>,
     pub client: HttpClient,
+    /// Client per upstream: the shared stack, or one that also trusts the
+    /// upstream's own `ca_file` (that CA is trusted for that upstream only).
+    pub upstream_clients: std::collections::BTreeMap<String, HttpClient>,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
     pub limiter: crate::ratelimit::RateLimiter,
@@ -69,6 +72,13 @@ pub struct App {
     reloader: Option<crate::reload::ReloaderHandle>,
 }
 
+impl Shared {
+    /// The client for an upstream (the shared one if it has no own CA).
+    pub fn upstream_client(&self, name: &str) -> &HttpClient {
+        self.upstream_clients.get(name).unwrap_or(&self.client)
+    }
+}
+
 impl App {
     /// Stop accepting, drain in-flight requests, and wait for the listeners.
     pub async fn shutdown(mut self) {
@@ -99,6 +109,17 @@ impl App {
 pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     crate::install_crypto_provider();
     let client = HttpClient::new(ClientOptions::default())?;
+    let mut upstream_clients = std::collections::BTreeMap::new();
+    for (name, up) in &config.upstreams {
+        let c = match &up.ca_file {
+            Some(ca) => HttpClient::new(ClientOptions {
+                extra_ca_file: Some(ca),
+                ..Default::default()
+            })?,
+            None => client.clone(),
+        };
+        upstream_clients.insert(name.clone(), c);
+    }
     // The policy comes first: an invalid policy refuses start-up with file:line.
     let policy = PolicyHolder::load(&config.policies)
         .map_err(|e| StartError::Policy(config.policies.display().to_string(), e))?;
@@ -128,6 +149,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         policy: Arc::new(policy),
         secrets,
         client,
+        upstream_clients,
         audit,
         metrics: Arc::new(Metrics::default()),
         limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),

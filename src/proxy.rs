@@ -264,7 +264,12 @@ where
         credential: &credential,
         deadline,
     };
-    let result = upstream::forward(&shared.client, &shared.metrics, fwd).await;
+    let result = upstream::forward(
+        shared.upstream_client(&endpoint.upstream),
+        &shared.metrics,
+        fwd,
+    )
+    .await;
     rec.upstream_attempts = result.attempts;
     rec.credential_fallback = result.used_previous;
     if result.used_previous {

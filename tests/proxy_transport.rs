@@ -133,3 +133,81 @@ async fn healthz_needs_no_token() {
     assert_eq!(&resp.body()[..], b"ok\n");
     h.stop().await;
 }
+
+/// A CA and a `localhost` leaf signed by it, as PEM files in `dir`.
+fn test_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params, &ca_key))
+        .unwrap();
+    let (c, k, a) = (
+        dir.join("up.pem"),
+        dir.join("up.key"),
+        dir.join("up-ca.pem"),
+    );
+    std::fs::write(&c, leaf.pem()).unwrap();
+    std::fs::write(&k, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&a, ca.pem()).unwrap();
+    (c, k, a)
+}
+
+#[tokio::test]
+async fn upstream_over_tls_uses_its_own_ca_file_and_refuses_unknown_issuers() {
+    spangate::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file, ca_file) = test_pki(dir.path());
+    let acceptor = spangate::proxy::listener::tls_acceptor(&spangate::config::TlsConfig {
+        cert_file,
+        key_file,
+    })
+    .unwrap();
+    for trusted in [true, false] {
+        let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
+            audience: common::AUDIENCE.into(),
+            identities: common::demo_identities(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let upstream = spangate::dev::upstream::RecordingUpstream::start_with_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(acceptor.clone()),
+        )
+        .await
+        .unwrap();
+        let opts = Options {
+            upstream_url: Some(format!(
+                "https://localhost:{}/traces/otlp/v0.9",
+                upstream.addr().port()
+            )),
+            upstream_extra: if trusted {
+                format!(", ca_file: \"{}\"", ca_file.display())
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        };
+        let h = Harness::start_app(opts, idp, upstream).await.unwrap();
+        let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
+        if trusted {
+            assert_eq!(resp.status(), 200);
+            let got = h.upstream.received();
+            assert_eq!(got.len(), 1);
+            assert_eq!(
+                got[0].header("lightstep-access-token"),
+                Some(common::LIGHTSTEP_TOKEN)
+            );
+        } else {
+            // The webpki roots do not know this CA: never forwarded in clear, 502.
+            assert_eq!(resp.status(), 502);
+            assert_eq!(h.last_audit()["reason"], "upstream_unavailable");
+            assert!(h.upstream.received().is_empty());
+        }
+        h.stop().await;
+    }
+}

@@ -458,7 +458,7 @@ impl AdminState {
         if req.verify {
             let (up_name, up) = self.pick_upstream(req.upstream.as_deref())?;
             audit.upstream = Some(up_name.clone());
-            let outcome = probe(&self.shared.client, up, &value).await;
+            let outcome = probe(self.shared.upstream_client(&up_name), up, &value).await;
             audit.verify = Some(outcome.label());
             match (&outcome, req.force) {
                 (ProbeOutcome::Accepted { .. }, _) | (_, true) => {}

@@ -67,6 +67,15 @@ pub struct RecordingUpstream {
 impl RecordingUpstream {
     /// Bind `addr` (use 127.0.0.1:0) and serve in the background.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with_tls(addr, None).await
+    }
+
+    /// Like [`RecordingUpstream::start`], terminating TLS with `tls` when given
+    /// (so the proxy's upstream TLS and CA handling are exercised for real).
+    pub async fn start_with_tls(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let l = TcpListener::bind(addr).await?;
         let addr = l.local_addr()?;
         let (events, _) = broadcast::channel(256);
@@ -83,7 +92,7 @@ impl RecordingUpstream {
             async move { Ok::<_, Infallible>(handle(&s, req).await) }
         };
         let opts = ListenerOptions {
-            tls: None,
+            tls,
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
         };

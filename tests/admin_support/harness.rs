@@ -315,6 +315,7 @@ impl Harness {
             policy,
             secrets,
             client: client.clone(),
+            upstream_clients: Default::default(),
             audit: Audit::to_writer(Box::new(sink.clone())),
             metrics: Arc::new(Metrics::default()),
             limiter: spangate::ratelimit::RateLimiter::new(1000),

@@ -36,6 +36,10 @@ pub struct Options {
     pub idp_down: bool,
     /// Reuse this directory (config, policies, token file, store) instead of a new one.
     pub reuse_dir: Option<PathBuf>,
+    /// Use this upstream URL instead of the recorder's plain-http one.
+    pub upstream_url: Option<String>,
+    /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
+    pub upstream_extra: String,
 }
 
 impl Default for Options {
@@ -50,6 +54,8 @@ impl Default for Options {
             provider_extra: String::new(),
             idp_down: false,
             reuse_dir: None,
+            upstream_url: None,
+            upstream_extra: String::new(),
         }
     }
 }
@@ -133,6 +139,8 @@ impl Harness {
             let addr = l.local_addr().unwrap();
             drop(l);
             format!("http://{addr}/traces/otlp/v0.9")
+        } else if let Some(u) = &opts.upstream_url {
+            u.clone()
         } else {
             upstream.url("/traces/otlp/v0.9")
         };
@@ -151,7 +159,7 @@ providers:
     audiences: [{AUDIENCE}]
 {provider_extra}
 upstreams:
-  lightstep: {{ url: "{up_url}", timeout: {timeout} }}
+  lightstep: {{ url: "{up_url}", timeout: {timeout}{upstream_extra} }}
 secrets:
   bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
 {secrets_extra}
@@ -161,6 +169,7 @@ policies: "{policies}"
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
             secrets_extra = opts.secrets_extra,
+            upstream_extra = opts.upstream_extra,
             issuer = idp.issuer(),
             timeout = opts.upstream_timeout,
             token_file = token_file.display(),
