@@ -14,7 +14,7 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/spangate /usr/local/bin/spangate
 COPY deploy/spangate.yaml /etc/spangate/spangate.yaml
 COPY policies /etc/spangate/policies
-USER nonroot:nonroot
+USER 65532:65532
 EXPOSE 4318 9901
 ENTRYPOINT ["/usr/local/bin/spangate"]
 CMD ["serve", "--config", "/etc/spangate/spangate.yaml", "--log-format", "json"]
