@@ -5,6 +5,9 @@
 //!
 //! `cargo bench --bench proxy -- --warm-up-time 1 --measurement-time 5`
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -47,20 +50,7 @@ fn bench(c: &mut Criterion) {
         // limiter stays in the measured path).
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        for name in ["endpoints.yaml", "edge.yaml"] {
-            let text = std::fs::read_to_string(shipped.join(name)).unwrap();
-            let text = text
-                .lines()
-                .map(|l| {
-                    if l.trim_start().starts_with("rate:") {
-                        "      rate: { requests_per_second: 1000000, spans_per_second: 1000000000, burst: 2 }"
-                    } else {
-                        l
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
+        for (name, text) in common::shipped_policies_unthrottled() {
             std::fs::write(policies.join(name), text).unwrap();
         }
         let text = format!(
