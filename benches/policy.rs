@@ -13,19 +13,7 @@ fn principal(claims: Value) -> Principal {
     let Value::Object(claims) = claims else {
         unreachable!()
     };
-    Principal {
-        provider: "dev".into(),
-        issuer: "http://127.0.0.1:1".into(),
-        subject: claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .into(),
-        claims,
-        expires_at: None,
-        token_fingerprint: "fp".into(),
-        claims_overage: Vec::new(),
-    }
+    Principal::from_verified_claims("dev", "http://127.0.0.1:1", claims)
 }
 
 /// The shipped policy plus `extra` bindings that never match (to measure scaling).

@@ -118,19 +118,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             Some(otlp::decode(enc, raw).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
         }
     };
-    let principal = Principal {
-        provider,
-        issuer,
-        subject: claims
-            .get("sub")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        expires_at: claims.get("exp").and_then(|v| v.as_u64()),
-        claims_overage: Vec::new(),
-        claims,
-        token_fingerprint: fp,
-    };
+    // The same derivation `serve` applies to verified claims (subject, exp,
+    // claims overage), so explain sees what a request would.
+    let mut principal = Principal::from_verified_claims(&provider, &issuer, claims);
+    principal.token_fingerprint = fp;
     let explanation = crate::policy::explain(
         &set,
         &principal,

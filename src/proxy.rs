@@ -161,12 +161,13 @@ where
     let decision = policy.decide(&principal, &endpoint, &batch.summary);
     rec.rule = Some(decision.rule.clone());
     rec.role = decision.role.clone();
+    // Audit-mode rules are recorded whatever the outcome.
+    rec.shadow = decision
+        .shadow
+        .iter()
+        .filter_map(|h| serde_json::to_value(h).ok())
+        .collect();
     if !decision.allowed {
-        rec.shadow = decision
-            .shadow
-            .iter()
-            .filter_map(|h| serde_json::to_value(h).ok())
-            .collect();
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -174,12 +175,6 @@ where
     }
     rec.decision = "allow";
     rec.reason = decision.reason;
-
-    rec.shadow = decision
-        .shadow
-        .iter()
-        .filter_map(|h| serde_json::to_value(h).ok())
-        .collect();
 
     // Rate-limit per identity (binding + key claim), after the decision so
     // the limit is the one the matching binding declares.

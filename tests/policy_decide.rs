@@ -21,19 +21,7 @@ fn principal(provider: &str, claims: Value) -> Principal {
         Value::Object(m) => m,
         other => panic!("claims must be an object, got {other}"),
     };
-    Principal {
-        provider: provider.to_string(),
-        issuer: format!("https://{provider}.example"),
-        subject: claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        claims,
-        expires_at: None,
-        token_fingerprint: "0123456789ab".into(),
-        claims_overage: Vec::new(),
-    }
+    Principal::from_verified_claims(provider, &format!("https://{provider}.example"), claims)
 }
 
 fn resource(service: Option<&str>, attrs: &[(&str, &str)], spans: usize) -> ResourceSummary {

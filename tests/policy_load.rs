@@ -52,19 +52,7 @@ fn principal(provider: &str, claims: Value) -> Principal {
     let Value::Object(claims) = claims else {
         panic!("object")
     };
-    Principal {
-        provider: provider.into(),
-        issuer: "http://127.0.0.1:1".into(),
-        subject: claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .into(),
-        claims,
-        expires_at: None,
-        token_fingerprint: "fp".into(),
-        claims_overage: Vec::new(),
-    }
+    Principal::from_verified_claims(provider, "http://127.0.0.1:1", claims)
 }
 
 const EP: &str = "endpoints:\n  traces: { path: /v1/traces, upstream: ls }\n";
