@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench proxy -- --warm-up-time 1 --measurement-time 5`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::path::Path;

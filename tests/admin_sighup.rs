@@ -1,7 +1,7 @@
 //! SIGHUP reloads the policy set. In its own test binary: the signal goes to
 //! the whole process, and other reload tests must not see it.
 
-#[path = "admin_support/harness.rs"]
+#[path = "it/admin_support/harness.rs"]
 mod harness;
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Verified-token cache: a hit skips the signature, an entry never outlives
 //! exp + leeway, a removed key invalidates the tokens it verified.
 
-mod identity_support;
+use crate::identity_support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Hostile tokens: each is refused with its exact reason code.
 
-mod identity_support;
+use crate::identity_support;
 
 use base64::Engine;
 use identity_support::*;

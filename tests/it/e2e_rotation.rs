@@ -2,7 +2,7 @@
 //! the proxy serves, the grace-period fallback, persistence across restart,
 //! and admin authentication through policy.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

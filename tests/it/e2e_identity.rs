@@ -1,7 +1,7 @@
 //! End-to-end: identity lifecycle seen through the proxy — an IdP that is
 //! down at start, and an IdP that rotates its signing key while we serve.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,7 @@
 //! real (serde_yaml) and reports file:line — the same path a failing policy
 //! loader takes.
 
-#[path = "admin_support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 use std::time::Duration;

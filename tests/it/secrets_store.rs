@@ -361,7 +361,7 @@ fn spawn_writer(path: &Path, key_b64: Option<&str>) -> std::process::Child {
     let exe = std::env::current_exe().expect("test binary");
     let mut cmd = Command::new(exe);
     cmd.args([
-        "crash_writer_child",
+        "secrets_store::crash_writer_child",
         "--exact",
         "--nocapture",
         "--test-threads=1",

@@ -1,6 +1,6 @@
 //! Transport: HTTP/1.1, h2c and h2 over TLS on one port; header-read timeout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! End-to-end: the whole app on port 0, the dev IdP and a recording upstream.
 //! Issue 2's request path: authenticate, route, authorize, inject, forward.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

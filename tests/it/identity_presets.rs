@@ -2,7 +2,7 @@
 //! The dev issuer signs with real keys and puts the real IdP's issuer string in
 //! the tokens; the provider fetches its JWKS from 127.0.0.1 via `jwks_uri`.
 
-mod identity_support;
+use crate::identity_support;
 
 use std::sync::Arc;
 

@@ -1,8 +1,7 @@
 //! Admin API over real HTTP: authentication, authorization, audit, rotation
 //! with the verify probe, rollback, retire, grace, and no value leaks.
 
-#[path = "admin_support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 use std::time::Duration;

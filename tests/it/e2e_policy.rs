@@ -3,7 +3,7 @@
 //! OTLP protobuf and JSON bodies, plain and gzip; plus the real `spangate`
 //! binary for `policy explain` and `policy check`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! The CLI's admin client against the real admin server.
 
-#[path = "admin_support/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 
@@ -336,7 +335,7 @@ async fn cli_rotate_reads_the_value_from_stdin() {
     let h = Harness::start(Options::default()).await;
     let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
         .args([
-            "stdin_rotate_child",
+            "admin_cli::stdin_rotate_child",
             "--exact",
             "--nocapture",
             "--test-threads=1",

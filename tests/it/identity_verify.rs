@@ -1,7 +1,7 @@
 //! JWT verification against a real in-process issuer: valid tokens and each
 //! rejection with its exact reason code.
 
-mod identity_support;
+use crate::identity_support;
 
 use identity_support::*;
 use serde_json::json;

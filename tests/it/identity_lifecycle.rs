@@ -1,7 +1,7 @@
 //! Key lifecycle: rotation without restart, IdP down at start, failed refresh
 //! keeps the last good keys, unknown-kid floods are bounded, two providers.
 
-mod identity_support;
+use crate::identity_support;
 
 use std::time::Duration;
 

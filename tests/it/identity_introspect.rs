@@ -1,6 +1,6 @@
 //! RFC 7662 introspection of opaque tokens against the dev issuer's endpoint.
 
-mod identity_support;
+use crate::identity_support;
 
 use std::io::Write;
 
