@@ -35,6 +35,8 @@ pub struct Shared {
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
     pub limiter: crate::ratelimit::RateLimiter,
+    /// Memory for request bodies in flight, all requests together.
+    pub budget: crate::proxy::budget::MemoryBudget,
 }
 
 /// Why the app could not start. Every message names the file or field at fault.
@@ -143,6 +145,11 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         header_timeout: config.server.header_timeout,
         max_connections: config.server.max_connections,
     };
+    let metrics = Arc::new(Metrics::default());
+    let budget = crate::proxy::budget::MemoryBudget::new(
+        config.server.memory_budget.as_u64(),
+        metrics.inflight_body_bytes.clone(),
+    );
     let shared = Arc::new(Shared {
         config,
         identity,
@@ -151,8 +158,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         client,
         upstream_clients,
         audit,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
+        budget,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();

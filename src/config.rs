@@ -20,6 +20,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:4318";
 pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MEMORY_BUDGET: u64 = 128 * 1024 * 1024;
+pub const DEFAULT_OVERLOAD_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CREDENTIAL_HEADER: &str = "lightstep-access-token";
 
@@ -74,6 +76,13 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most rate-limit keys (identities) tracked at once; idle keys expire.
     pub rate_limit_keys: u64,
+    /// Memory for request bodies in flight, all requests together (decoded
+    /// batches and re-encoded bodies included); at least `max_body`.
+    pub memory_budget: bytesize::ByteSize,
+    /// How long a request waits for room in `memory_budget` before a
+    /// retryable 503 `overloaded`.
+    #[serde(with = "humantime_serde")]
+    pub overload_wait: Duration,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +95,8 @@ impl Default for ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: 4096,
             rate_limit_keys: 100_000,
+            memory_budget: bytesize::ByteSize::b(DEFAULT_MEMORY_BUDGET),
+            overload_wait: DEFAULT_OVERLOAD_WAIT,
         }
     }
 }
@@ -238,6 +249,15 @@ impl Config {
             err(
                 &["server", "max_body"],
                 "server.max_body must be greater than zero".into(),
+            );
+        }
+        if self.server.memory_budget < self.server.max_body {
+            err(
+                &["server", "memory_budget"],
+                format!(
+                    "server.memory_budget ({}) must be at least server.max_body ({})",
+                    self.server.memory_budget, self.server.max_body
+                ),
             );
         }
         // Per-provider and cross-provider checks; messages name `providers.<name>`.

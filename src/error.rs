@@ -50,6 +50,8 @@ pub enum ProxyError {
     UpstreamAuthFailed,
     #[error("upstream timed out")]
     UpstreamTimeout,
+    #[error("request memory budget exhausted: {0}")]
+    Overloaded(crate::proxy::budget::Overloaded),
 }
 
 /// How an error is answered.
@@ -78,6 +80,8 @@ const CANCELLED: i32 = 1;
 
 /// Retry-After for 5xx answers that are our own operational problems.
 const OPERATOR_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Retry-After when the memory budget is full: load passes quickly.
+const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl ProxyError {
     /// The one map from error to response. Exhaustive on purpose: a new
@@ -215,6 +219,15 @@ impl ProxyError {
                     "upstream_auth_failed",
                 )
             },
+            ProxyError::Overloaded(_) => ErrorResponse {
+                retry_after: Some(OVERLOAD_RETRY_AFTER),
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "proxy overloaded, retry later",
+                    "overloaded",
+                )
+            },
             ProxyError::UpstreamTimeout => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
                 ..r(
@@ -232,7 +245,7 @@ impl ProxyError {
     pub fn to_http(&self, encoding: Encoding) -> http::Response<bytes::Bytes> {
         let er = self.response();
         // A malformed body is the one case where the client needs the detail
-        // to fix its exporter (docs/otlp.md): it describes only the client's
+        // to fix its exporter (README, OTLP): it describes only the client's
         // own payload and is bounded (`otlp::MAX_ERROR_DETAIL`).
         let message = match self {
             ProxyError::Malformed(detail) => format!("{}: {detail}", er.message),

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +36,8 @@ pub struct Metrics {
     pub upstream_attempts: Family<UpstreamLabels, Counter>,
     pub request_duration: Histogram,
     pub credential_fallbacks: Counter,
+    /// Bytes reserved in the request memory budget (`proxy::budget`).
+    pub inflight_body_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -51,6 +54,12 @@ impl Default for Metrics {
         let upstream_attempts = Family::<UpstreamLabels, Counter>::default();
         let request_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let credential_fallbacks = Counter::default();
+        let inflight_body_bytes = Gauge::default();
+        registry.register(
+            "inflight_body_bytes",
+            "Bytes of request bodies, decoded batches and re-encoded bodies held in memory (server.memory_budget)",
+            inflight_body_bytes.clone(),
+        );
         registry.register(
             "requests",
             "OTLP requests by endpoint, decision, reason and status",
@@ -83,6 +92,7 @@ impl Default for Metrics {
             upstream_attempts,
             request_duration,
             credential_fallbacks,
+            inflight_body_bytes,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Each stage is a plain call on owned data; every outcome, allowed or not,
 //! ends in exactly one audit line and one metrics update.
 
+pub mod budget;
 pub mod listener;
 pub mod upstream;
 
@@ -144,6 +145,18 @@ where
         .ok_or(ProxyError::UnsupportedContentType)?;
     let content_encoding = header_str(&parts.headers, &header::CONTENT_ENCODING);
     let cap = usize::try_from(shared.config.server.max_body.as_u64()).unwrap_or(usize::MAX);
+    // Memory budget: the declared length (the whole cap when undeclared)
+    // while reading, then the real cost once the size is known. Held until
+    // the response is built.
+    let wait = shared.config.server.overload_wait;
+    let declared = header_str(&parts.headers, &header::CONTENT_LENGTH)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(cap as u64, |n| n.min(cap as u64));
+    let mut held = shared
+        .budget
+        .reserve(declared, wait)
+        .await
+        .map_err(ProxyError::Overloaded)?;
     let raw = tokio::time::timeout_at(
         deadline.into(),
         otlp::read_body(body, content_encoding, cap),
@@ -151,6 +164,15 @@ where
     .await
     .map_err(|_| ProxyError::RequestTimeout)??;
     rec.bytes = raw.len();
+    shared
+        .budget
+        .resize(
+            &mut held,
+            (raw.len() as u64).saturating_mul(budget::CHARGE_FACTOR),
+            wait,
+        )
+        .await
+        .map_err(ProxyError::Overloaded)?;
 
     // Decode: the policy governs what is published, so it needs the batch.
     let mut batch = otlp::decode(encoding, raw)?;

@@ -26,6 +26,7 @@ mod policy_decide;
 mod policy_explain;
 mod policy_lint;
 mod policy_load;
+mod proxy_budget;
 mod proxy_core;
 mod proxy_transport;
 mod secrets_store;

@@ -319,6 +319,7 @@ impl Harness {
             audit: Audit::to_writer(Box::new(sink.clone())),
             metrics: Arc::new(Metrics::default()),
             limiter: spangate::ratelimit::RateLimiter::new(1000),
+            budget: spangate::proxy::budget::MemoryBudget::new(1 << 20, Default::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
