@@ -1,4 +1,6 @@
-//! Glue for CLI verbs that are more than a call: `policy explain`.
+//! Glue for CLI verbs that are more than a call: `policy explain`, `policy test`.
+
+pub mod policy_test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,21 +104,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("no endpoint named {:?} in the policy", args.endpoint))?;
     let batch = match &args.batch {
         None => None,
-        Some(path) => {
-            let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            let raw = if raw.starts_with(&[0x1f, 0x8b]) {
-                otlp::gunzip_capped(&raw, 64 << 20)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            } else {
-                Bytes::from(raw)
-            };
-            let enc = if path.extension().is_some_and(|e| e == "json") {
-                Encoding::Json
-            } else {
-                Encoding::Protobuf
-            };
-            Some(otlp::decode(enc, raw).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
-        }
+        Some(path) => Some(load_batch(path)?),
     };
     // The same derivation `serve` applies to verified claims (subject, exp,
     // claims overage), so explain sees what a request would.
@@ -138,4 +126,22 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// Read an OTLP batch file: `.json` = OTLP/JSON, anything else protobuf;
+/// gzip is detected by its magic bytes.
+pub(crate) fn load_batch(path: &std::path::Path) -> anyhow::Result<otlp::Batch> {
+    let raw = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let raw = if raw.starts_with(&[0x1f, 0x8b]) {
+        otlp::gunzip_capped(&raw, 64 << 20)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    } else {
+        Bytes::from(raw)
+    };
+    let enc = if path.extension().is_some_and(|e| e == "json") {
+        Encoding::Json
+    } else {
+        Encoding::Protobuf
+    };
+    otlp::decode(enc, raw).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -118,6 +118,9 @@ enum PolicyCommand {
     /// Explain the decision for an identity on an endpoint: the deciding rule,
     /// and for every binding and deny rule whether it matched and why not.
     Explain(spangate::cli::ExplainArgs),
+    /// Run table tests (identity + endpoint + batch → expected decision)
+    /// against a policy directory; exits non-zero when a case fails.
+    Test(spangate::cli::policy_test::TestArgs),
     /// Ask the running proxy to reload its policy directory (admin API).
     Reload {
         #[command(flatten)]
@@ -229,6 +232,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 })
             }
             PolicyCommand::Explain(args) => spangate::cli::explain(args),
+            PolicyCommand::Test(args) => spangate::cli::policy_test::run(args),
             PolicyCommand::Reload { admin } => admin_call(admin, AdminCommand::PolicyReload).await,
             PolicyCommand::Validate { admin } => {
                 admin_call(admin, AdminCommand::PolicyValidate { files: Vec::new() }).await

@@ -26,6 +26,7 @@ mod policy_decide;
 mod policy_explain;
 mod policy_lint;
 mod policy_load;
+mod policy_test_cli;
 mod proxy_budget;
 mod proxy_core;
 mod proxy_transport;
