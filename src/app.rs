@@ -37,6 +37,8 @@ pub struct Shared {
     pub limiter: crate::ratelimit::RateLimiter,
     /// Memory for request bodies in flight, all requests together.
     pub budget: crate::proxy::budget::MemoryBudget,
+    /// Spool per upstream that has `spool` configured.
+    pub spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>>,
 }
 
 /// Why the app could not start. Every message names the file or field at fault.
@@ -145,7 +147,19 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         header_timeout: config.server.header_timeout,
         max_connections: config.server.max_connections,
     };
-    let metrics = Arc::new(Metrics::default());
+    let mut metrics = Metrics::default();
+    let spool_metrics = crate::spool::SpoolMetrics::default();
+    spool_metrics.register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
+    let spools = config
+        .upstreams
+        .iter()
+        .filter_map(|(name, up)| {
+            let cfg = up.spool.clone()?;
+            let spool = crate::spool::Spool::new(name, cfg, spool_metrics.clone());
+            Some((name.clone(), Arc::new(spool)))
+        })
+        .collect();
     let budget = crate::proxy::budget::MemoryBudget::new(
         config.server.memory_budget.as_u64(),
         metrics.inflight_body_bytes.clone(),
@@ -161,6 +175,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         metrics,
         limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
         budget,
+        spools,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -174,6 +189,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         rx.clone(),
         DRAIN_TIMEOUT,
     )));
+    for spool in shared.spools.values() {
+        tasks.push(tokio::spawn(spool.clone().run(shared.clone(), rx.clone())));
+    }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
     let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
     let metrics = shared.metrics.clone();

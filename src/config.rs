@@ -127,6 +127,10 @@ pub struct UpstreamConfig {
     /// Allow plain http:// to a non-loopback host (logged loudly).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Queue batches through an upstream outage and answer the client 200
+    /// (for exporters that never retry); off when absent. See `spool`.
+    #[serde(default)]
+    pub spool: Option<crate::spool::SpoolConfig>,
 }
 
 fn default_credential_header() -> String {

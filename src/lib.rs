@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
 pub mod secrets;
+pub mod spool;
 
 /// Short, stable, non-reversible fingerprint of a secret or token: the first
 /// 12 hex digits of its SHA-256. Safe to log.

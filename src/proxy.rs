@@ -270,12 +270,14 @@ where
         .get(&endpoint.upstream)
         .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
     rec.upstream = Some(endpoint.upstream.clone());
+    let spool_body = body.clone();
+    let fwd_gzip = content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip"));
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,
         body,
         encoding,
-        gzip: content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip")),
+        gzip: fwd_gzip,
         user_agent: parts.headers.get(header::USER_AGENT),
         request_id: &rec.request_id,
         credential: &credential,
@@ -292,6 +294,39 @@ where
     if result.used_previous {
         shared.metrics.credential_fallbacks.inc();
         shared.secrets.record_fallback();
+    }
+    // The upstream could not take it: with a spool, keep the batch and let
+    // the exporter (which may never retry) see success; the spool's own
+    // audit line records the delivery.
+    if let Some(spool) = shared.spools.get(&endpoint.upstream)
+        && crate::spool::spoolable(&result.outcome)
+    {
+        let item = crate::spool::Spooled {
+            body: spool_body,
+            encoding,
+            gzip: fwd_gzip,
+            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+            credential: credential.name.clone(),
+            request_id: rec.request_id.clone(),
+            endpoint: endpoint.name.clone(),
+            provider: rec.provider.clone(),
+            subject: rec.subject.clone(),
+            spans: rec.spans - spans_dropped,
+            enqueued: Instant::now(),
+        };
+        let upstream_said = match &result.outcome {
+            Ok(a) => {
+                rec.upstream_status = Some(a.status.as_u16());
+                format!("upstream answered {}", a.status.as_u16())
+            }
+            Err(e) => e.to_string(),
+        };
+        if spool.try_push(item).is_ok() {
+            rec.reason = "spooled";
+            rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
+            return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+        }
+        rec.detail = Some(format!("{upstream_said}; spool full"));
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());

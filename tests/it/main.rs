@@ -29,5 +29,6 @@ mod policy_load;
 mod policy_test_cli;
 mod proxy_budget;
 mod proxy_core;
+mod proxy_spool;
 mod proxy_transport;
 mod secrets_store;

@@ -320,6 +320,7 @@ impl Harness {
             metrics: Arc::new(Metrics::default()),
             limiter: spangate::ratelimit::RateLimiter::new(1000),
             budget: spangate::proxy::budget::MemoryBudget::new(1 << 20, Default::default()),
+            spools: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
