@@ -33,7 +33,7 @@ use crate::app::Shared;
 use crate::error::ProxyError;
 use crate::metrics::SpanLabels;
 use crate::otlp::Encoding;
-use crate::proxy::upstream;
+use crate::proxy::upstream::{self, retryable};
 
 /// Longest wait between delivery attempts while the upstream stays down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -425,10 +425,6 @@ enum Delivery {
     Done,
     /// Keep it and try again after a backoff.
     Retry,
-}
-
-fn retryable(status: http::StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
 /// Should a forwarding outcome be spooled rather than answered?

@@ -59,7 +59,8 @@ pub struct ForwardResult {
     pub used_previous: bool,
 }
 
-fn retryable(status: StatusCode) -> bool {
+/// OTLP/HTTP's retryable statuses: 429, 502, 503, 504.
+pub fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
