@@ -10,6 +10,12 @@
 // raw OTLP/protobuf load and the Python exporter keep sending, a restart on
 // the persistent secrets store in between, and refused rotations/callers.
 //
+// And the upstream spool: a second spangate whose upstream has `spool` on,
+// through a real outage of its recording upstream (process stopped, then
+// restarted on the same port), a token the upstream does not accept yet, and
+// a revoked token fixed by a rotation: the exporters see success, the batches
+// arrive once the upstream takes them, each with one `kind: spool` audit line.
+//
 // Every check is named; the last line printed is `N passed, M failed`.
 // Exit status: 0 only when every check passed.
 //
