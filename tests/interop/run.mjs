@@ -10,6 +10,12 @@
 // raw OTLP/protobuf load and the Python exporter keep sending, a restart on
 // the persistent secrets store in between, and refused rotations/callers.
 //
+// And the upstream spool: a second spangate whose upstream has `spool` on,
+// through a real outage of its recording upstream (process stopped, then
+// restarted on the same port), a token the upstream does not accept yet, and
+// a revoked token fixed by a rotation: the exporters see success, the batches
+// arrive once the upstream takes them, each with one `kind: spool` audit line.
+//
 // Every check is named; the last line printed is `N passed, M failed`.
 // Exit status: 0 only when every check passed.
 //
@@ -1056,6 +1062,411 @@ async function credentialRotation(recPort) {
   }
 }
 
+// ───────────────────────────── upstream spool ─────────────────────────────
+//
+// A second `spangate serve` process with its own config, secrets store, audit
+// file and recording upstream, whose upstream has `spool` enabled. The first
+// instance keeps no spool on purpose: its rotation checks count every 502 a
+// failed grace fallback produces, and a spool would answer those with 200.
+
+const spoolRecordFile = join(WORK, 'spool-upstream.jsonl');
+const spoolAllowFile = join(WORK, 'spool-upstream-allow.json');
+const spoolAuditFile = join(WORK, 'spool-audit.jsonl');
+const spoolStore = join(WORK, 'spool-state', 'secrets.json');
+let spoolAllowGeneration = 0;
+/** The spool instance once started: { proc, otlp, admin }. */
+let spoolGate = null;
+
+/** Replace the tokens the spool instance's upstream accepts (atomic rename). */
+function spoolAllowTokens(tokens) {
+  spoolAllowGeneration += 1;
+  const tmp = `${spoolAllowFile}.tmp`;
+  writeFileSync(tmp, JSON.stringify({ generation: spoolAllowGeneration, tokens }), { mode: 0o600 });
+  renameSync(tmp, spoolAllowFile);
+}
+const spoolRecords = () => readJsonl(spoolRecordFile);
+const spoolAuditLines = (kind) => readJsonl(spoolAuditFile).filter((l) => l.kind === kind);
+
+/** Start the spool instance's recorder on `port` (0: ephemeral); resolves once it listens. */
+async function startSpoolRecorder(port) {
+  const proc = start('spool-recorder', PYTHON,
+    [join(HERE, 'recorder.py'), spoolRecordFile, '--port', String(port), '--allow', spoolAllowFile]);
+  const line = await proc.waitLine(/^LISTENING /, 15_000);
+  return { proc, port: Number(line.split(' ')[1]) };
+}
+
+function spoolSpangateConfig(recPort) {
+  // The same shape as the first instance's config, plus `spool` on the upstream.
+  return `# second spangate of the interop run: its upstream has a spool.
+server:
+  listen: 127.0.0.1:0
+  max_body: 16MiB
+  header_timeout: 10s
+  request_timeout: 30s
+admin:
+  listen: 127.0.0.1:0
+  bootstrap_token_sha256: ${sha256hex(ADMIN_BOOTSTRAP_TOKEN)}
+providers:
+  interop:
+    issuer: ${issuer}
+    audiences: [${AUDIENCE}]
+    require_typ: at+jwt
+upstreams:
+  lightstep:
+    url: http://127.0.0.1:${recPort}/traces/otlp/v0.9
+    credential_header: lightstep-access-token
+    timeout: 5s
+    # Keep permitted batches through an upstream outage: exporters such as
+    # @vercel/otel never retry and never read the status code.
+    spool: { max_bytes: 8MiB, max_age: 2m }
+secrets:
+  store: ${spoolStore}
+  bootstrap:
+    lightstep-prod: { env: LIGHTSTEP_ACCESS_TOKEN }
+policies: ${join(HERE, 'policies')}
+audit:
+  file: ${spoolAuditFile}
+`;
+}
+
+async function startSpoolSpangate(recPort, value) {
+  const cfgFile = join(WORK, 'spangate-spool.yaml');
+  writeFileSync(cfgFile, spoolSpangateConfig(recPort));
+  const proc = start('spangate-spool', SPANGATE, ['--log-format', 'json', 'serve', '--config', cfgFile], {
+    env: { LIGHTSTEP_ACCESS_TOKEN: value, SPANGATE_LOG: 'info' },
+  });
+  const line = await until('the spool instance to log its listening addresses', () => {
+    if (proc.exited) throw new Error(`spangate (spool) exited: ${JSON.stringify(proc.exited)}`);
+    return existsSync(proc.errLog) && readFileSync(proc.errLog, 'utf8').split('\n').find((l) => l.includes('spangate listening'));
+  }, { timeoutMs: 20_000, intervalMs: 100 });
+  const f = JSON.parse(line).fields || {};
+  return { proc, otlp: `http://${f.otlp}/v1/traces`, admin: `http://${f.admin}` };
+}
+
+/** The spool metrics of the spool instance's admin `/metrics`. */
+async function spoolMetrics() {
+  const resp = await fetch(`${spoolGate.admin}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const text = await resp.text();
+  const batches = {};
+  for (const m of text.matchAll(/^spangate_spool_batches_total\{([^}]*)\} (\d+)/gm)) {
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (labels.upstream === 'lightstep') batches[labels.outcome] = Number(m[2]);
+  }
+  const attempts = {};
+  for (const m of text.matchAll(/^spangate_upstream_attempts_total\{([^}]*)\} (\d+)/gm)) {
+    const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (labels.upstream === 'lightstep') attempts[labels.outcome] = Number(m[2]);
+  }
+  const bytes = text.match(/^spangate_spool_bytes (\d+)/m);
+  return { status: resp.status, batches, attempts, bytes: bytes ? Number(bytes[1]) : null };
+}
+const metricsSummary = (m) => `status ${m.status}, spangate_spool_batches_total ${JSON.stringify(m.batches)}, spangate_spool_bytes ${m.bytes}`;
+
+/**
+ * Run exporters against the spool instance at the same time. Each spec:
+ * { label, kind, clientId, tok, service, spans, contentType, gzip, spec }.
+ */
+async function spoolExports(specs) {
+  const au0 = spoolAuditLines('otlp').length;
+  const up0 = spoolRecords().length;
+  const results = await Promise.all(specs.map((x) => exporter(x.kind, {
+    endpoint: spoolGate.otlp, token: x.tok, ...x.spec, spans: x.spans,
+  })));
+  return { results, audit: spoolAuditLines('otlp').slice(au0), upstream: spoolRecords().slice(up0) };
+}
+
+/** Checks of one export that spangate spooled; returns its request id. */
+function checkSpooled(x, result, audit, { version }) {
+  const what = x.kind === 'vercel' ? 'exporter ran and flushed (it reports SUCCESS whatever the status)' : 'export result is SUCCESS (spangate answered 2xx)';
+  const ok = x.kind === 'python' ? pyOk(result) : result.results.length > 0 && nodeOk(result);
+  check(`${x.label}: ${what}`, ok, short(result.parsed ?? result.stderr));
+  const mine = audit.filter((l) => l.subject === x.clientId && JSON.stringify(l.services) === JSON.stringify([x.service]));
+  check(`${x.label}: one audit line`, mine.length === 1, `got ${mine.length}`);
+  const l = mine[0];
+  if (!l) return null;
+  check(`${x.label}: audit says allow, status 200, reason spooled (binding[interop-edge], ${x.spans.length} spans, credential v${version})`,
+    l.decision === 'allow' && l.status === 200 && l.reason === 'spooled' && l.rule === 'binding[interop-edge]'
+      && l.spans === x.spans.length && l.credential === 'lightstep-prod' && l.credential_version === version
+      && l.upstream === 'lightstep' && /spooled/.test(l.detail || ''),
+    short(l));
+  return l.reason === 'spooled' ? l.request_id : null;
+}
+
+/** Checks of one spooled batch once delivered: what the upstream got and the `kind: spool` audit line. */
+function checkDelivered(x, result, rid, { value, version, refused }) {
+  const recs = spoolRecords().filter((r) => r.headers['x-request-id'] === rid);
+  const accepted = recs.filter((r) => r.status === 200);
+  const early = recs.filter((r) => r.status !== 200);
+  check(`${x.label}: the upstream accepted the batch exactly once (same x-request-id)`, accepted.length === 1,
+    `${accepted.length} accepted of ${recs.length}`);
+  if (refused) {
+    check(`${x.label}: every earlier attempt was refused (401) with the token it did not accept yet`,
+      early.length >= 1 && early.every((r) => r.status === 401 && r.token_fp === fingerprint(refused)) && recs[recs.length - 1].status === 200,
+      short(early.map((r) => ({ status: r.status, fp: r.token_fp }))));
+  } else {
+    check(`${x.label}: no other attempt reached the upstream`, early.length === 0, short(early.map((r) => r.status)));
+  }
+  const rec = accepted[0];
+  if (rec) {
+    check(`${x.label}: delivered to the configured path as ${x.contentType}${x.gzip ? ', gzip-encoded' : ''}, body decodes`,
+      rec.path === '/traces/otlp/v0.9' && rec.content_type === x.contentType && rec.decode_error === null
+        && (!x.gzip || rec.content_encoding === 'gzip'),
+      short({ path: rec.path, ct: rec.content_type, ce: rec.content_encoding, err: rec.decode_error }));
+    check(`${x.label}: delivered with the injected lightstep-access-token current at delivery (v${version}), no Authorization`,
+      rec.headers['lightstep-access-token'] === value && !('authorization' in rec.headers),
+      `token ${rec.token_fp} (want ${fingerprint(value)}), authorization ${'authorization' in rec.headers}`);
+    const key = (s) => `${s.name}/${s.trace_id}/${s.span_id}`;
+    const sent = result.results.flatMap((r) => r.ids || []).map(key).sort();
+    const arrived = rec.resources.flatMap((r) => r.spans).map(key).sort();
+    check(`${x.label}: exactly the exported spans arrived (${x.spans.length}: names, trace and span ids)`,
+      sent.length === x.spans.length && JSON.stringify(sent) === JSON.stringify(arrived), `sent ${short(sent)} arrived ${short(arrived)}`);
+    const claims = CLIENTS[x.clientId];
+    check(`${x.label}: service.name ${x.service} intact, verified identity stamped`,
+      rec.resources.length > 0 && rec.resources.every((r) => r.attributes['service.name'] === x.service
+        && r.attributes['deployment.environment.name'] === claims.environment && r.attributes['vercel.project_id'] === claims.project_id
+        && r.attributes['spangate.subject'] === x.clientId),
+      short(rec.resources.map((r) => r.attributes)));
+  }
+  const lines = spoolAuditLines('spool').filter((l) => l.request_id === rid);
+  const l = lines[0];
+  check(`${x.label}: one kind: spool audit line, result delivered, upstream 200, credential v${version}, ${x.spans.length} spans, same request id`,
+    lines.length === 1 && l.result === 'delivered' && l.upstream_status === 200 && l.upstream === 'lightstep'
+      && l.endpoint === 'traces' && l.provider === 'interop' && l.subject === x.clientId && l.spans === x.spans.length
+      && l.credential === 'lightstep-prod' && l.credential_version === version && l.delivery_attempts >= 1
+      && typeof l.queued_ms === 'number',
+    short(lines));
+}
+
+/**
+ * Wait (bounded) until every request id has its `kind: spool` audit line;
+ * returns the wait in ms. Nothing to wait for (a batch was not spooled) fails at once.
+ */
+async function waitSpoolOutcomes(rids, what) {
+  const t0 = Date.now();
+  const label = `${what} (bounded poll, 20 s cap)`;
+  if (rids.length === 0 || !rids.every(Boolean)) {
+    check(label, false, 'a batch was not spooled: nothing to wait for');
+    return null;
+  }
+  try {
+    await until(what, () => {
+      const done = new Set(spoolAuditLines('spool').map((l) => l.request_id));
+      return rids.every((rid) => done.has(rid));
+    }, { timeoutMs: 20_000, intervalMs: 100 });
+    check(label, true);
+  } catch (e) {
+    check(label, false, e.message);
+  }
+  return Date.now() - t0;
+}
+
+/**
+ * Request ids of the batches the upstream accepted after its first `n`
+ * records (counted by line: the recorder's seq restarts with the process).
+ */
+function acceptedSince(n) {
+  return spoolRecords().slice(n).filter((r) => r.status === 200).map((r) => r.headers['x-request-id']);
+}
+
+async function upstreamSpool() {
+  section('upstream spool: a second spangate with `spool` on its upstream, its own recording upstream');
+  const s1 = newLightstepToken();
+  spoolAllowTokens([s1]);
+  let rec = await startSpoolRecorder(0);
+  const port = rec.port;
+  spoolGate = await startSpoolSpangate(port, s1);
+  console.log(`  spool instance: otlp ${spoolGate.otlp.replace('/v1/traces', '')}, admin ${spoolGate.admin}, upstream 127.0.0.1:${port}`);
+  const tEdge = await token('edge-prod');
+  const tPreview = await token('edge-preview');
+  await until('the spool instance to fetch the IdP keys (probe answers 404)', async () => {
+    const resp = await post(spoolGate.otlp.replace('/v1/traces', '/interop-ready-probe'), tEdge, '{}');
+    return resp.status === 404;
+  }, { timeoutMs: 20_000, intervalMs: 200 });
+  {
+    const up0 = spoolRecords().length;
+    const au0 = spoolAuditLines('otlp').length;
+    const resp = await post(spoolGate.otlp, tEdge, otlpJson('checkout', 'before the outage'));
+    const up = spoolRecords().slice(up0);
+    const au = spoolAuditLines('otlp').slice(au0);
+    check('spool instance, upstream up: a batch is forwarded at once (200, reason allowed, not spooled; the upstream got it with the injected token)',
+      resp.status === 200 && au.length === 1 && au[0].reason === 'allowed' && au[0].upstream_status === 200
+        && up.length === 1 && up[0].status === 200 && up[0].token_fp === fingerprint(s1),
+      short({ status: resp.status, audit: au, upstream: up.map((r) => ({ status: r.status, fp: r.token_fp })) }));
+  }
+
+  // ── scenario 1: the upstream process is gone
+  section('spool scenario 1: upstream outage (recorder stopped), @vercel/otel and the Python exporter keep exporting');
+  const transport0 = (await spoolMetrics()).attempts.transport || 0;
+  await rec.proc.stop();
+  let connError = 'connected';
+  try {
+    await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+  } catch (e) {
+    connError = e.cause?.code || e.name;
+  }
+  check(`outage: the recorder has exited and its port 127.0.0.1:${port} refuses connections`,
+    rec.proc.exited !== null && connError === 'ECONNREFUSED', `${JSON.stringify(rec.proc.exited)}, ${connError}`);
+  const up1 = spoolRecords().length;
+  const outage = [
+    { label: 'outage, @vercel/otel protobuf', kind: 'vercel', clientId: 'edge-prod', tok: tEdge, service: 'checkout-edge-spool',
+      spans: ['spool edge GET /', 'spool edge fetch'], contentType: 'application/x-protobuf', spec: { protocol: 'proto', service: 'checkout-edge-spool' } },
+    { label: 'outage, Python protobuf+gzip', kind: 'python', clientId: 'edge-preview', tok: tPreview, service: 'cart-spool',
+      spans: ['spool consume', 'spool ack', 'spool commit'], contentType: 'application/x-protobuf', gzip: true,
+      spec: { gzip: true, resource: { 'service.name': 'cart-spool' } } },
+  ];
+  const o1 = await spoolExports(outage);
+  const rids1 = outage.map((x, i) => checkSpooled(x, o1.results[i], o1.audit, { version: 1 }));
+  check('outage: nothing reached the upstream', spoolRecords().length === up1, `${spoolRecords().length - up1} record(s)`);
+  {
+    const m = await spoolMetrics();
+    check('outage: /metrics shows 2 batches spooled, none delivered yet, spangate_spool_bytes > 0',
+      m.status === 200 && m.batches.spooled === 2 && !m.batches.delivered && m.bytes > 0, metricsSummary(m));
+  }
+  // Keep the upstream down until the spool's background delivery has failed
+  // twice (3 connection attempts each, after the 3 of each request): the
+  // batches outlive more than one request's retries.
+  try {
+    await until('two failed background deliveries', async () => {
+      const m = await spoolMetrics();
+      return (m.attempts.transport || 0) - transport0 >= 2 * 3 + 2 * 3;
+    }, { timeoutMs: 15_000, intervalMs: 100 });
+    check('outage: the spool kept retrying in the background (spangate_upstream_attempts_total{outcome="transport"} grew by 2 requests x 3 + 2 deliveries x 3)', true);
+  } catch (e) {
+    check('outage: the spool kept retrying in the background (spangate_upstream_attempts_total{outcome="transport"} grew by 2 requests x 3 + 2 deliveries x 3)', false, e.message);
+  }
+  check('outage: still nothing reached the upstream, nothing delivered',
+    spoolRecords().length === up1 && spoolAuditLines('spool').length === 0, `${spoolRecords().length - up1} record(s)`);
+  // The upstream comes back on the same port (a redeploy).
+  rec = await until(`the recorder to come back on port ${port}`, () => startSpoolRecorder(port).then((r) => r.port === port && r),
+    { timeoutMs: 15_000, intervalMs: 300 });
+  const ms1 = await waitSpoolOutcomes(rids1, 'outage over: every spooled batch has its kind: spool audit line');
+  if (ms1 !== null) console.log(`  delivered within ${ms1} ms after the upstream came back`);
+  outage.forEach((x, i) => rids1[i] && checkDelivered(x, o1.results[i], rids1[i], { value: s1, version: 1 }));
+  {
+    const lines = spoolAuditLines('spool').filter((l) => rids1.includes(l.request_id));
+    const most = Math.max(0, ...lines.map((l) => l.delivery_attempts));
+    check('outage over: the batch at the head of the spool was delivered on its 3rd or later background attempt (delivery_attempts)',
+      most >= 3, short(lines.map((l) => ({ rid: l.request_id, attempts: l.delivery_attempts, queued_ms: l.queued_ms }))));
+  }
+  {
+    const got = acceptedSince(up1);
+    check('outage over: the upstream accepted exactly the spooled batches, once each',
+      got.length === 2 && rids1.every((rid) => got.filter((g) => g === rid).length === 1), short(got));
+    const m = await spoolMetrics();
+    check('outage over: /metrics spangate_spool_batches_total{upstream="lightstep",outcome="delivered"} 2, spangate_spool_bytes 0',
+      m.batches.delivered === 2 && m.batches.spooled === 2 && m.bytes === 0, metricsSummary(m));
+  }
+
+  // ── scenario 2: a new token the upstream has not learned yet
+  section('spool scenario 2: the upstream refuses the injected token (new token, not propagated yet), then learns it');
+  const s2 = newLightstepToken();
+  {
+    const h = await fetch(`${spoolGate.admin}/admin/v1/secrets/lightstep-prod/rotate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_BOOTSTRAP_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ value: s2, grace: '0s', verify: false }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await h.text();
+    adminTranscript.push(text);
+    let j = null;
+    try { j = JSON.parse(text); } catch { /* checked */ }
+    check('refused token: rotation v1 -> v2 before the upstream knows v2 (HTTP API, verify: false, grace 0s): 200',
+      h.status === 200 && j?.new_version === 2 && j.new_fingerprint === fingerprint(s2), short(text));
+  }
+  const n2 = spoolRecords().length;
+  const refusedSet = [
+    { label: 'refused token, @vercel/otel JSON', kind: 'vercel', clientId: 'edge-prod', tok: tEdge, service: 'checkout-edge-rotated',
+      spans: ['spool edge POST /cart'], contentType: 'application/json', spec: { protocol: 'json', service: 'checkout-edge-rotated' } },
+    { label: 'refused token, Python protobuf', kind: 'python', clientId: 'edge-preview', tok: tPreview, service: 'cart-rotated',
+      spans: ['spool refund', 'spool notify'], contentType: 'application/x-protobuf', spec: { gzip: false, resource: { 'service.name': 'cart-rotated' } } },
+  ];
+  const o2 = await spoolExports(refusedSet);
+  const rids2 = refusedSet.map((x, i) => checkSpooled(x, o2.results[i], o2.audit, { version: 2 }));
+  {
+    const seen = spoolRecords().slice(n2);
+    check('refused token: the upstream saw each batch with v2 and refused it (401); none accepted',
+      rids2.every((rid) => seen.some((r) => r.headers['x-request-id'] === rid))
+        && seen.every((r) => r.status === 401 && r.token_fp === fingerprint(s2)),
+      short(seen.map((r) => ({ rid: r.headers['x-request-id'], status: r.status, fp: r.token_fp }))));
+  }
+  // Lightstep has propagated the new token.
+  spoolAllowTokens([s1, s2]);
+  const ms2 = await waitSpoolOutcomes(rids2, 'token propagated: every spooled batch has its kind: spool audit line');
+  if (ms2 !== null) console.log(`  delivered within ${ms2} ms after the upstream learned the token`);
+  refusedSet.forEach((x, i) => rids2[i] && checkDelivered(x, o2.results[i], rids2[i], { value: s2, version: 2, refused: s2 }));
+  {
+    const got = acceptedSince(n2);
+    check('token propagated: the upstream accepted exactly the spooled batches, once each',
+      got.length === 2 && rids2.every((rid) => got.filter((g) => g === rid).length === 1), short(got));
+  }
+
+  // ── scenario 3: the credential is read at delivery time
+  section('spool scenario 3: the injected token is revoked upstream; a rotation delivers the spooled batch with the new one');
+  const s3 = newLightstepToken();
+  spoolAllowTokens([s3]);
+  const n3 = spoolRecords().length;
+  const revoked = [
+    { label: 'revoked token, @vercel/otel protobuf', kind: 'vercel', clientId: 'edge-prod', tok: tEdge, service: 'checkout-edge-revoked',
+      spans: ['spool edge GET /orders', 'spool edge render'], contentType: 'application/x-protobuf', spec: { protocol: 'proto', service: 'checkout-edge-revoked' } },
+  ];
+  const o3 = await spoolExports(revoked);
+  const rids3 = revoked.map((x, i) => checkSpooled(x, o3.results[i], o3.audit, { version: 2 }));
+  {
+    const seen = spoolRecords().slice(n3);
+    check('revoked token: the upstream refused the batch with v2 (401); none accepted',
+      seen.length >= 1 && seen.every((r) => r.status === 401 && r.token_fp === fingerprint(s2)), short(seen.map((r) => ({ status: r.status, fp: r.token_fp }))));
+    const h = await fetch(`${spoolGate.admin}/admin/v1/secrets/lightstep-prod/rotate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_BOOTSTRAP_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ value: s3, grace: '2m' }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await h.text();
+    adminTranscript.push(text);
+    let j = null;
+    try { j = JSON.parse(text); } catch { /* checked */ }
+    check('revoked token: rotation v2 -> v3 through the HTTP API, verify accepted (200)',
+      h.status === 200 && j?.new_version === 3 && j.verify?.result === 'accepted', short(text));
+  }
+  const ms3 = await waitSpoolOutcomes(rids3, 'rotated: the spooled batch has its kind: spool audit line');
+  if (ms3 !== null) console.log(`  delivered within ${ms3} ms after the rotation`);
+  revoked.forEach((x, i) => rids3[i] && checkDelivered(x, o3.results[i], rids3[i], { value: s3, version: 3, refused: s2 }));
+
+  // ── totals, shutdown, hygiene
+  section('spool: metrics totals, shutdown, hygiene');
+  const exported = outage.length + refusedSet.length + revoked.length;
+  const rids = [...rids1, ...rids2, ...rids3].filter(Boolean);
+  {
+    const m = await spoolMetrics();
+    check(`/metrics: spangate_spool_batches_total{upstream="lightstep"} spooled = delivered = every exported batch (${exported}); no full, rejected, expired or lost; spangate_spool_bytes 0`,
+      rids.length === exported && m.batches.spooled === rids.length && m.batches.delivered === rids.length
+        && ['full', 'rejected', 'expired', 'lost'].every((k) => !m.batches[k]) && m.bytes === 0, metricsSummary(m));
+    const spooled = spoolAuditLines('otlp').filter((l) => l.reason === 'spooled').map((l) => l.request_id).sort();
+    const outcomes = spoolAuditLines('spool');
+    check(`audit: exactly one kind: spool line per spooled request (${spooled.length}), all delivered`,
+      rids.length === exported && spooled.length === rids.length && outcomes.length === spooled.length && JSON.stringify(outcomes.map((l) => l.request_id).sort()) === JSON.stringify(spooled)
+        && outcomes.every((l) => l.result === 'delivered'), short(outcomes.map((l) => ({ rid: l.request_id, result: l.result }))));
+  }
+  {
+    const proc = spoolGate.proc;
+    proc.child.kill('SIGTERM');
+    const gone = await Promise.race([proc.done, sleep(20_000).then(() => false)]);
+    if (!gone) await proc.stop();
+    check('spool instance: SIGTERM with an empty spool: exit status 0, no lost line',
+      gone !== false && proc.exited?.code === 0 && spoolAuditLines('spool').every((l) => l.result !== 'lost'), JSON.stringify(proc.exited));
+    await rec.proc.stop();
+  }
+  {
+    const secrets = [...lightstepValues, ADMIN_BOOTSTRAP_TOKEN, ...issuedTokens, ...Object.values(SECRETS)];
+    const auditText = readFileSync(spoolAuditFile, 'utf8');
+    const logText = readFileSync(spoolGate.proc.errLog, 'utf8');
+    check(`spool instance: no token or credential value in its audit file or log (${secrets.length} values checked)`,
+      secrets.every((s) => !auditText.includes(s) && !logText.includes(s)), 'a value was found');
+    check('spool instance: log has no panic', !/panicked/.test(logText), 'a panic is in the log');
+  }
+}
+
 // ───────────────────────────── the run ─────────────────────────────
 
 async function main() {
@@ -1381,6 +1792,8 @@ async function main() {
     check('every audit line is complete (request_id, status, reason, decision)', lines.length > 0
       && lines.every((l) => l.request_id && l.status && l.reason && l.decision), `${lines.length} lines`);
   }
+
+  await upstreamSpool();
 }
 
 const deadline = setTimeout(() => {
@@ -1401,6 +1814,10 @@ async function finish() {
   if (failed > 0 && spangate) {
     console.log('\n---- last 50 lines of spangate stderr ----');
     console.log(tail(spangate.errLog, 50));
+    if (spoolGate) {
+      console.log('---- last 30 lines of the spool instance\'s stderr ----');
+      console.log(tail(spoolGate.proc.errLog, 30));
+    }
     console.log('---- last 20 lines of the IdP stderr ----');
     console.log(tail(join(WORK, 'idp.stderr.log'), 20));
   }
