@@ -10,6 +10,7 @@ mod identity_support;
 mod admin_cli;
 mod admin_reload;
 mod admin_secrets;
+mod admin_throttle;
 mod deploy_files;
 mod e2e_identity;
 mod e2e_policy;
