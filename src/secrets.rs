@@ -1385,6 +1385,60 @@ mod tests {
     }
 
     #[test]
+    fn secret_deserializes_from_a_borrowed_json_buffer_only() {
+        #[derive(Deserialize)]
+        struct Body {
+            value: Secret,
+        }
+        let buf = Zeroizing::new(br#"{"value": "a\"b\\c\/d\u0041"}"#.to_vec());
+        let b: Body = serde_json::from_slice(&buf).expect("parses");
+        assert_eq!(b.value.expose(), "a\"b\\c/dA");
+        assert!(!format!("{:?}", b.value).contains("a\"b"));
+        let b: Body = serde_json::from_str(r#"{"value":"plain"}"#).expect("from_str");
+        assert_eq!(b.value.expose(), "plain");
+        // Non-strings are refused without quoting the input.
+        let err = serde_json::from_slice::<Body>(br#"{"value": 123456789}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("must be a JSON string") && !err.contains("123456789"),
+            "{err}"
+        );
+        // A reader would need serde_json's scratch buffer: refused.
+        assert!(serde_json::from_reader::<_, Body>(&br#"{"value":"x"}"#[..]).is_err());
+    }
+
+    #[test]
+    fn read_bounded_reads_at_most_limit_plus_one_into_one_allocation() {
+        let data = [b'x'; 100];
+        let got = read_bounded(&mut &data[..], 10).expect("read");
+        assert_eq!(
+            got.len(),
+            11,
+            "one byte over the limit shows it is too large"
+        );
+        assert_eq!(got.capacity(), 11);
+        let got = read_bounded(&mut &data[..5], 10).expect("read");
+        assert_eq!(got.as_slice(), b"xxxxx");
+        assert!(zeroizing_utf8(Zeroizing::new(vec![0xff, 0xfe])).is_none());
+        assert_eq!(
+            zeroizing_utf8(Zeroizing::new(b"ok".to_vec()))
+                .as_deref()
+                .map(String::as_str),
+            Some("ok")
+        );
+    }
+
+    #[test]
+    fn header_value_is_sensitive_and_exact() {
+        let v = s("tok-123").header_value().expect("header");
+        assert!(v.is_sensitive());
+        assert_eq!(v.as_bytes(), b"tok-123");
+        assert!(s("bad\nvalue").header_value().is_err());
+    }
+
+    #[test]
     fn rotation_keeps_previous_during_grace_and_snapshots_do_not_change() {
         let store = mem_store();
         store

@@ -726,6 +726,39 @@ mod tests {
     }
 
     #[test]
+    fn rotate_body_is_exact_json_in_a_buffer_that_never_grew() {
+        let value = "q\"\\/\t\u{7f}x".repeat(50);
+        let body = RotateBody {
+            value: &value,
+            grace: Some("1m"),
+            verify: true,
+            force: false,
+            upstream: None,
+            not_after: None,
+        };
+        let buf = body.to_zeroizing_json().expect("encode");
+        let back: serde_json::Value = serde_json::from_slice(&buf).expect("json");
+        assert_eq!(back["value"], value.as_str());
+        assert_eq!(back["grace"], "1m");
+        assert!(back.get("upstream").is_none());
+        // Worst case: every byte escaped as \u00XX.
+        let ctl = "\u{1}".repeat(100);
+        let body = RotateBody {
+            value: &ctl,
+            ..body
+        };
+        let buf = body.to_zeroizing_json().expect("encode");
+        assert!(buf.len() > 600 && buf.len() <= buf.capacity());
+    }
+
+    #[test]
+    fn bearer_header_is_sensitive() {
+        let v = bearer_header(&Secret::new("tok".into())).expect("header");
+        assert!(v.is_sensitive());
+        assert_eq!(v.as_bytes(), b"Bearer tok");
+    }
+
+    #[test]
     fn newline_trimmed_once() {
         assert_eq!(trim_newline(Zeroizing::new("a\r\n".into())).as_str(), "a");
         assert_eq!(trim_newline(Zeroizing::new("a\n\n".into())).as_str(), "a\n");

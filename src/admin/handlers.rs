@@ -34,7 +34,7 @@ use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
 use super::respond::{AdminBody, ApiError, finish, json_response};
-use super::throttle::{Attempt, AuthThrottle, Verdict, retry_after_secs};
+use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::app::Shared;
@@ -214,6 +214,10 @@ struct AdminAudit {
     /// `peer` or `global` when the throttle refused the call.
     #[serde(skip_serializing_if = "Option::is_none")]
     throttle: Option<&'static str>,
+    /// The key failures are counted under (IPv4 address or IPv6 /64), on
+    /// throttled calls and on the failure that starts a lockout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
     /// Seconds sent in `Retry-After` of a throttled call.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after_s: Option<u64>,
@@ -387,9 +391,10 @@ impl AdminState {
         if let Some(lockout) = attempt.failed(Instant::now()) {
             let secs = retry_after_secs(lockout);
             audit.lockout_s = Some(secs);
+            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
             self.shared.metrics.admin_auth_lockouts.inc();
             tracing::warn!(
-                peer = %super::throttle::PeerKey::of(peer.ip()),
+                peer = %PeerKey::of(peer.ip()),
                 lockout_s = secs,
                 "admin API: too many failed authentications; peer locked out"
             );
@@ -408,6 +413,7 @@ impl AdminState {
             Verdict::Proceed(a) => a,
             Verdict::Throttled { scope, retry_after } => {
                 audit.throttle = Some(scope.as_str());
+                audit.peer = Some(PeerKey::of(peer.ip()).to_string());
                 audit.retry_after_s = Some(retry_after_secs(retry_after));
                 return Err(ApiError::Throttled { retry_after, scope });
             }
@@ -1091,6 +1097,63 @@ mod tests {
         let r: Result<RotateRequest, _> = parse_json(br#"{"grace": "1m"}"#);
         let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("missing field `value`"), "{msg}");
+    }
+
+    #[test]
+    fn rotate_value_is_unescaped_into_the_secret() {
+        let body: BodyBuf =
+            Zeroizing::new(br#"{"value": "q\"uote\\back\u0021", "verify": false}"#.to_vec());
+        let r: RotateRequest = parse_json(&body).expect("parses");
+        assert_eq!(r.value.expose(), "q\"uote\\back!");
+        assert!(!r.verify);
+        let r: Result<RotateRequest, _> = parse_json(br#"{"value": "\ud800"}"#);
+        assert!(matches!(
+            r,
+            Err(ApiError::BadRequest {
+                code: "invalid_body",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let ct = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_str(v).expect("header"),
+            );
+            is_json(&h)
+        };
+        assert!(ct("application/json"));
+        assert!(ct("Application/JSON; charset=UTF-8"));
+        assert!(ct("application/json;charset=\"utf-8\""));
+        assert!(!ct("application/json; charset=latin1"));
+        assert!(!ct("text/plain"));
+        assert!(!ct("application/jsonx"));
+        assert!(!ct("application/x-www-form-urlencoded"));
+        assert!(!is_json(&HeaderMap::new()));
+        let mut two = HeaderMap::new();
+        two.append(header::CONTENT_TYPE, "application/json".parse().expect("v"));
+        two.append(header::CONTENT_TYPE, "text/plain".parse().expect("v"));
+        assert!(!is_json(&two));
+    }
+
+    #[test]
+    fn get_routes_answer_head_and_allow_lists_it() {
+        assert_eq!(
+            Route::parse(&Method::HEAD, "/healthz").ok(),
+            Some(Route::Healthz)
+        );
+        assert!(matches!(
+            Route::parse(&Method::POST, "/admin/v1/secrets"),
+            Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+        ));
+        assert!(matches!(
+            Route::parse(&Method::HEAD, "/admin/v1/policies/reload"),
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        ));
     }
 
     #[test]

@@ -91,6 +91,7 @@ async fn admin_bad_tokens_lock_the_peer_out_and_the_right_token_is_not_checked()
     );
     assert!(line.get("token_fingerprint").is_none(), "{line}");
     assert!(line["retry_after_s"].as_u64().is_some());
+    assert_eq!(line["peer"], "127.0.0.1");
 
     // Metrics: 3 throttled calls, one lockout.
     let text = h.shared.metrics.encode();

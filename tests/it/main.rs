@@ -8,6 +8,7 @@ mod harness;
 mod identity_support;
 
 mod admin_cli;
+mod admin_http;
 mod admin_reload;
 mod admin_secrets;
 mod admin_throttle;
