@@ -43,7 +43,7 @@ fn bench_admin(c: &mut Criterion) {
         value: Secret,
     }
     let body = Zeroizing::new(
-        br#"{"value": "lightstep-token-0123456789abcdef0123456789abcdef"x", "verify": false}"#
+        br#"{"value": "lightstep-token-0123456789abcdef0123456789abcdef\"x", "verify": false}"#
             .to_vec(),
     );
     c.bench_function("admin_rotate_body_into_secret", |b| {

@@ -16,7 +16,12 @@
 //! | POST | `/admin/v1/policies/validate` | `policy:validate` |
 //!
 //! Every authenticated endpoint writes one audit line per call, refused calls
-//! included (see [`handlers`]).
+//! included (see [`handlers`]), with the same `request_id` as the response's
+//! `x-request-id`. Failed authentication is throttled per peer and globally
+//! before any token is checked (see [`throttle`]). GET endpoints also answer
+//! HEAD; other methods get 405 with `Allow`; non-empty bodies must be
+//! `application/json` (415), at most [`MAX_BODY`] (413) and arrive within
+//! `admin.body_timeout` (408). Every response is `Cache-Control: no-store`.
 
 pub mod auth;
 pub mod client;

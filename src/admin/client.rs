@@ -188,18 +188,9 @@ struct RotateBody<'a> {
 }
 
 impl RotateBody<'_> {
-    /// Serialize into a zeroizing buffer sized so that it never grows: every
-    /// byte of a string escapes to at most 6 (`\u00XX`), plus the keys.
+    /// Serialize into a zeroizing buffer of exactly the right size.
     fn to_zeroizing_json(&self) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
-        let strings = self.value.len()
-            + self.grace.map_or(0, str::len)
-            + self.upstream.map_or(0, str::len)
-            + self.not_after.map_or(0, str::len);
-        let mut buf = Zeroizing::new(Vec::with_capacity(6 * strings + 256));
-        let capacity = buf.capacity();
-        serde_json::to_writer(&mut *buf, self)?;
-        debug_assert_eq!(buf.capacity(), capacity, "body buffer must not grow");
-        Ok(buf)
+        crate::secrets::json::to_zeroizing_json(self, false, 0)
     }
 }
 
@@ -748,7 +739,8 @@ mod tests {
             ..body
         };
         let buf = body.to_zeroizing_json().expect("encode");
-        assert!(buf.len() > 600 && buf.len() <= buf.capacity());
+        assert!(buf.len() > 600);
+        assert_eq!(buf.len(), buf.capacity());
     }
 
     #[test]

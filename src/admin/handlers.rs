@@ -376,10 +376,19 @@ impl AdminState {
                 .get_or_create(&ThrottleLabels { scope })
                 .inc();
         }
-        if audit.result != "ok" {
-            tracing::info!(request_id, action = audit.action, actor = %audit.actor, remote = %audit.remote,
+        match audit.result {
+            "ok" => {}
+            // Throttled calls are audited; logging each at INFO would let a
+            // guesser flood the log (the lockout itself is a WARN).
+            "throttled" => {
+                tracing::debug!(request_id, action = audit.action, remote = %audit.remote,
+                scope = audit.throttle.unwrap_or(""), "admin call throttled")
+            }
+            _ => {
+                tracing::info!(request_id, action = audit.action, actor = %audit.actor, remote = %audit.remote,
                 result = audit.result, reason = audit.reason.unwrap_or(""), status = audit.status,
-                "admin call refused");
+                "admin call refused")
+            }
         }
         audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.shared.audit.emit(&audit);

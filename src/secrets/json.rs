@@ -78,6 +78,45 @@ pub fn unescape(raw: &str) -> Result<Zeroizing<String>, UnescapeError> {
     }
 }
 
+/// Serialize `value` as JSON (pretty or compact) into a zeroizing buffer of
+/// exactly the right size plus `spare` bytes: a first pass only counts the
+/// bytes, so the buffer never grows (a growing `Vec` leaves a copy of what it
+/// held in the memory it frees). For documents that contain secret values.
+pub fn to_zeroizing_json<T: serde::Serialize + ?Sized>(
+    value: &T,
+    pretty: bool,
+    spare: usize,
+) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+    fn write<W: std::io::Write, T: serde::Serialize + ?Sized>(
+        w: W,
+        value: &T,
+        pretty: bool,
+    ) -> Result<(), serde_json::Error> {
+        if pretty {
+            serde_json::to_writer_pretty(w, value)
+        } else {
+            serde_json::to_writer(w, value)
+        }
+    }
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    write(&mut count, value, pretty)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0.saturating_add(spare)));
+    let capacity = buf.capacity();
+    write(&mut *buf, value, pretty)?;
+    debug_assert_eq!(buf.capacity(), capacity, "the buffer must not grow");
+    Ok(buf)
+}
+
 /// Decode `XXXX` (after `\u`) at `src[*i..]`, with a following `\uYYYY` low
 /// surrogate when `XXXX` is a high one.
 fn unicode_escape(src: &[u8], i: &mut usize) -> Result<char, UnescapeError> {
@@ -131,6 +170,17 @@ mod tests {
             let want: String = serde_json::from_str(raw).expect("serde_json parses");
             let got = unescape(raw).expect("unescape");
             assert_eq!(got.as_str(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn zeroizing_json_is_exact_and_never_grows() {
+        let v = serde_json::json!({"value": "q\"\\\u{1}x", "n": [1, 2, 3]});
+        for pretty in [false, true] {
+            let buf = to_zeroizing_json(&v, pretty, 1).expect("encode");
+            assert_eq!(buf.capacity(), buf.len() + 1, "sized exactly, one spare");
+            let back: serde_json::Value = serde_json::from_slice(&buf).expect("json");
+            assert_eq!(back, v);
         }
     }
 
