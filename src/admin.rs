@@ -16,12 +16,18 @@
 //! | POST | `/admin/v1/policies/validate` | `policy:validate` |
 //!
 //! Every authenticated endpoint writes one audit line per call, refused calls
-//! included (see [`handlers`]).
+//! included (see [`handlers`]), with the same `request_id` as the response's
+//! `x-request-id`. Failed authentication is throttled per peer and globally
+//! before any token is checked (see [`throttle`]). GET endpoints also answer
+//! HEAD; other methods get 405 with `Allow`; non-empty bodies must be
+//! `application/json` (415), at most [`MAX_BODY`] (413) and arrive within
+//! `admin.body_timeout` (408). Every response is `Cache-Control: no-store`.
 
 pub mod auth;
 pub mod client;
 pub mod handlers;
 pub mod respond;
+pub mod throttle;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -50,6 +56,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time allowed to read a request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed to read a request body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `admin:` in the config.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +73,12 @@ pub struct AdminConfig {
     /// Grace period of a rotation whose request names none (default `10m`).
     #[serde(with = "humantime_serde")]
     pub default_grace: Duration,
+    /// Time allowed to receive a request body once its head is in (default
+    /// `10s`); a slower body gets 408 and the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Throttling of failed authentication (see [`throttle`]).
+    pub auth_throttle: throttle::AuthThrottleConfig,
 }
 
 impl Default for AdminConfig {
@@ -74,6 +88,8 @@ impl Default for AdminConfig {
             allow_non_loopback: false,
             bootstrap_token_sha256: None,
             default_grace: DEFAULT_GRACE,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            auth_throttle: throttle::AuthThrottleConfig::default(),
         }
     }
 }
@@ -97,6 +113,10 @@ impl AdminConfig {
         if self.default_grace > crate::secrets::MAX_GRACE {
             out.push("default_grace is longer than 30 days".into());
         }
+        if self.body_timeout.is_zero() || self.body_timeout > Duration::from_secs(300) {
+            out.push("body_timeout must be between 1ms and 5m".into());
+        }
+        out.extend(self.auth_throttle.validate());
         out
     }
 

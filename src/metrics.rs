@@ -28,6 +28,19 @@ pub struct UpstreamLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `spangate_admin_requests_total`: fixed action names and results.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminLabels {
+    pub action: &'static str,
+    pub result: &'static str,
+}
+
+/// Labels of `spangate_admin_auth_throttled_total`: `peer` or `global`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    pub scope: &'static str,
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +51,12 @@ pub struct Metrics {
     pub credential_fallbacks: Counter,
     /// Bytes reserved in the request memory budget (`proxy::budget`).
     pub inflight_body_bytes: Gauge,
+    /// Authenticated admin calls by action and result.
+    pub admin_requests: Family<AdminLabels, Counter>,
+    /// Admin calls refused by the failed-authentication throttle.
+    pub admin_auth_throttled: Family<ThrottleLabels, Counter>,
+    /// Admin authentication lockouts started.
+    pub admin_auth_lockouts: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,6 +104,24 @@ impl Default for Metrics {
             "Upstream retries with the previous credential during a rotation grace period",
             credential_fallbacks.clone(),
         );
+        let admin_requests = Family::<AdminLabels, Counter>::default();
+        let admin_auth_throttled = Family::<ThrottleLabels, Counter>::default();
+        let admin_auth_lockouts = Counter::default();
+        registry.register(
+            "admin_requests",
+            "Authenticated admin API calls by action and result",
+            admin_requests.clone(),
+        );
+        registry.register(
+            "admin_auth_throttled",
+            "Admin API calls refused by the failed-authentication throttle, by scope",
+            admin_auth_throttled.clone(),
+        );
+        registry.register(
+            "admin_auth_lockouts",
+            "Admin authentication lockouts started (a peer reached the failure limit)",
+            admin_auth_lockouts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -93,6 +130,9 @@ impl Default for Metrics {
             request_duration,
             credential_fallbacks,
             inflight_body_bytes,
+            admin_requests,
+            admin_auth_throttled,
+            admin_auth_lockouts,
         }
     }
 }

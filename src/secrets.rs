@@ -19,6 +19,7 @@
 
 pub mod crypto;
 pub mod file;
+pub mod json;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,19 @@ impl Secret {
     pub fn new(value: String) -> Self {
         Secret(Arc::new(Zeroizing::new(value)))
     }
+    /// Wrap a value that is already zeroizing (moves it; no copy).
+    pub fn from_zeroizing(value: Zeroizing<String>) -> Self {
+        Secret(Arc::new(value))
+    }
+    /// The value as a sensitive HTTP header value whose bytes are wiped when
+    /// the last clone of the header is dropped. (hyper still copies header
+    /// bytes into its own write buffer; that copy is not wiped.)
+    pub fn header_value(&self) -> Result<http::HeaderValue, http::header::InvalidHeaderValue> {
+        let owned = Zeroizing::new(self.0.as_bytes().to_vec());
+        let mut v = http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(owned))?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
     /// The value, for the one place that injects it into a header.
     pub fn expose(&self) -> &str {
         &self.0
@@ -78,6 +92,27 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// A JSON string straight into a `Secret`, for a struct field of type
+/// `Secret` parsed with `serde_json::from_slice` (or `from_str`).
+///
+/// The value is taken as a borrowed [`serde_json::value::RawValue`] — a slice
+/// of the caller's input buffer, which the caller keeps in a zeroizing buffer —
+/// and unescaped by [`json::unescape`] into a zeroizing buffer of its own. No
+/// `String` or `Value` copy is made, and serde_json's scratch buffer (which
+/// would hold an unescaped copy of a value with escapes) is never used.
+///
+/// Works only with serde_json over a borrowed input: other deserializers, or
+/// `serde_json::from_reader`/`from_value`, refuse it with an error rather
+/// than make untracked copies.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
+        let value = json::unescape(raw.get()).map_err(D::Error::custom)?;
+        Ok(Secret::from_zeroizing(value))
+    }
+}
+
 /// Check that a value can be injected as an HTTP header value and is not too
 /// large. Returns a reason code on failure (never the value).
 pub fn check_value(value: &str) -> Result<(), &'static str> {
@@ -94,6 +129,41 @@ pub fn check_value(value: &str) -> Result<(), &'static str> {
         return Err("not_a_header_value");
     }
     Ok(())
+}
+
+/// Read at most `limit + 1` bytes from `r` into a zeroizing buffer that is
+/// allocated once and never grows (a reallocation would leave a copy of the
+/// bytes read so far in freed memory). More than `limit` bytes come back as
+/// `limit + 1`, so the caller's size check refuses them. Read unbuffered
+/// sources (a `File`, not `Stdin`, whose own buffer is never wiped).
+pub fn read_bounded(
+    r: &mut impl std::io::Read,
+    limit: usize,
+) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(vec![0u8; limit.saturating_add(1)]);
+    let mut n = 0;
+    while let Some(rest) = buf.get_mut(n..).filter(|r| !r.is_empty()) {
+        match r.read(rest) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Turn zeroizing bytes into a zeroizing `String` without copying them;
+/// `None` (and the bytes wiped) when they are not UTF-8.
+pub fn zeroizing_utf8(mut bytes: Zeroizing<Vec<u8>>) -> Option<Zeroizing<String>> {
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(s) => Some(Zeroizing::new(s)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            None
+        }
+    }
 }
 
 /// True when `name` is a valid credential name: 1–64 of `[A-Za-z0-9._-]`.
@@ -145,12 +215,15 @@ impl SecretSource {
                 })?)
             }
             SecretSource::File(p) => {
-                let mut text =
-                    Zeroizing::new(std::fs::read_to_string(p).map_err(|e| SecretsError::File {
-                        name: name.to_string(),
-                        path: p.display().to_string(),
-                        reason: e.kind().to_string(),
-                    })?);
+                let file_err = |reason: String| SecretsError::File {
+                    name: name.to_string(),
+                    path: p.display().to_string(),
+                    reason,
+                };
+                let bytes = std::fs::File::open(p)
+                    .and_then(|mut f| read_bounded(&mut f, MAX_SECRET_BYTES + 2))
+                    .map_err(|e| file_err(e.kind().to_string()))?;
+                let mut text = zeroizing_utf8(bytes).ok_or_else(|| file_err("not UTF-8".into()))?;
                 let keep = text.trim_end_matches(['\n', '\r']).len();
                 text.truncate(keep);
                 text
@@ -160,7 +233,7 @@ impl SecretSource {
             name: name.to_string(),
             reason,
         })?;
-        Ok(Secret::new(value.to_string()))
+        Ok(Secret::from_zeroizing(value))
     }
 }
 
@@ -418,8 +491,7 @@ impl Serialize for StoredValue {
 }
 impl<'de> Deserialize<'de> for StoredValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = Zeroizing::new(String::deserialize(d)?);
-        Ok(StoredValue(Secret::new(s.to_string())))
+        Secret::deserialize(d).map(StoredValue)
     }
 }
 
@@ -1310,6 +1382,60 @@ mod tests {
         assert!(!format!("{v:?}").contains("super-secret"));
         assert!(!format!("{v}").contains("super-secret"));
         assert!(format!("{v}").starts_with("sha256:"));
+    }
+
+    #[test]
+    fn secret_deserializes_from_a_borrowed_json_buffer_only() {
+        #[derive(Deserialize)]
+        struct Body {
+            value: Secret,
+        }
+        let buf = Zeroizing::new(br#"{"value": "a\"b\\c\/d\u0041"}"#.to_vec());
+        let b: Body = serde_json::from_slice(&buf).expect("parses");
+        assert_eq!(b.value.expose(), "a\"b\\c/dA");
+        assert!(!format!("{:?}", b.value).contains("a\"b"));
+        let b: Body = serde_json::from_str(r#"{"value":"plain"}"#).expect("from_str");
+        assert_eq!(b.value.expose(), "plain");
+        // Non-strings are refused without quoting the input.
+        let err = serde_json::from_slice::<Body>(br#"{"value": 123456789}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("must be a JSON string") && !err.contains("123456789"),
+            "{err}"
+        );
+        // A reader would need serde_json's scratch buffer: refused.
+        assert!(serde_json::from_reader::<_, Body>(&br#"{"value":"x"}"#[..]).is_err());
+    }
+
+    #[test]
+    fn read_bounded_reads_at_most_limit_plus_one_into_one_allocation() {
+        let data = [b'x'; 100];
+        let got = read_bounded(&mut &data[..], 10).expect("read");
+        assert_eq!(
+            got.len(),
+            11,
+            "one byte over the limit shows it is too large"
+        );
+        assert_eq!(got.capacity(), 11);
+        let got = read_bounded(&mut &data[..5], 10).expect("read");
+        assert_eq!(got.as_slice(), b"xxxxx");
+        assert!(zeroizing_utf8(Zeroizing::new(vec![0xff, 0xfe])).is_none());
+        assert_eq!(
+            zeroizing_utf8(Zeroizing::new(b"ok".to_vec()))
+                .as_deref()
+                .map(String::as_str),
+            Some("ok")
+        );
+    }
+
+    #[test]
+    fn header_value_is_sensitive_and_exact() {
+        let v = s("tok-123").header_value().expect("header");
+        assert!(v.is_sensitive());
+        assert_eq!(v.as_bytes(), b"tok-123");
+        assert!(s("bad\nvalue").header_value().is_err());
     }
 
     #[test]

@@ -6,19 +6,24 @@
 //! to every local user (`ps`, `/proc/<pid>/cmdline`) and lands in shell
 //! history. It comes from an environment variable (`--value-env VAR`), a file
 //! (`--value-file PATH`) or standard input.
+//!
+//! The value is read into a zeroizing buffer allocated once (files and stdin
+//! are read unbuffered, so no library buffer holds it), and the request body
+//! is serialized into another zeroizing buffer that hyper sends from without
+//! copying it into a `Vec` of its own (`Bytes::from_owner`). See
+//! [`read_value`] for what is not covered.
 
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::client::{ClientOptions, HttpClient, OutBody};
-use crate::secrets::{Secret, check_value};
+use crate::secrets::{MAX_SECRET_BYTES, Secret, check_value, read_bounded, zeroizing_utf8};
 
 /// Default admin API URL.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:9901";
@@ -122,7 +127,7 @@ pub enum AdminClientError {
         message: String,
     },
     /// Any other error answer.
-    #[error("admin API error {status} {code}: {message}")]
+    #[error("admin API error {status} {code}: {message}{}", request_id_suffix(.request_id))]
     Api {
         /// HTTP status.
         status: u16,
@@ -130,6 +135,8 @@ pub enum AdminClientError {
         code: String,
         /// Server message.
         message: String,
+        /// The server's `x-request-id` (also in its audit line).
+        request_id: Option<String>,
     },
     /// The policy is invalid (reload refused or validation failed).
     #[error("policy is invalid:\n{0}")]
@@ -150,12 +157,41 @@ pub enum AdminClientError {
     BadResponse(String),
 }
 
+fn request_id_suffix(id: &Option<String>) -> String {
+    id.as_ref()
+        .map(|id| format!(" (request id {id})"))
+        .unwrap_or_default()
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
     message: String,
     #[serde(default)]
     errors: Vec<Diag>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// Body of a rotate call, serialized from borrowed fields.
+#[derive(Serialize)]
+struct RotateBody<'a> {
+    value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace: Option<&'a str>,
+    verify: bool,
+    force: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<&'a str>,
+}
+
+impl RotateBody<'_> {
+    /// Serialize into a zeroizing buffer of exactly the right size.
+    fn to_zeroizing_json(&self) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+        crate::secrets::json::to_zeroizing_json(self, false, 0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -205,24 +241,23 @@ pub async fn run(
             not_after,
         } => {
             let value = read_value(&value).await?;
-            let body = serde_json::json!({
-                "value": value.expose(),
-                "grace": grace,
-                "verify": verify,
-                "force": force,
-                "upstream": upstream,
-                "not_after": not_after,
-            });
-            let body = Zeroizing::new(
-                serde_json::to_vec(&body)
-                    .map_err(|e| AdminClientError::BadResponse(e.to_string()))?,
-            );
+            let body = RotateBody {
+                value: value.expose(),
+                grace: grace.as_deref(),
+                verify,
+                force,
+                upstream: upstream.as_deref(),
+                not_after: not_after.as_deref(),
+            }
+            .to_zeroizing_json()
+            .map_err(|e| AdminClientError::Value(format!("cannot encode the request: {e}")))?;
             drop(value);
+            // The body's bytes are wiped when the last `Bytes` handle drops.
             let r: RotateView = client
                 .call(
                     Method::POST,
                     &format!("/admin/v1/secrets/{name}/rotate"),
-                    Some(Bytes::from(body.to_vec())),
+                    Some(Bytes::from_owner(body)),
                 )
                 .await?;
             Ok(render_rotation(&r))
@@ -346,37 +381,66 @@ pub fn token_from(flag: Option<String>) -> Option<Secret> {
         .map(Secret::new)
 }
 
+/// Read the new value.
+///
+/// Covered: the bytes land in one zeroizing buffer, allocated once and never
+/// grown; files and stdin are read through an unbuffered file descriptor
+/// (`std::io::Stdin` keeps its own 8 KiB buffer, which is never wiped); the
+/// buffer becomes the `Secret` without a copy.
+/// Not covered: `--value-env` (the process environment keeps the original
+/// for the process's life, and `std::env::var` copies it), the kernel's pipe
+/// and page-cache buffers, and the sending side (see [`run`]).
 async fn read_value(src: &ValueSource) -> Result<Secret, AdminClientError> {
+    let limit = MAX_SECRET_BYTES + 2; // value + "\r\n"
     let value = match src {
         ValueSource::Env(var) => Zeroizing::new(std::env::var(var).map_err(|_| {
             AdminClientError::Value(format!("environment variable {var} is not set"))
         })?),
         ValueSource::File(p) => {
-            let text = tokio::fs::read_to_string(p)
-                .await
-                .map_err(|e| AdminClientError::File {
-                    path: p.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            trim_newline(Zeroizing::new(text))
+            let path = p.clone();
+            let bytes = tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&path).and_then(|mut f| read_bounded(&mut f, limit))
+            })
+            .await
+            .map_err(|_| AdminClientError::Value("cannot read the value file".into()))?
+            .map_err(|e| AdminClientError::File {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            trim_newline(utf8(bytes)?)
         }
         ValueSource::Stdin => {
-            let text = tokio::task::spawn_blocking(|| {
-                let mut buf = Zeroizing::new(String::new());
-                std::io::stdin()
-                    .take(crate::secrets::MAX_SECRET_BYTES as u64 + 2)
-                    .read_to_string(&mut buf)
-                    .map(|_| buf)
+            let bytes = tokio::task::spawn_blocking(move || {
+                let mut input = unbuffered_stdin()?;
+                read_bounded(&mut input, limit)
             })
             .await
             .map_err(|_| AdminClientError::Value("cannot read standard input".into()))?
             .map_err(|e| AdminClientError::Value(format!("cannot read standard input: {e}")))?;
-            trim_newline(text)
+            trim_newline(utf8(bytes)?)
         }
     };
     check_value(&value)
         .map_err(|reason| AdminClientError::Value(format!("invalid value ({reason})")))?;
-    Ok(Secret::new(value.to_string()))
+    Ok(Secret::from_zeroizing(value))
+}
+
+fn utf8(bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<String>, AdminClientError> {
+    zeroizing_utf8(bytes).ok_or_else(|| AdminClientError::Value("the value is not UTF-8".into()))
+}
+
+/// Standard input as an unbuffered reader (a duplicate of fd 0 on Unix).
+#[cfg(unix)]
+fn unbuffered_stdin() -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Standard input (buffered by std on this platform).
+#[cfg(not(unix))]
+fn unbuffered_stdin() -> std::io::Result<std::io::Stdin> {
+    Ok(std::io::stdin())
 }
 
 fn trim_newline(mut s: Zeroizing<String>) -> Zeroizing<String> {
@@ -436,11 +500,7 @@ impl Client {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
         if let Some(t) = &self.token {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose())).map_err(|_| {
-                AdminClientError::Value("the admin token is not a valid header value".into())
-            })?;
-            v.set_sensitive(true);
-            req = req.header(header::AUTHORIZATION, v);
+            req = req.header(header::AUTHORIZATION, bearer_header(t)?);
         }
         let req = req
             .body(OutBody::new(body.unwrap_or_default()))
@@ -457,11 +517,17 @@ impl Client {
                 reason: e.to_string(),
             })?;
         let status = resp.status();
+        let resp_request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = resp.into_body();
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|e| AdminClientError::BadResponse(e.to_string()));
         }
+        let request_id = resp_request_id.clone();
         let err: ErrorBody = serde_json::from_slice(&body).map_err(|_| {
             AdminClientError::BadResponse(format!("HTTP {status} without a JSON error body"))
         })?;
@@ -477,9 +543,23 @@ impl Client {
                 status: s,
                 code: err.error,
                 message: err.message,
+                request_id: err.request_id.or(request_id),
             },
         })
     }
+}
+
+/// `Authorization: Bearer <token>`, sensitive, its bytes wiped on drop.
+fn bearer_header(token: &Secret) -> Result<HeaderValue, AdminClientError> {
+    let t = token.expose().as_bytes();
+    let mut buf = Zeroizing::new(Vec::with_capacity(7 + t.len()));
+    buf.extend_from_slice(b"Bearer ");
+    buf.extend_from_slice(t);
+    let mut v = HeaderValue::from_maybe_shared(Bytes::from_owner(buf)).map_err(|_| {
+        AdminClientError::Value("the admin token is not a valid header value".into())
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 /// Credential metadata as received (mirrors [`crate::secrets::CredentialInfo`]).
@@ -634,6 +714,40 @@ mod tests {
                 "{u}"
             );
         }
+    }
+
+    #[test]
+    fn rotate_body_is_exact_json_in_a_buffer_that_never_grew() {
+        let value = "q\"\\/\t\u{7f}x".repeat(50);
+        let body = RotateBody {
+            value: &value,
+            grace: Some("1m"),
+            verify: true,
+            force: false,
+            upstream: None,
+            not_after: None,
+        };
+        let buf = body.to_zeroizing_json().expect("encode");
+        let back: serde_json::Value = serde_json::from_slice(&buf).expect("json");
+        assert_eq!(back["value"], value.as_str());
+        assert_eq!(back["grace"], "1m");
+        assert!(back.get("upstream").is_none());
+        // Worst case: every byte escaped as \u00XX.
+        let ctl = "\u{1}".repeat(100);
+        let body = RotateBody {
+            value: &ctl,
+            ..body
+        };
+        let buf = body.to_zeroizing_json().expect("encode");
+        assert!(buf.len() > 600);
+        assert_eq!(buf.len(), buf.capacity());
+    }
+
+    #[test]
+    fn bearer_header_is_sensitive() {
+        let v = bearer_header(&Secret::new("tok".into())).expect("header");
+        assert!(v.is_sensitive());
+        assert_eq!(v.as_bytes(), b"Bearer tok");
     }
 
     #[test]

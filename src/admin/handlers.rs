@@ -1,8 +1,18 @@
 //! Admin routing and handlers.
 //!
-//! Order for an authenticated endpoint: route → authenticate → check the
-//! permission → read the (capped) body → act → one audit line, whatever the
-//! outcome. Audit lines name the actor (`bootstrap-token` or
+//! Order for an authenticated endpoint, each stage for a reason:
+//! 1. route — unknown paths (404) and wrong methods (405 + `Allow`) cost nothing;
+//! 2. throttle — a peer locked out after failed authentications gets 429
+//!    before its token is even looked at (no oracle, no CPU);
+//! 3. authenticate — bootstrap token or OIDC; a bad token counts as a failure;
+//! 4. check the permission (403 neither counts nor clears failures);
+//! 5. read the body — capped (413), timed (408), zeroizing (it may carry a
+//!    secret value), and JSON only (415);
+//! 6. act, then one audit line and one metric, whatever the outcome.
+//!
+//! Every response carries `x-request-id`, `Cache-Control: no-store` and
+//! `X-Content-Type-Options: nosniff`; the audit line carries the same
+//! `request_id`. Audit lines name the actor (`bootstrap-token` or
 //! `provider/subject`), the action, the result and fingerprints — never values.
 
 use std::collections::BTreeMap;
@@ -10,24 +20,30 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use zeroize::Zeroizing;
 
 use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
-use super::respond::{AdminBody, ApiError, json_response};
+use super::respond::{AdminBody, ApiError, finish, json_response};
+use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::app::Shared;
+use crate::metrics::{AdminLabels, ThrottleLabels};
 use crate::reload::{DiagnosticView, Reloader, Trigger, diagnostics};
 use crate::secrets::{Secret, check_value, valid_name};
+
+/// A request body, wiped when dropped (a rotate body carries a secret value).
+type BodyBuf = Zeroizing<Vec<u8>>;
 
 /// Longest bearer token accepted.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -68,8 +84,9 @@ impl Route {
             return Err(ApiError::NotFound);
         }
         let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        // GET resources also answer HEAD (RFC 9110 §9.3.2; hyper drops the body).
         let want = |m: Method, allow: &'static str, r: Route| {
-            if *method == m {
+            if *method == m || (m == Method::GET && *method == Method::HEAD) {
                 Ok(r)
             } else {
                 Err(ApiError::MethodNotAllowed { allow })
@@ -83,12 +100,14 @@ impl Route {
             }
         };
         match segs.as_slice() {
-            ["healthz"] => want(Method::GET, "GET", Route::Healthz),
-            ["readyz"] => want(Method::GET, "GET", Route::Readyz),
-            ["metrics"] => want(Method::GET, "GET", Route::Metrics),
-            ["admin", "v1", "status"] => want(Method::GET, "GET", Route::Status),
-            ["admin", "v1", "secrets"] => want(Method::GET, "GET", Route::ListSecrets),
-            ["admin", "v1", "secrets", n] => want(Method::GET, "GET", Route::GetSecret(name(n)?)),
+            ["healthz"] => want(Method::GET, "GET, HEAD", Route::Healthz),
+            ["readyz"] => want(Method::GET, "GET, HEAD", Route::Readyz),
+            ["metrics"] => want(Method::GET, "GET, HEAD", Route::Metrics),
+            ["admin", "v1", "status"] => want(Method::GET, "GET, HEAD", Route::Status),
+            ["admin", "v1", "secrets"] => want(Method::GET, "GET, HEAD", Route::ListSecrets),
+            ["admin", "v1", "secrets", n] => {
+                want(Method::GET, "GET, HEAD", Route::GetSecret(name(n)?))
+            }
             ["admin", "v1", "secrets", n, "rotate"] => {
                 want(Method::POST, "POST", Route::Rotate(name(n)?))
             }
@@ -159,6 +178,8 @@ impl Route {
 #[derive(Debug, Default, Serialize)]
 struct AdminAudit {
     kind: &'static str,
+    /// Same as the response's `x-request-id`.
+    request_id: String,
     action: &'static str,
     actor: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -190,6 +211,20 @@ struct AdminAudit {
     verify: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     forced: Option<bool>,
+    /// `peer` or `global` when the throttle refused the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle: Option<&'static str>,
+    /// The key failures are counted under (IPv4 address or IPv6 /64), on
+    /// throttled calls and on the failure that starts a lockout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    /// Seconds sent in `Retry-After` of a throttled call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<u64>,
+    /// Seconds of the lockout this failed call started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lockout_s: Option<u64>,
+    duration_ms: f64,
 }
 
 /// Counters of admin calls (plain atomics, shown in status).
@@ -199,6 +234,7 @@ struct AdminCounters {
     unauthenticated: AtomicU64,
     forbidden: AtomicU64,
     failed: AtomicU64,
+    throttled: AtomicU64,
 }
 
 /// State of a running admin server.
@@ -211,6 +247,8 @@ pub struct AdminState {
     shutdown: watch::Receiver<bool>,
     started: Instant,
     counters: AdminCounters,
+    throttle: AuthThrottle,
+    body_timeout: Duration,
 }
 
 impl AdminState {
@@ -230,9 +268,13 @@ impl AdminState {
         let reloader = extras
             .reloader
             .unwrap_or_else(|| Reloader::new(Arc::clone(&shared.policy), shared.audit.clone()));
+        let throttle = AuthThrottle::new(shared.config.admin.auth_throttle.clone());
+        let body_timeout = shared.config.admin.body_timeout;
         Self {
             shared,
             auth,
+            throttle,
+            body_timeout,
             reloader,
             metrics: extras.metrics,
             policy_version: extras.policy_version,
@@ -242,12 +284,25 @@ impl AdminState {
         }
     }
 
-    /// Handle one request.
+    /// Handle one request. Every response gets a fresh `x-request-id` (also
+    /// in the audit line and in error bodies) and the common headers.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut resp = self.dispatch(req, peer, &request_id).await;
+        finish(&mut resp, &request_id);
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> Response<AdminBody> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let route = match Route::parse(req.method(), req.uri().path()) {
             Ok(r) => r,
-            Err(e) => return e.into_response(),
+            Err(e) => return e.into_response(request_id),
         };
         let resp = match &route {
             Route::Healthz => Ok(json_response(
@@ -256,9 +311,9 @@ impl AdminState {
             )),
             Route::Readyz => Ok(self.readyz()),
             Route::Metrics => self.metrics(),
-            _ => return self.authenticated(route, req, peer).await,
+            _ => return self.authenticated(route, req, peer, request_id).await,
         };
-        resp.unwrap_or_else(ApiError::into_response)
+        resp.unwrap_or_else(|e| e.into_response(request_id))
     }
 
     async fn authenticated(
@@ -266,69 +321,132 @@ impl AdminState {
         route: Route,
         req: Request<Incoming>,
         peer: SocketAddr,
+        request_id: &str,
     ) -> Response<AdminBody> {
+        let started = Instant::now();
         let mut audit = AdminAudit {
             kind: "admin",
+            request_id: request_id.to_string(),
             action: route.action(),
             actor: "anonymous".into(),
             remote: peer.to_string(),
             target: route.target(),
             ..Default::default()
         };
-        let result = self.authorize_and_run(&route, req, &mut audit).await;
+        let result = self.authorize_and_run(&route, req, peer, &mut audit).await;
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
                 let (_, code) = e.status_and_code();
                 audit.reason.get_or_insert(code);
-                e.into_response()
+                e.into_response(request_id)
             }
         };
         let status = resp.status();
         audit.status = status.as_u16();
         audit.result = match status.as_u16() {
+            _ if audit.throttle.is_some() => "throttled",
             200..=299 => "ok",
             401 => "unauthenticated",
             403 => "forbidden",
             400..=499 => "refused",
             _ => "error",
         };
-        match audit.result {
-            "unauthenticated" => self
-                .counters
-                .unauthenticated
-                .fetch_add(1, Ordering::Relaxed),
-            "forbidden" => self.counters.forbidden.fetch_add(1, Ordering::Relaxed),
-            "ok" => 0,
-            _ => self.counters.failed.fetch_add(1, Ordering::Relaxed),
+        let counter = match audit.result {
+            "unauthenticated" => Some(&self.counters.unauthenticated),
+            "forbidden" => Some(&self.counters.forbidden),
+            "throttled" => Some(&self.counters.throttled),
+            "ok" => None,
+            _ => Some(&self.counters.failed),
         };
-        if audit.result != "ok" {
-            tracing::info!(action = audit.action, actor = %audit.actor, result = audit.result,
-                reason = audit.reason.unwrap_or(""), status = audit.status, "admin call refused");
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
         }
+        let metrics = &self.shared.metrics;
+        metrics
+            .admin_requests
+            .get_or_create(&AdminLabels {
+                action: audit.action,
+                result: audit.result,
+            })
+            .inc();
+        if let Some(scope) = audit.throttle {
+            metrics
+                .admin_auth_throttled
+                .get_or_create(&ThrottleLabels { scope })
+                .inc();
+        }
+        match audit.result {
+            "ok" => {}
+            // Throttled calls are audited; logging each at INFO would let a
+            // guesser flood the log (the lockout itself is a WARN).
+            "throttled" => {
+                tracing::debug!(request_id, action = audit.action, remote = %audit.remote,
+                scope = audit.throttle.unwrap_or(""), "admin call throttled")
+            }
+            _ => {
+                tracing::info!(request_id, action = audit.action, actor = %audit.actor, remote = %audit.remote,
+                result = audit.result, reason = audit.reason.unwrap_or(""), status = audit.status,
+                "admin call refused")
+            }
+        }
+        audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.shared.audit.emit(&audit);
         resp
+    }
+
+    /// Record a failed authentication; note and report a lockout it starts.
+    fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
+        if let Some(lockout) = attempt.failed(Instant::now()) {
+            let secs = retry_after_secs(lockout);
+            audit.lockout_s = Some(secs);
+            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            self.shared.metrics.admin_auth_lockouts.inc();
+            tracing::warn!(
+                peer = %PeerKey::of(peer.ip()),
+                lockout_s = secs,
+                "admin API: too many failed authentications; peer locked out"
+            );
+        }
     }
 
     async fn authorize_and_run(
         &self,
         route: &Route,
         req: Request<Incoming>,
+        peer: SocketAddr,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
+        // Before the token is looked at: a locked-out peer learns nothing.
+        let attempt = match self.throttle.check(peer.ip(), Instant::now()) {
+            Verdict::Proceed(a) => a,
+            Verdict::Throttled { scope, retry_after } => {
+                audit.throttle = Some(scope.as_str());
+                audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+                audit.retry_after_s = Some(retry_after_secs(retry_after));
+                return Err(ApiError::Throttled { retry_after, scope });
+            }
+        };
         let caller = match bearer(req.headers()) {
+            // No token is no guess: neither a failure nor a success.
             Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
             Bearer::Malformed => {
+                self.auth_failed(attempt, peer, audit);
                 return Err(ApiError::Unauthenticated(AdminAuthError::Invalid(
                     "malformed",
                 )));
             }
             Bearer::Token(t) => {
                 audit.token_fingerprint = Some(crate::fingerprint(t.as_bytes()));
-                self.auth
-                    .authenticate(&t)
-                    .await
-                    .map_err(ApiError::Unauthenticated)?
+                match self.auth.authenticate(&t).await {
+                    Ok(caller) => caller,
+                    Err(e @ AdminAuthError::Invalid(_)) => {
+                        self.auth_failed(attempt, peer, audit);
+                        return Err(ApiError::Unauthenticated(e));
+                    }
+                    // An unreachable IdP is not the caller's failure.
+                    Err(e) => return Err(ApiError::Unauthenticated(e)),
+                }
             }
         };
         audit.actor = caller.actor.label();
@@ -342,17 +460,20 @@ impl AdminState {
         if let Some(p) = route.permission()
             && !caller.may(p)
         {
+            // Valid token without the permission: the attempt is dropped, so
+            // it neither counts as a failure nor clears earlier ones.
             audit.permission = Some(p.as_str());
             return Err(ApiError::Forbidden(p));
         }
-        let body = read_body(req).await?;
+        attempt.succeeded();
+        let body = read_body(req, self.body_timeout).await?;
         self.run(route, body, &caller, audit).await
     }
 
     async fn run(
         &self,
         route: &Route,
-        body: Bytes,
+        body: BodyBuf,
         caller: &AdminCaller,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
@@ -411,12 +532,14 @@ impl AdminState {
     async fn rotate(
         &self,
         name: &str,
-        body: Bytes,
+        body: BodyBuf,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
+        // The value is unescaped from `body` straight into the `Secret`;
+        // dropping `body` wipes the JSON text it came from.
         let req: RotateRequest = parse_json(&body)?;
         drop(body);
-        let value = req.value.0;
+        let value = req.value;
         audit.new_fingerprint = Some(value.fingerprint());
         if let Some(cur) = self.shared.secrets.info(name) {
             audit.old_version = Some(cur.current_version);
@@ -458,7 +581,13 @@ impl AdminState {
         if req.verify {
             let (up_name, up) = self.pick_upstream(req.upstream.as_deref())?;
             audit.upstream = Some(up_name.clone());
-            let outcome = probe(self.shared.upstream_client(&up_name), up, &value).await;
+            let outcome = probe(
+                self.shared.upstream_client(&up_name),
+                up,
+                &value,
+                &audit.request_id,
+            )
+            .await;
             audit.verify = Some(outcome.label());
             match (&outcome, req.force) {
                 (ProbeOutcome::Accepted { .. }, _) | (_, true) => {}
@@ -539,7 +668,7 @@ impl AdminState {
 
     async fn validate(
         &self,
-        body: Bytes,
+        body: BodyBuf,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
         let result = if body.iter().all(u8::is_ascii_whitespace) {
@@ -608,6 +737,20 @@ impl AdminState {
         json_response(status, &body)
     }
 
+    fn throttle_status(&self) -> serde_json::Value {
+        let t = &self.throttle;
+        let c = t.counters();
+        serde_json::json!({
+            "enabled": t.config().enabled,
+            "tracked_peers": t.tracked_peers(),
+            "global_exhausted": t.global_exhausted(Instant::now()),
+            "failures": c.failures.load(Ordering::Relaxed),
+            "lockouts": c.lockouts.load(Ordering::Relaxed),
+            "throttled_peer": c.throttled_peer.load(Ordering::Relaxed),
+            "throttled_global": c.throttled_global.load(Ordering::Relaxed),
+        })
+    }
+
     fn status(&self) -> Response<AdminBody> {
         let secrets = &self.shared.secrets;
         let c = &self.counters;
@@ -632,19 +775,11 @@ impl AdminState {
                 "unauthenticated": c.unauthenticated.load(Ordering::Relaxed),
                 "forbidden": c.forbidden.load(Ordering::Relaxed),
                 "failed": c.failed.load(Ordering::Relaxed),
+                "throttled": c.throttled.load(Ordering::Relaxed),
+                "auth_throttle": self.throttle_status(),
             },
         });
         json_response(StatusCode::OK, &body)
-    }
-}
-
-/// A secret value inside a JSON body.
-struct SecretField(Secret);
-
-impl<'de> Deserialize<'de> for SecretField {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = zeroize::Zeroizing::new(String::deserialize(d)?);
-        Ok(SecretField(Secret::new(s.to_string())))
     }
 }
 
@@ -656,7 +791,8 @@ fn yes() -> bool {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
-    value: SecretField,
+    /// Parsed by `Secret`'s own `Deserialize`: no intermediate copy.
+    value: Secret,
     #[serde(default)]
     grace: Option<String>,
     #[serde(default = "yes")]
@@ -739,30 +875,72 @@ fn bearer(headers: &HeaderMap) -> Bearer {
     Bearer::Token(zeroize::Zeroizing::new(token.to_string()))
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
-        && len
-            .to_str()
-            .ok()
-            .and_then(|l| l.parse::<u64>().ok())
-            .is_some_and(|l| l > MAX_BODY as u64)
-    {
+/// Read the body into one zeroizing buffer: allocated once (the declared
+/// length, or the cap for a chunked body) and never grown, so no partial copy
+/// is left behind by a reallocation. Over the cap: 413. Slower than
+/// `timeout`: 408. A non-empty body must be `application/json` (415).
+async fn read_body(req: Request<Incoming>, timeout: Duration) -> Result<BodyBuf, ApiError> {
+    let declared = match req.headers().get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|l| l.parse::<u64>().ok()).ok_or(
+            ApiError::BadRequest {
+                code: "invalid_body",
+                message: "invalid Content-Length".into(),
+            },
+        )?),
+    };
+    if declared.is_some_and(|l| l > MAX_BODY as u64) {
         return Err(ApiError::BodyTooLarge);
     }
-    let collected = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::BodyTooLarge
-            } else {
-                ApiError::BadRequest {
-                    code: "body_read",
-                    message: "cannot read the request body".into(),
+    let json = is_json(req.headers());
+    let capacity = declared.map_or(MAX_BODY, |l| l as usize);
+    let mut buf: BodyBuf = Zeroizing::new(Vec::with_capacity(capacity));
+    let capacity = buf.capacity().min(MAX_BODY);
+    let mut body = req.into_body();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ApiError::BadRequest {
+                code: "body_read",
+                message: "cannot read the request body".into(),
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > capacity {
+                    return Err(ApiError::BodyTooLarge);
                 }
+                buf.extend_from_slice(&data);
             }
-        })?;
-    Ok(collected.to_bytes())
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)??;
+    if !buf.is_empty() && !json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Ok(buf)
+}
+
+/// True when the one `Content-Type` is `application/json` (any case), with
+/// no charset or `charset=utf-8` (RFC 8259: JSON is UTF-8).
+fn is_json(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    let Ok(v) = v.to_str() else {
+        return false;
+    };
+    let mut parts = v.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|p| match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            Some(_) => true,
+            None => p.trim().is_empty(),
+        })
 }
 
 /// Parse a JSON body. Error messages never quote the body: only missing field
@@ -928,6 +1106,63 @@ mod tests {
         let r: Result<RotateRequest, _> = parse_json(br#"{"grace": "1m"}"#);
         let msg = r.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("missing field `value`"), "{msg}");
+    }
+
+    #[test]
+    fn rotate_value_is_unescaped_into_the_secret() {
+        let body: BodyBuf =
+            Zeroizing::new(br#"{"value": "q\"uote\\back\u0021", "verify": false}"#.to_vec());
+        let r: RotateRequest = parse_json(&body).expect("parses");
+        assert_eq!(r.value.expose(), "q\"uote\\back!");
+        assert!(!r.verify);
+        let r: Result<RotateRequest, _> = parse_json(br#"{"value": "\ud800"}"#);
+        assert!(matches!(
+            r,
+            Err(ApiError::BadRequest {
+                code: "invalid_body",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let ct = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_str(v).expect("header"),
+            );
+            is_json(&h)
+        };
+        assert!(ct("application/json"));
+        assert!(ct("Application/JSON; charset=UTF-8"));
+        assert!(ct("application/json;charset=\"utf-8\""));
+        assert!(!ct("application/json; charset=latin1"));
+        assert!(!ct("text/plain"));
+        assert!(!ct("application/jsonx"));
+        assert!(!ct("application/x-www-form-urlencoded"));
+        assert!(!is_json(&HeaderMap::new()));
+        let mut two = HeaderMap::new();
+        two.append(header::CONTENT_TYPE, "application/json".parse().expect("v"));
+        two.append(header::CONTENT_TYPE, "text/plain".parse().expect("v"));
+        assert!(!is_json(&two));
+    }
+
+    #[test]
+    fn get_routes_answer_head_and_allow_lists_it() {
+        assert_eq!(
+            Route::parse(&Method::HEAD, "/healthz").ok(),
+            Some(Route::Healthz)
+        );
+        assert!(matches!(
+            Route::parse(&Method::POST, "/admin/v1/secrets"),
+            Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" })
+        ));
+        assert!(matches!(
+            Route::parse(&Method::HEAD, "/admin/v1/policies/reload"),
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
+        ));
     }
 
     #[test]

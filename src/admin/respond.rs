@@ -1,5 +1,9 @@
 //! Admin API errors and the one map from error to HTTP response.
-//! Bodies are `{"error": code, "message": ...}` and never echo a value.
+//! Bodies are `{"error": code, "message": ..., "request_id": ...}` and never
+//! echo a value. Every admin response is `Cache-Control: no-store` and
+//! `X-Content-Type-Options: nosniff`.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -7,6 +11,7 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use super::auth::{AdminAuthError, Permission};
+use super::throttle::{Scope, retry_after_secs};
 use crate::reload::DiagnosticView;
 use crate::secrets::SecretsError;
 
@@ -34,6 +39,20 @@ pub enum ApiError {
     /// Body over the cap.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The body did not arrive within `admin.body_timeout`.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// A body that is not `application/json`.
+    #[error("request bodies must be application/json")]
+    UnsupportedMediaType,
+    /// Too many failed authentications: the token was not checked.
+    #[error("too many failed authentication attempts; try again later")]
+    Throttled {
+        /// When to try again.
+        retry_after: Duration,
+        /// Which limit refused the call.
+        scope: Scope,
+    },
     /// A body that is not JSON of the expected shape, or a bad parameter.
     #[error("{message}")]
     BadRequest {
@@ -87,6 +106,7 @@ struct ErrorBody<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [DiagnosticView]>,
+    request_id: &'a str,
 }
 
 impl ApiError {
@@ -108,6 +128,11 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
             ApiError::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "auth_throttled"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             ApiError::Secrets(e) => (secrets_status(e), e.reason()),
             ApiError::VerifyRejected { .. } => {
@@ -121,8 +146,9 @@ impl ApiError {
         }
     }
 
-    /// The HTTP response for this error.
-    pub fn into_response(self) -> Response<AdminBody> {
+    /// The HTTP response for this error; `request_id` goes into the body
+    /// (the caller sets the `x-request-id` header on every response).
+    pub fn into_response(self, request_id: &str) -> Response<AdminBody> {
         let (status, code) = self.status_and_code();
         let message = match &self {
             // Store failures: details go to the log, the client gets a summary.
@@ -143,6 +169,7 @@ impl ApiError {
             error: code,
             message,
             errors,
+            request_id,
         };
         let mut resp = json_response(status, &body);
         let h = resp.headers_mut();
@@ -170,9 +197,24 @@ impl ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
             }
+            ApiError::Throttled { retry_after, .. } => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(*retry_after)),
+                );
+            }
+            ApiError::UnsupportedMediaType => {
+                h.insert(
+                    http::HeaderName::from_static("accept-post"),
+                    HeaderValue::from_static("application/json"),
+                );
+            }
+            ApiError::BodyTimeout | ApiError::BodyTooLarge => {
+                // The rest of the body is not read: the connection cannot be reused.
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             ApiError::Forbidden(_)
             | ApiError::NotFound
-            | ApiError::BodyTooLarge
             | ApiError::BadRequest { .. }
             | ApiError::Secrets(_)
             | ApiError::VerifyRejected { .. }
@@ -211,28 +253,36 @@ fn secrets_status(e: &SecretsError) -> StatusCode {
 
 /// A JSON response.
 pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<AdminBody> {
-    let bytes = match serde_json::to_vec(body) {
+    let (status, bytes) = match serde_json::to_vec(body) {
         Ok(mut b) => {
             b.push(b'\n');
-            b
+            (status, Bytes::from(b))
         }
-        Err(_) => {
-            return Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from_static(
-                    b"{\"error\":\"internal\",\"message\":\"internal error\"}\n",
-                )))
-                .unwrap_or_default();
-        }
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Bytes::from_static(b"{\"error\":\"internal\",\"message\":\"internal error\"}\n"),
+        ),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Full::new(bytes));
     *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
+    resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Headers every admin response carries: never cached (status, metadata and
+/// errors are per-moment and per-caller), never content-sniffed, and the
+/// request id that the call's audit line also carries.
+pub fn finish(resp: &mut Response<AdminBody>, request_id: &str) {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(http::HeaderName::from_static("x-request-id"), v);
+    }
 }

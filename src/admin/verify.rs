@@ -58,10 +58,15 @@ pub fn empty_export() -> Bytes {
 }
 
 /// POST an empty export to `upstream` with `candidate` in its credential header.
+///
+/// `request_id` (the admin call's) travels as `x-request-id`, so the probe can
+/// be found in the upstream's logs. The candidate goes into a header backed
+/// by a zeroizing buffer ([`Secret::header_value`]).
 pub async fn probe(
     client: &HttpClient,
     upstream: &UpstreamConfig,
     candidate: &Secret,
+    request_id: &str,
 ) -> ProbeOutcome {
     let name = match HeaderName::from_bytes(upstream.credential_header.as_bytes()) {
         Ok(n) => n,
@@ -72,7 +77,7 @@ pub async fn probe(
             };
         }
     };
-    let mut value = match HeaderValue::from_str(candidate.expose()) {
+    let value = match candidate.header_value() {
         Ok(v) => v,
         Err(_) => {
             return ProbeOutcome::Unavailable {
@@ -81,8 +86,11 @@ pub async fn probe(
             };
         }
     };
-    value.set_sensitive(true);
-    let req = Request::builder()
+    let mut req = Request::builder();
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        req = req.header("x-request-id", id);
+    }
+    let req = req
         .method(Method::POST)
         .uri(upstream.url.as_str())
         .header(header::CONTENT_TYPE, "application/x-protobuf")

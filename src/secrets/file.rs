@@ -173,8 +173,7 @@ pub(crate) fn encode(
             credentials: Some(state.credentials.clone()),
         },
         Some(key) => {
-            let mut plain = Zeroizing::new(Vec::with_capacity(4096));
-            serde_json::to_writer(&mut *plain, state).map_err(ser)?;
+            let plain = super::json::to_zeroizing_json(state, false, 0).map_err(ser)?;
             let Sealed { nonce, ciphertext } =
                 key.seal(&plain).map_err(|_| SecretsError::Encode {
                     reason: "encryption failed".into(),
@@ -193,8 +192,8 @@ pub(crate) fn encode(
             }
         }
     };
-    let mut out = Zeroizing::new(Vec::with_capacity(4096));
-    serde_json::to_writer_pretty(&mut *out, &envelope).map_err(ser)?;
+    // Sized exactly (plus the newline): a plaintext store holds the values.
+    let mut out = super::json::to_zeroizing_json(&envelope, true, 1).map_err(ser)?;
     out.push(b'\n');
     Ok(out)
 }

@@ -366,3 +366,70 @@ async fn cli_rotate_reads_the_value_from_stdin() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn cli_rotate_sends_quotes_and_backslashes_exactly_and_shows_the_request_id_on_errors() {
+    let h = Harness::start(Options::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("value");
+    // JSON-escaped on the way (", \), decoded by the server into the Secret.
+    std::fs::write(&file, b"cli\"quoted\\back/slash\n").expect("write");
+    let out = run(
+        rotate("lp", ValueSource::File(file), false, false, None),
+        &h.url(),
+        token(),
+    )
+    .await
+    .expect("rotate");
+    assert!(out.contains("created lp: v1"), "{out}");
+    assert_eq!(
+        h.shared.secrets.current("lp").expect("cred").value.expose(),
+        "cli\"quoted\\back/slash"
+    );
+    // An error names the server's request id, which is in the audit line.
+    let err = run(
+        AdminCommand::SecretsRollback { name: "lp".into() },
+        &h.url(),
+        token(),
+    )
+    .await
+    .expect_err("no previous");
+    let AdminClientError::Api {
+        status, request_id, ..
+    } = &err
+    else {
+        panic!("unexpected error: {err}");
+    };
+    assert_eq!(*status, 409);
+    let id = request_id.clone().expect("request id");
+    assert!(
+        err.to_string().contains(&format!("(request id {id})")),
+        "{err}"
+    );
+    assert_eq!(h.audit_for(&id)[0]["action"], "secrets.rollback");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn cli_refuses_oversize_and_non_utf8_value_files_without_calling_the_server() {
+    let h = Harness::start(Options::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'v'; 1 << 20]).expect("write");
+    let latin = dir.path().join("latin1");
+    std::fs::write(&latin, [b'a', 0xe9, b'b']).expect("write");
+    for (file, why) in [(big, "too_large"), (latin, "not UTF-8")] {
+        let err = run(
+            rotate("lp", ValueSource::File(file), false, false, None),
+            &h.url(),
+            token(),
+        )
+        .await
+        .expect_err("refused");
+        assert!(matches!(err, AdminClientError::Value(_)), "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    assert!(h.audit_lines().is_empty(), "nothing reached the server");
+    assert!(h.shared.secrets.current("lp").is_none());
+    h.stop().await;
+}

@@ -8,8 +8,10 @@ mod harness;
 mod identity_support;
 
 mod admin_cli;
+mod admin_http;
 mod admin_reload;
 mod admin_secrets;
+mod admin_throttle;
 mod deploy_files;
 mod e2e_identity;
 mod e2e_policy;

@@ -245,6 +245,8 @@ pub struct Options {
     pub upstreams: Vec<(String, String)>,
     pub persistent: bool,
     pub extra_yaml: String,
+    /// Extra lines under `admin:` (each indented by two spaces).
+    pub admin_yaml: String,
     pub extras: AdminExtras,
     /// Build the reloader with this precheck (and hand it to the admin server).
     pub precheck: Option<Precheck>,
@@ -258,6 +260,7 @@ impl Default for Options {
             upstreams: Vec::new(),
             persistent: true,
             extra_yaml: String::new(),
+            admin_yaml: String::new(),
             extras: AdminExtras::default(),
             precheck: None,
             spawn_reloader: false,
@@ -286,8 +289,9 @@ impl Harness {
         std::fs::create_dir(&policies).expect("policies dir");
         std::fs::write(policies.join("base.yaml"), "endpoints: {}\n").expect("policy file");
         let mut yaml = format!(
-            "admin:\n  listen: 127.0.0.1:0\n  bootstrap_token_sha256: {}\npolicies: {}\n",
+            "admin:\n  listen: 127.0.0.1:0\n  bootstrap_token_sha256: {}\n{}policies: {}\n",
             sha256_hex(BOOTSTRAP),
+            opts.admin_yaml,
             policies.display()
         );
         if opts.persistent {
@@ -397,6 +401,81 @@ impl Harness {
         (status, headers, body)
     }
 
+    /// One admin call over a fresh connection from `source` (any 127.0.0.0/8
+    /// address on Linux, so tests can act as distinct peers), with explicit
+    /// headers and a body (`chunked`: sent without Content-Length).
+    pub async fn call_from(
+        &self,
+        source: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        chunked: bool,
+    ) -> Reply {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(SocketAddr::new(source, 0))
+            .expect("bind source address");
+        let stream = sock.connect(self.addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let frames: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> =
+            if body.is_empty() {
+                Vec::new()
+            } else {
+                body.chunks(8 * 1024)
+                    .map(|c| Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
+                    .collect()
+            };
+        let body: http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible> = if chunked
+        {
+            http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+        } else {
+            Full::new(Bytes::from(body)).boxed()
+        };
+        let req = req.body(body).expect("request");
+        let resp = tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+            .await
+            .expect("answer in time")
+            .expect("send");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = tokio::time::timeout(Duration::from_secs(20), resp.into_body().collect())
+            .await
+            .expect("body in time")
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        RESPONSES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(json.to_string());
+        Reply {
+            status,
+            headers,
+            body: json,
+            raw: bytes,
+        }
+    }
+
+    /// Audit lines whose `request_id` is `id`.
+    pub fn audit_for(&self, id: &str) -> Vec<serde_json::Value> {
+        self.audit
+            .lines()
+            .into_iter()
+            .filter(|l| l["request_id"] == id)
+            .collect()
+    }
+
     pub fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.audit.lines()
     }
@@ -427,6 +506,35 @@ impl Harness {
 }
 
 static RESPONSES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A response of [`Harness::call_from`].
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: serde_json::Value,
+    pub raw: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `x-request-id` header (every admin response has one).
+    pub fn request_id(&self) -> String {
+        self.header("x-request-id")
+            .expect("x-request-id header")
+            .to_string()
+    }
+}
+
+/// 127.0.0.1, the default peer.
+pub const PEER_1: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+/// 127.0.0.2: a second peer (Linux routes all of 127.0.0.0/8 to loopback).
+pub const PEER_2: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+/// 127.0.0.3: a third peer.
+pub const PEER_3: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
 
 /// Poll `f` every 20 ms until it is true or `limit` passes.
 pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
