@@ -199,9 +199,10 @@ fn build_request(
     }
     let name = HeaderName::from_bytes(job.config.credential_header.as_bytes())
         .map_err(|_| ProxyError::UpstreamUnknown(job.name.to_string()))?;
-    let mut value = HeaderValue::from_str(secret.expose())
+    // Sensitive, and wiped when hyper drops the request.
+    let value = secret
+        .header_value()
         .map_err(|_| ProxyError::CredentialUnavailable(job.credential.name.clone()))?;
-    value.set_sensitive(true);
     h.insert(name, value);
     Ok(req)
 }
