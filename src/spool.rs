@@ -215,6 +215,17 @@ impl Spool {
         lock(&self.queue).len()
     }
 
+    /// What `/admin/v1/status` shows of this spool.
+    pub fn status(&self) -> serde_json::Value {
+        let q = lock(&self.queue);
+        serde_json::json!({
+            "batches": q.len(),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+            "max_bytes": self.config.max_bytes.as_u64(),
+            "oldest_ms": q.front().map(|i| u64::try_from(i.enqueued.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        })
+    }
+
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -770,6 +770,11 @@ impl AdminState {
                 "credentials": secrets.list(),
                 "counters": secrets.counters(),
             },
+            "proxy": {
+                "memory_budget_bytes": self.shared.config.server.memory_budget.as_u64(),
+                "memory_in_use_bytes": self.shared.budget.in_use_bytes(),
+                "spools": self.shared.spools.iter().map(|(name, s)| (name.clone(), s.status())).collect::<std::collections::BTreeMap<_, _>>(),
+            },
             "admin": {
                 "requests": c.requests.load(Ordering::Relaxed),
                 "unauthenticated": c.unauthenticated.load(Ordering::Relaxed),

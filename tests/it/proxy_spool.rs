@@ -91,6 +91,36 @@ async fn a_refused_credential_is_spooled_until_the_upstream_accepts() {
 }
 
 #[tokio::test]
+async fn status_shows_the_spool_and_the_memory_budget() {
+    const ADMIN: &str = "spool-status-admin-token";
+    let mut opts = spool_opts("{ max_bytes: 1MiB }");
+    opts.admin_extra = format!(
+        "  bootstrap_token_sha256: {}\n",
+        crate::common::sha256_hex(ADMIN)
+    );
+    let h = Harness::start_with(opts).await;
+    // Every delivery fails until the end of the test: the batch stays queued.
+    h.upstream.set_behavior(Behavior::Status(503));
+    let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
+    assert_eq!(resp.status(), 200);
+    let (code, status) = h
+        .admin(http::Method::GET, "/admin/v1/status", Some(ADMIN), None)
+        .await;
+    assert_eq!(code, 200, "{status}");
+    let spool = &status["proxy"]["spools"]["lightstep"];
+    assert_eq!(spool["batches"], 1, "{status}");
+    assert_eq!(spool["max_bytes"], 1024 * 1024);
+    assert!(spool["bytes"].as_u64().unwrap() > 0);
+    assert!(spool["oldest_ms"].is_u64());
+    assert_eq!(status["proxy"]["memory_budget_bytes"], 128 * 1024 * 1024);
+    assert_eq!(
+        status["proxy"]["memory_in_use_bytes"], 0,
+        "no request in flight"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn a_full_spool_answers_with_the_upstream_error() {
     let h = Harness::start_with(spool_opts("{ max_bytes: 10B }")).await;
     h.upstream.set_behavior(Behavior::Status(503));
