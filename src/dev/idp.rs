@@ -2,7 +2,8 @@
 //! 127.0.0.1 serving discovery, a JWKS (with `Cache-Control: max-age`), a token
 //! endpoint for named demo identities, and an RFC 7662 introspection endpoint.
 //! Keys are real (aws-lc-rs), can be rotated and retired, and the whole issuer
-//! can be switched "down" (503 everywhere) to simulate an outage.
+//! can misbehave like a real IdP ([`Outage`]: 503, 500, a body that is not
+//! JSON, or connections closed unanswered).
 //!
 //! Endpoints, under the issuer path (`issuer_path`, default empty):
 //! - `GET  /.well-known/openid-configuration`
@@ -13,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -48,6 +49,44 @@ impl DevKeyAlg {
             DevKeyAlg::Es256 => "ES256",
             DevKeyAlg::Es384 => "ES384",
             DevKeyAlg::Rs256 => "RS256",
+        }
+    }
+}
+
+/// How the dev issuer misbehaves, to test a real IdP's failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outage {
+    /// Serve normally.
+    #[default]
+    None,
+    /// `503 Service Unavailable` on every endpoint.
+    Unavailable,
+    /// `500 Internal Server Error` on every endpoint.
+    ServerError,
+    /// `200` with a body that is not JSON on every endpoint.
+    BadJson,
+    /// Accept connections and close them without an answer (transport error).
+    Drop,
+}
+
+impl Outage {
+    fn code(self) -> u8 {
+        match self {
+            Outage::None => 0,
+            Outage::Unavailable => 1,
+            Outage::ServerError => 2,
+            Outage::BadJson => 3,
+            Outage::Drop => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> Outage {
+        match c {
+            1 => Outage::Unavailable,
+            2 => Outage::ServerError,
+            3 => Outage::BadJson,
+            4 => Outage::Drop,
+            _ => Outage::None,
         }
     }
 }
@@ -184,11 +223,12 @@ struct Shared {
     opts: DevIdpOptions,
     addr: SocketAddr,
     state: Mutex<State>,
-    available: AtomicBool,
+    outage: AtomicU8,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     token_requests: AtomicUsize,
     introspections: AtomicUsize,
+    dropped_connections: AtomicUsize,
 }
 
 impl Shared {
@@ -312,7 +352,11 @@ impl DevIdp {
         let listener = tokio::net::TcpListener::bind(opts.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            available: AtomicBool::new(opts.available),
+            outage: AtomicU8::new(if opts.available {
+                Outage::None.code()
+            } else {
+                Outage::Unavailable.code()
+            }),
             opts,
             addr,
             state: Mutex::new(State {
@@ -323,6 +367,7 @@ impl DevIdp {
             discovery_fetches: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
             introspections: AtomicUsize::new(0),
+            dropped_connections: AtomicUsize::new(0),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(serve(listener, shared.clone(), rx));
@@ -443,6 +488,11 @@ impl DevIdp {
         self.shared.discovery_fetches.load(Ordering::SeqCst)
     }
 
+    /// Requests whose connection was closed unanswered ([`Outage::Drop`]).
+    pub fn dropped_connections(&self) -> usize {
+        self.shared.dropped_connections.load(Ordering::SeqCst)
+    }
+
     /// Token endpoint requests.
     pub fn token_requests(&self) -> usize {
         self.shared.token_requests.load(Ordering::SeqCst)
@@ -455,7 +505,17 @@ impl DevIdp {
 
     /// Up (serve) or down (503 on every endpoint).
     pub fn set_available(&self, up: bool) {
-        self.shared.available.store(up, Ordering::SeqCst);
+        self.set_outage(if up {
+            Outage::None
+        } else {
+            Outage::Unavailable
+        });
+    }
+
+    /// Misbehave in one of the ways a real IdP does (or serve again with
+    /// [`Outage::None`]).
+    pub fn set_outage(&self, outage: Outage) {
+        self.shared.outage.store(outage.code(), Ordering::SeqCst);
     }
 }
 
@@ -474,7 +534,16 @@ async fn serve(
             let io = hyper_util::rt::TokioIo::new(stream);
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                async move {
+                    if Outage::from_code(shared.outage.load(Ordering::SeqCst)) == Outage::Drop {
+                        count_request(&shared, req.uri().path());
+                        shared.dropped_connections.fetch_add(1, Ordering::SeqCst);
+                        // An error from the service makes hyper close the
+                        // connection without an answer.
+                        return Err(std::io::Error::other("dev idp: dropping the connection"));
+                    }
+                    Ok(handle(&shared, req).await)
+                }
             });
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -519,10 +588,8 @@ async fn read_form(req: http::Request<Incoming>) -> HashMap<String, String> {
     out
 }
 
-async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
-    let idp = shared;
+fn count_request(shared: &Shared, path: &str) {
     let prefix = shared.opts.issuer_path.trim_end_matches('/');
-    let path = req.uri().path().to_string();
     let rel = path.strip_prefix(prefix).unwrap_or("");
     match rel {
         "/.well-known/openid-configuration" => {
@@ -539,8 +606,29 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
         }
         _ => {}
     }
-    if !shared.available.load(Ordering::SeqCst) {
-        return json_response(503, &json!({"error": "temporarily_unavailable"}), None);
+}
+
+async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    let idp = shared;
+    let prefix = shared.opts.issuer_path.trim_end_matches('/');
+    let path = req.uri().path().to_string();
+    let rel = path.strip_prefix(prefix).unwrap_or("");
+    count_request(shared, &path);
+    match Outage::from_code(shared.outage.load(Ordering::SeqCst)) {
+        Outage::None | Outage::Drop => {}
+        Outage::Unavailable => {
+            return json_response(503, &json!({"error": "temporarily_unavailable"}), None);
+        }
+        Outage::ServerError => {
+            return json_response(500, &json!({"error": "server_error"}), None);
+        }
+        Outage::BadJson => {
+            return http::Response::builder()
+                .status(200)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from_static(b"<html>maintenance</html>")))
+                .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())));
+        }
     }
     match rel {
         "/.well-known/openid-configuration" => {

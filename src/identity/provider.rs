@@ -9,11 +9,14 @@
 //!   `unknown_kid_refetch_interval`, single-flight (concurrent requests wait on
 //!   the same fetch); a kid still unknown afterwards goes to a bounded negative
 //!   cache, cleared whenever the key set changes;
+//! - when that refetch fails (or the rate limit holds it back and the most
+//!   recent fetch failed), the kid cannot be judged: the token gets
+//!   `provider_unavailable` (retryable) instead of `unknown_key`;
 //! - when keys leave the JWKS, verified tokens signed by them are dropped from
 //!   the token cache.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,6 +27,9 @@ use super::cache::TokenCache;
 use super::introspect::{IntrospectionSpec, Introspector};
 use super::keys::{self, KeySet};
 use super::{DEFAULT_JWKS_REFRESH, Preset, ProviderStatus};
+
+/// Longest `Retry-After` handed out for an unknown kid the IdP could not confirm.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 use crate::client::{HttpClient, error_chain};
 use crate::secrets::Secret;
 
@@ -75,6 +81,20 @@ struct Meta {
     algorithms: Option<Vec<Algorithm>>,
 }
 
+/// Outcome of an unknown-`kid` refetch request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refetch {
+    /// A JWKS fetch (ours, or a concurrent one we waited on) succeeded: the
+    /// key set in force is fresh, a kid missing from it is unknown.
+    Fresh,
+    /// The fetch failed, or the rate limit forbade one while the most recent
+    /// fetch had failed: we cannot tell whether the kid is real.
+    Failed,
+    /// The rate limit forbade a fetch and the most recent one succeeded: the
+    /// key set is at most `unknown_kid_refetch_interval` old.
+    Limited,
+}
+
 /// Where keys come from, once resolved (after discovery, or from config).
 #[derive(Clone)]
 struct Target {
@@ -94,6 +114,8 @@ pub(crate) struct Provider {
     fetch_lock: tokio::sync::Mutex<()>,
     fetch_attempts: AtomicU64,
     jwks_fetches: AtomicU64,
+    /// Did the most recent JWKS fetch (background or on demand) succeed?
+    last_fetch_ok: AtomicBool,
     last_on_demand: Mutex<Option<Instant>>,
     negative: moka::sync::Cache<String, ()>,
     ready_tx: Arc<tokio::sync::watch::Sender<u64>>,
@@ -133,6 +155,7 @@ impl Provider {
             fetch_lock: tokio::sync::Mutex::new(()),
             fetch_attempts: AtomicU64::new(0),
             jwks_fetches: AtomicU64::new(0),
+            last_fetch_ok: AtomicBool::new(false),
             last_on_demand: Mutex::new(None),
             negative,
             ready_tx,
@@ -187,17 +210,18 @@ impl Provider {
     }
 
     /// An unknown `kid` arrived: refetch the JWKS once, single-flight and rate
-    /// limited. Returns true when a fetch (ours or a concurrent one) completed,
-    /// so the key set in force is fresh; false when the rate limit forbade one.
-    pub async fn refetch_for_unknown_kid(&self) -> bool {
-        if !self.on_demand_allowed() {
-            return false;
-        }
+    /// limited (at most one on-demand fetch per `unknown_kid_refetch_interval`,
+    /// whatever its outcome, so a failing IdP cannot be hammered either).
+    ///
+    /// Every caller goes through the fetch lock, so one that arrives while a
+    /// fetch is in flight (on demand or background) waits for it and judges
+    /// its kid by that fetch's outcome, not by the one before.
+    pub async fn refetch_for_unknown_kid(&self) -> Refetch {
         let attempts_before = self.fetch_attempts.load(Ordering::Acquire);
         let _guard = self.fetch_lock.lock().await;
         if self.fetch_attempts.load(Ordering::Acquire) != attempts_before {
             // Someone fetched while we waited: use their result.
-            return true;
+            return self.last_outcome();
         }
         {
             let mut last = lock(&self.last_on_demand);
@@ -205,29 +229,59 @@ impl Provider {
             if let Some(t) = *last
                 && now.duration_since(t) < self.spec.unknown_kid_interval
             {
-                return false;
+                return self.limited();
             }
             *last = Some(now);
         }
         let target = lock(&self.target).clone();
-        let Some(target) = target else { return false };
+        let Some(target) = target else {
+            return Refetch::Failed;
+        };
         match self.fetch_locked(&target).await {
-            Ok(_) => true,
+            Ok(_) => Refetch::Fresh,
             Err(e) => {
-                tracing::warn!(provider = %self.spec.name, error = %e, "unknown-kid JWKS refetch failed; keeping the last good keys");
+                tracing::warn!(provider = %self.spec.name, error = %e, "unknown-kid JWKS refetch failed; keeping the last good keys, the token gets 503");
                 let mut m = lock(&self.meta);
                 m.last_ok = false;
                 m.last_error = Some(e);
-                false
+                Refetch::Failed
             }
         }
     }
 
-    fn on_demand_allowed(&self) -> bool {
-        match *lock(&self.last_on_demand) {
-            Some(t) => t.elapsed() >= self.spec.unknown_kid_interval,
-            None => true,
+    fn last_outcome(&self) -> Refetch {
+        if self.last_fetch_ok.load(Ordering::Acquire) {
+            Refetch::Fresh
+        } else {
+            Refetch::Failed
         }
+    }
+
+    fn limited(&self) -> Refetch {
+        if self.last_fetch_ok.load(Ordering::Acquire) {
+            Refetch::Limited
+        } else {
+            Refetch::Failed
+        }
+    }
+
+    /// When a client whose kid could not be checked (the refetch failed)
+    /// should try again: when the next on-demand refetch is allowed, or the
+    /// next background attempt, whichever comes first (at least 1 s).
+    pub fn unknown_kid_retry_after(&self) -> Duration {
+        let now = Instant::now();
+        let on_demand = lock(&self.last_on_demand)
+            .map(|t| (t + self.spec.unknown_kid_interval).saturating_duration_since(now))
+            .unwrap_or(Duration::ZERO);
+        let background = lock(&self.meta)
+            .next_attempt
+            .map(|n| n.saturating_duration_since(now));
+        let wait = match background {
+            Some(b) => on_demand.min(b),
+            None => on_demand,
+        };
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Duration::from_secs(secs.clamp(1, MAX_RETRY_AFTER.as_secs()))
     }
 
     /// Fetch and install the JWKS; the caller holds `fetch_lock`.
@@ -247,6 +301,7 @@ impl Provider {
             Ok((set, max_age))
         }
         .await;
+        self.last_fetch_ok.store(result.is_ok(), Ordering::Release);
         self.fetch_attempts.fetch_add(1, Ordering::Release);
         let (set, max_age) = result?;
         self.install(set, target.algorithms.clone());
@@ -265,12 +320,18 @@ impl Provider {
             None => HashSet::new(),
         };
         let count = set.len();
+        let added = match &old {
+            Some(o) => set.kids().any(|k| !o.keys.contains(k)),
+            None => true,
+        };
         self.snapshot.store(Some(Arc::new(Snapshot {
             keys: set,
             algorithms,
         })));
         // A kid we refused may be in the new set.
-        self.negative.invalidate_all();
+        if added {
+            self.negative.invalidate_all();
+        }
         if !removed.is_empty() {
             tracing::info!(provider = %self.spec.name, removed = removed.len(), "signing keys left the JWKS; dropping tokens they verified");
             self.cache.invalidate_kids(self.index, removed);

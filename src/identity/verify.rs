@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::cache::{CachedToken, token_hash};
 use super::keys::MAX_KID_LEN;
 use super::presets::normalise_typ;
-use super::provider::ProviderSpec;
+use super::provider::{ProviderSpec, Refetch};
 use super::{ASYMMETRIC_ALGORITHMS, AuthError, Identity, Principal};
 
 /// Seconds since the epoch.
@@ -170,17 +170,26 @@ pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal
                 if kid.len() > MAX_KID_LEN || p.known_unknown(kid) {
                     return Err(AuthError::UnknownKey);
                 }
-                let fresh = p.refetch_for_unknown_kid().await;
+                let outcome = p.refetch_for_unknown_kid().await;
                 if let Some(s) = p.snapshot() {
                     snap = s;
                 }
-                match snap.keys.get(kid) {
-                    Some(k) => k.clone(),
-                    None => {
-                        if fresh {
-                            p.remember_unknown(kid);
-                        }
+                match (snap.keys.get(kid), outcome) {
+                    (Some(k), _) => k.clone(),
+                    // Checked against a fresh key set: the kid is not published.
+                    (None, Refetch::Fresh) => {
+                        p.remember_unknown(kid);
                         return Err(AuthError::UnknownKey);
+                    }
+                    // The key set is recent (the rate limit held the fetch back
+                    // after a successful one).
+                    (None, Refetch::Limited) => return Err(AuthError::UnknownKey),
+                    // The IdP could not be asked: the key may be real and newer
+                    // than ours, so the answer is retryable, not a 401.
+                    (None, Refetch::Failed) => {
+                        return Err(AuthError::ProviderUnavailable {
+                            retry_after: p.unknown_kid_retry_after(),
+                        });
                     }
                 }
             }
