@@ -51,6 +51,11 @@ pub const DEFAULT_JWKS_REFRESH_MIN: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_JWKS_REFRESH_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Refresh interval when the JWKS response has no `max-age` (clamped to the bounds).
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(3600);
+/// The discovery document is fetched again this often (a moved `jwks_uri` is
+/// picked up without restart).
+pub const DEFAULT_REDISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest accepted `rediscovery_interval`.
+pub const MAX_REDISCOVERY_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// At most one unknown-`kid` refetch per provider per this interval.
 pub const DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Bound of the per-provider negative cache of unknown key ids.
@@ -121,6 +126,11 @@ pub struct ProviderConfig {
     /// Upper bound of the JWKS refresh interval.
     #[serde(default = "default_jwks_refresh_max", with = "humantime_serde")]
     pub jwks_refresh_max: Duration,
+    /// How often the discovery document is fetched again (not with `jwks_uri`).
+    /// A document whose `issuer` differs or whose `jwks_uri` breaks the https
+    /// rule is refused and the previous one kept.
+    #[serde(default = "default_rediscovery_interval", with = "humantime_serde")]
+    pub rediscovery_interval: Duration,
     /// Minimum time between two unknown-`kid` refetches.
     #[serde(
         default = "default_unknown_kid_refetch_interval",
@@ -174,6 +184,9 @@ fn default_jwks_refresh_min() -> Duration {
 fn default_jwks_refresh_max() -> Duration {
     DEFAULT_JWKS_REFRESH_MAX
 }
+fn default_rediscovery_interval() -> Duration {
+    DEFAULT_REDISCOVERY_INTERVAL
+}
 fn default_unknown_kid_refetch_interval() -> Duration {
     DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL
 }
@@ -216,6 +229,7 @@ impl ProviderConfig {
             allow_insecure_http: false,
             jwks_refresh_min: DEFAULT_JWKS_REFRESH_MIN,
             jwks_refresh_max: DEFAULT_JWKS_REFRESH_MAX,
+            rediscovery_interval: DEFAULT_REDISCOVERY_INTERVAL,
             unknown_kid_refetch_interval: DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL,
             unknown_kid_cache_size: DEFAULT_UNKNOWN_KID_CACHE_SIZE,
             retry_initial: DEFAULT_RETRY_INITIAL,
@@ -372,6 +386,11 @@ pub struct ProviderStatus {
     pub algorithms: Vec<String>,
     /// Preset in use, if any.
     pub preset: Option<Preset>,
+    /// JWKS URL in use (from the config, or the last accepted discovery document).
+    pub jwks_uri: Option<String>,
+    /// Why the last re-discovery failed or was refused (the previous
+    /// `jwks_uri` stays in use); `None` after a good one.
+    pub discovery_error: Option<String>,
 }
 
 /// Check every provider and the rules across them (no two providers with the

@@ -217,6 +217,12 @@ struct State {
     /// Published keys; the last one is current.
     keys: Vec<Arc<DevKey>>,
     opaque: HashMap<String, Value>,
+    /// Paths (under the issuer path) serving the JWKS; the first is advertised.
+    jwks_paths: Vec<String>,
+    /// Fields merged over the discovery document (to misbehave).
+    discovery_patch: serde_json::Map<String, Value>,
+    /// Requests per path (bounded).
+    requests: HashMap<String, usize>,
 }
 
 struct Shared {
@@ -241,6 +247,15 @@ impl Shared {
             Some(i) => i.clone(),
             None => format!("{}{}", self.base_url(), self.opts.issuer_path),
         }
+    }
+
+    fn jwks_uri(&self) -> String {
+        let path = lock(&self.state)
+            .jwks_paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "/jwks".into());
+        self.endpoint(path.trim_start_matches('/'))
     }
 
     fn endpoint(&self, name: &str) -> String {
@@ -362,6 +377,9 @@ impl DevIdp {
             state: Mutex::new(State {
                 keys: vec![Arc::new(key)],
                 opaque: HashMap::new(),
+                jwks_paths: vec!["/jwks".to_string()],
+                discovery_patch: serde_json::Map::new(),
+                requests: HashMap::new(),
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
@@ -394,7 +412,7 @@ impl DevIdp {
 
     /// The JWKS URL.
     pub fn jwks_uri(&self) -> String {
-        self.shared.endpoint("jwks")
+        self.shared.jwks_uri()
     }
 
     /// The token endpoint URL.
@@ -486,6 +504,38 @@ impl DevIdp {
     /// Discovery requests served (including failed ones while down).
     pub fn discovery_fetches(&self) -> usize {
         self.shared.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Serve the JWKS at `path` (under the issuer path, e.g. `/v2/keys`) and
+    /// advertise it in discovery. With `keep_old`, the previous paths keep
+    /// serving it too (an IdP migrating with overlap); without, they answer 404.
+    pub fn move_jwks(&self, path: &str, keep_old: bool) {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        let mut st = lock(&self.shared.state);
+        if !keep_old {
+            st.jwks_paths.clear();
+        }
+        st.jwks_paths.retain(|p| *p != path);
+        st.jwks_paths.insert(0, path);
+    }
+
+    /// Merge these fields over the discovery document from now on (e.g. a
+    /// wrong `issuer`, or a `jwks_uri` elsewhere); `{}` restores it.
+    pub fn set_discovery_patch(&self, patch: Value) {
+        lock(&self.shared.state).discovery_patch = match patch {
+            Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+    }
+
+    /// Requests received for this exact URL path (e.g. `/v2/keys`), whatever
+    /// the answer was.
+    pub fn requests_to(&self, path: &str) -> usize {
+        lock(&self.shared.state)
+            .requests
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests whose connection was closed unanswered ([`Outage::Drop`]).
@@ -588,15 +638,25 @@ async fn read_form(req: http::Request<Incoming>) -> HashMap<String, String> {
     out
 }
 
+/// Most distinct paths whose requests are counted.
+const MAX_COUNTED_PATHS: usize = 1024;
+
 fn count_request(shared: &Shared, path: &str) {
     let prefix = shared.opts.issuer_path.trim_end_matches('/');
     let rel = path.strip_prefix(prefix).unwrap_or("");
+    let is_jwks = {
+        let mut st = lock(&shared.state);
+        if st.requests.len() < MAX_COUNTED_PATHS || st.requests.contains_key(path) {
+            *st.requests.entry(path.to_string()).or_insert(0) += 1;
+        }
+        st.jwks_paths.iter().any(|p| p == rel)
+    };
+    if is_jwks {
+        shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    }
     match rel {
         "/.well-known/openid-configuration" => {
             shared.discovery_fetches.fetch_add(1, Ordering::SeqCst);
-        }
-        "/jwks" => {
-            shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
         }
         "/token" => {
             shared.token_requests.fetch_add(1, Ordering::SeqCst);
@@ -643,15 +703,21 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
                 "authorization_endpoint": idp.endpoint("authorize"),
                 "token_endpoint": idp.endpoint("token"),
                 "introspection_endpoint": idp.endpoint("introspect"),
-                "jwks_uri": idp.endpoint("jwks"),
+                "jwks_uri": idp.jwks_uri(),
                 "response_types_supported": ["code", "token"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": algs,
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             });
+            let mut doc = doc;
+            if let Value::Object(d) = &mut doc {
+                for (k, v) in lock(&shared.state).discovery_patch.iter() {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
             json_response(200, &doc, None)
         }
-        "/jwks" => {
+        rel if lock(&shared.state).jwks_paths.iter().any(|p| p == rel) => {
             let keys: Vec<Value> = lock(&shared.state)
                 .keys
                 .iter()

@@ -55,6 +55,7 @@ pub(crate) struct ProviderSpec {
     pub insecure_http: bool,
     pub refresh_min: Duration,
     pub refresh_max: Duration,
+    pub rediscovery_interval: Duration,
     pub unknown_kid_interval: Duration,
     pub unknown_kid_cache_size: u64,
     pub retry_initial: Duration,
@@ -79,6 +80,8 @@ struct Meta {
     last_refresh: Option<SystemTime>,
     next_attempt: Option<Instant>,
     algorithms: Option<Vec<Algorithm>>,
+    /// Why the last re-discovery failed or was refused (`None` after a good one).
+    discovery_error: Option<String>,
 }
 
 /// Outcome of an unknown-`kid` refetch request.
@@ -377,14 +380,32 @@ impl Provider {
                 algorithms,
             });
         }
+        // The document is fetched and checked here rather than by
+        // `openidconnect`'s `discover_async`, which also fetches the JWKS the
+        // document names before we could refuse a plain-http `jwks_uri`.
         use openidconnect::core::CoreProviderMetadata;
-        let issuer = openidconnect::IssuerUrl::new(self.spec.issuer.clone())
-            .map_err(|e| format!("issuer URL: {e}"))?;
-        let fut = CoreProviderMetadata::discover_async(issuer, &self.client);
-        let meta = tokio::time::timeout(self.spec.fetch_timeout * 3, fut)
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.spec.issuer.trim_end_matches('/')
+        );
+        let resp = self
+            .client
+            .get(&url, self.spec.fetch_timeout)
             .await
-            .map_err(|_| "discovery timed out".to_string())?
-            .map_err(|e| format!("discovery: {}", discovery_error(&e)))?;
+            .map_err(|e| format!("discovery: {}", error_chain(&e)))?;
+        if !resp.status().is_success() {
+            return Err(format!("discovery: HTTP {}", resp.status().as_u16()));
+        }
+        let meta: CoreProviderMetadata = serde_json::from_slice(resp.body())
+            .map_err(|e| format!("discovery: not a valid OpenID provider document: {e}"))?;
+        // OIDC Discovery §4.3: the issuer must be exactly the one configured.
+        if meta.issuer().as_str() != self.spec.issuer {
+            return Err(format!(
+                "discovery: the document names issuer {:?}, not {:?}; refused",
+                meta.issuer().as_str(),
+                self.spec.issuer
+            ));
+        }
         let jwks_uri = meta.jwks_uri().url().clone();
         super::presets::check_fetch_url(&jwks_uri, self.spec.insecure_http)
             .map_err(|e| format!("discovery jwks_uri: {e}"))?;
@@ -413,6 +434,34 @@ impl Provider {
             jwks_uri: jwks_uri.to_string(),
             algorithms,
         })
+    }
+
+    /// Fetch the discovery document again. A document that fails the checks
+    /// of the first discovery (exact `issuer`, https `jwks_uri`, an asymmetric
+    /// algorithm) is refused and the previous target kept. Returns true when
+    /// the target changed.
+    async fn rediscover(&self) -> bool {
+        match self.resolve_target().await {
+            Ok(t) => {
+                lock(&self.meta).discovery_error = None;
+                let mut cur = lock(&self.target);
+                let changed = cur
+                    .as_ref()
+                    .is_none_or(|c| c.jwks_uri != t.jwks_uri || c.algorithms != t.algorithms);
+                if changed {
+                    tracing::info!(provider = %self.spec.name, jwks_uri = %t.jwks_uri,
+                        "discovery document changed; using its jwks_uri and algorithms");
+                }
+                *cur = Some(t);
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.spec.name, error = %e,
+                    "re-discovery failed or the document was refused; keeping the previous jwks_uri");
+                lock(&self.meta).discovery_error = Some(e);
+                false
+            }
+        }
     }
 
     /// Status for readiness and the admin API.
@@ -446,16 +495,9 @@ impl Provider {
                 .map(|d| d.as_secs()),
             algorithms,
             preset: self.spec.preset,
+            jwks_uri: lock(&self.target).as_ref().map(|t| t.jwks_uri.clone()),
+            discovery_error: m.discovery_error.clone(),
         }
-    }
-}
-
-fn discovery_error<E: std::error::Error + 'static>(e: &openidconnect::DiscoveryError<E>) -> String {
-    match e {
-        openidconnect::DiscoveryError::Response(status, _, msg) => {
-            format!("HTTP {}: {msg}", status.as_u16())
-        }
-        other => error_chain(other),
     }
 }
 
@@ -495,7 +537,10 @@ impl Backoff {
     }
 }
 
-/// The background task of one provider: resolve, then refresh forever.
+/// The background task of one provider: discover, then refresh the JWKS
+/// forever, and look at the discovery document again every
+/// `rediscovery_interval` (and before retrying a failed JWKS fetch: the JWKS
+/// may have moved).
 pub(crate) async fn run(p: Arc<Provider>) {
     let mut backoff = Backoff::new(p.spec.retry_initial, p.spec.retry_max);
     let target = loop {
@@ -508,29 +553,53 @@ pub(crate) async fn run(p: Arc<Provider>) {
             }
         }
     };
-    *lock(&p.target) = Some(target.clone());
+    *lock(&p.target) = Some(target);
+    let discovering = p.spec.jwks_uri.is_none();
+    let mut next_discovery = Instant::now() + p.spec.rediscovery_interval;
+    let mut next_jwks = Instant::now();
     loop {
-        let result = {
-            let _guard = p.fetch_lock.lock().await;
-            p.fetch_locked(&target).await
-        };
-        let delay = match result {
-            Ok(max_age) => {
-                backoff.reset();
-                let d = max_age.unwrap_or(DEFAULT_JWKS_REFRESH).clamp(
-                    p.spec.refresh_min,
-                    p.spec.refresh_max.max(p.spec.refresh_min),
-                );
-                lock(&p.meta).next_attempt = Some(Instant::now() + d);
-                d
+        if discovering && Instant::now() >= next_discovery {
+            next_discovery = Instant::now() + p.spec.rediscovery_interval;
+            if p.rediscover().await {
+                // A new jwks_uri (or algorithm set): fetch its keys now.
+                next_jwks = Instant::now();
             }
-            Err(e) => {
-                let d = backoff.next_delay();
-                p.record_failure(e, d);
-                d
+        }
+        if Instant::now() >= next_jwks {
+            let target = lock(&p.target).clone();
+            let result = match &target {
+                Some(t) => {
+                    let _guard = p.fetch_lock.lock().await;
+                    p.fetch_locked(t).await
+                }
+                None => Err("no jwks_uri resolved".to_string()),
+            };
+            match result {
+                Ok(max_age) => {
+                    backoff.reset();
+                    let d = max_age.unwrap_or(DEFAULT_JWKS_REFRESH).clamp(
+                        p.spec.refresh_min,
+                        p.spec.refresh_max.max(p.spec.refresh_min),
+                    );
+                    lock(&p.meta).next_attempt = Some(Instant::now() + d);
+                    next_jwks = Instant::now() + d;
+                }
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    p.record_failure(e, d);
+                    next_jwks = Instant::now() + d;
+                    // The JWKS may have moved: read the discovery document
+                    // again before the retry (bounded by the same backoff).
+                    next_discovery = next_discovery.min(next_jwks);
+                }
             }
+        }
+        let wake = if discovering {
+            next_jwks.min(next_discovery)
+        } else {
+            next_jwks
         };
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
     }
 }
 

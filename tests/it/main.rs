@@ -19,6 +19,7 @@ mod identity_hostile;
 mod identity_introspect;
 mod identity_lifecycle;
 mod identity_presets;
+mod identity_rediscovery;
 mod identity_unknown_kid_outage;
 mod identity_verify;
 mod otlp_decode;
