@@ -1,7 +1,8 @@
 //! In-process OIDC issuer for `spangate dev` and tests: a real HTTP server on
 //! 127.0.0.1 serving discovery, a JWKS (with `Cache-Control: max-age`), a token
 //! endpoint for named demo identities, and an RFC 7662 introspection endpoint.
-//! Keys are real (aws-lc-rs), can be rotated and retired, and the whole issuer
+//! Keys are real (aws-lc-rs: ES256, ES384, RS256, PS256, EdDSA), can be
+//! rotated and retired, and the whole issuer
 //! can misbehave like a real IdP ([`Outage`]: 503, 500, a body that is not
 //! JSON, or connections closed unanswered).
 //!
@@ -40,6 +41,10 @@ pub enum DevKeyAlg {
     Es384,
     /// RSA 2048 PKCS#1 v1.5 / SHA-256.
     Rs256,
+    /// RSA 2048 PSS / SHA-256.
+    Ps256,
+    /// Ed25519 (`EdDSA`, RFC 8037).
+    EdDsa,
 }
 
 impl DevKeyAlg {
@@ -49,6 +54,8 @@ impl DevKeyAlg {
             DevKeyAlg::Es256 => "ES256",
             DevKeyAlg::Es384 => "ES384",
             DevKeyAlg::Rs256 => "RS256",
+            DevKeyAlg::Ps256 => "PS256",
+            DevKeyAlg::EdDsa => "EdDSA",
         }
     }
 }
@@ -136,7 +143,8 @@ impl Default for DevIdpOptions {
 
 enum Signer {
     Ec(sig::EcdsaKeyPair),
-    Rsa(sig::RsaKeyPair),
+    Rsa(sig::RsaKeyPair, &'static sig::RsaSignatureEncoding),
+    Ed(sig::Ed25519KeyPair),
 }
 
 struct DevKey {
@@ -176,15 +184,30 @@ impl DevKey {
                 });
                 (Signer::Ec(kp), jwk)
             }
-            DevKeyAlg::Rs256 => {
+            DevKeyAlg::Rs256 | DevKeyAlg::Ps256 => {
                 let kp = sig::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                     .map_err(|_| err("rsa"))?;
                 let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
                 let jwk = json!({
-                    "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                    "kty": "RSA", "use": "sig", "alg": alg.name(), "kid": kid,
                     "n": B64.encode(&c.n), "e": B64.encode(&c.e),
                 });
-                (Signer::Rsa(kp), jwk)
+                let encoding = if alg == DevKeyAlg::Rs256 {
+                    &sig::RSA_PKCS1_SHA256
+                } else {
+                    &sig::RSA_PSS_SHA256
+                };
+                (Signer::Rsa(kp, encoding), jwk)
+            }
+            DevKeyAlg::EdDsa => {
+                let doc = sig::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| err("ed25519"))?;
+                let kp = sig::Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                    .map_err(|_| err("ed25519 pkcs8"))?;
+                let jwk = json!({
+                    "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
+                    "x": B64.encode(kp.public_key().as_ref()),
+                });
+                (Signer::Ed(kp), jwk)
             }
         };
         Ok(DevKey {
@@ -202,13 +225,14 @@ impl DevKey {
                 .sign(&rng, msg)
                 .map(|s| s.as_ref().to_vec())
                 .unwrap_or_default(),
-            Signer::Rsa(kp) => {
+            Signer::Rsa(kp, encoding) => {
                 let mut out = vec![0u8; kp.public_modulus_len()];
-                match kp.sign(&sig::RSA_PKCS1_SHA256, &rng, msg, &mut out) {
+                match kp.sign(*encoding, &rng, msg, &mut out) {
                     Ok(()) => out,
                     Err(_) => Vec::new(),
                 }
             }
+            Signer::Ed(kp) => kp.sign(msg).as_ref().to_vec(),
         }
     }
 }
@@ -219,6 +243,8 @@ struct State {
     opaque: HashMap<String, Value>,
     /// Paths (under the issuer path) serving the JWKS; the first is advertised.
     jwks_paths: Vec<String>,
+    /// Further JWKs published as given (hostile or broken key sets).
+    extra_jwks: Vec<Value>,
     /// Fields merged over the discovery document (to misbehave).
     discovery_patch: serde_json::Map<String, Value>,
     /// Requests per path (bounded).
@@ -378,6 +404,7 @@ impl DevIdp {
                 keys: vec![Arc::new(key)],
                 opaque: HashMap::new(),
                 jwks_paths: vec!["/jwks".to_string()],
+                extra_jwks: Vec::new(),
                 discovery_patch: serde_json::Map::new(),
                 requests: HashMap::new(),
             }),
@@ -504,6 +531,33 @@ impl DevIdp {
     /// Discovery requests served (including failed ones while down).
     pub fn discovery_fetches(&self) -> usize {
         self.shared.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// Publish this JWK as given, after the issuer's own keys (for hostile or
+    /// broken key sets: small RSA keys, `use: enc`, wrong `alg`, ...).
+    pub fn publish_jwk(&self, jwk: Value) {
+        lock(&self.shared.state).extra_jwks.push(jwk);
+    }
+
+    /// Stop publishing the JWKs added with [`publish_jwk`](Self::publish_jwk).
+    pub fn unpublish_extra_jwks(&self) {
+        lock(&self.shared.state).extra_jwks.clear();
+    }
+
+    /// Sign `msg` with the current key (its own algorithm); the raw
+    /// signature bytes (ECDSA: fixed-size `r || s`).
+    pub fn sign_bytes(&self, msg: &[u8]) -> Vec<u8> {
+        let key = lock(&self.shared.state).keys.last().cloned();
+        key.map(|k| k.sign(msg)).unwrap_or_default()
+    }
+
+    /// A compact JWS over exactly these header and payload bytes (no JSON
+    /// re-encoding: duplicate keys, odd whitespace, non-JSON all survive),
+    /// signed with the current key.
+    pub fn sign_compact(&self, header: &[u8], payload: &[u8]) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let sig = self.sign_bytes(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig))
     }
 
     /// Serve the JWKS at `path` (under the issuer path, e.g. `/v2/keys`) and
@@ -718,11 +772,14 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
             json_response(200, &doc, None)
         }
         rel if lock(&shared.state).jwks_paths.iter().any(|p| p == rel) => {
-            let keys: Vec<Value> = lock(&shared.state)
-                .keys
-                .iter()
-                .map(|k| k.jwk.clone())
-                .collect();
+            let keys: Vec<Value> = {
+                let st = lock(&shared.state);
+                st.keys
+                    .iter()
+                    .map(|k| k.jwk.clone())
+                    .chain(st.extra_jwks.iter().cloned())
+                    .collect()
+            };
             let cc = shared
                 .opts
                 .jwks_max_age

@@ -15,6 +15,7 @@ mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
 mod identity_cache;
+mod identity_eddsa;
 mod identity_hostile;
 mod identity_introspect;
 mod identity_lifecycle;
