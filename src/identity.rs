@@ -26,6 +26,7 @@ mod introspect;
 mod keys;
 mod presets;
 mod provider;
+mod strict_json;
 mod verify;
 
 use std::collections::{BTreeMap, HashMap};

@@ -17,6 +17,7 @@ mod e2e_rotation;
 mod identity_cache;
 mod identity_eddsa;
 mod identity_hostile;
+mod identity_hostile_more;
 mod identity_introspect;
 mod identity_lifecycle;
 mod identity_presets;
