@@ -5,20 +5,25 @@
 //! 1. size cap (before any parsing) → `too_large`;
 //! 2. verified-token cache (SHA-256 of the token) → a hit skips the signature,
 //!    but still honours `exp + leeway` and the key still being published;
-//! 3. parse the JOSE header and the *unverified* payload, only to read `iss`;
+//! 3. parse the JOSE header and the *unverified* payload (strict JSON: one
+//!    object, no duplicate member names), only to read `iss`;
 //! 4. route to the one provider whose issuer equals `iss` exactly; the token is
 //!    verified against that provider's keys only;
-//! 5. header checks: `alg` in the provider's asymmetric set, `crit`, `typ`;
+//! 5. header checks: `alg` in the provider's asymmetric set, no `crit`, no
+//!    `b64: false`, no nested `cty: JWT`, `typ`;
 //! 6. key by `kid` (an unknown kid triggers one single-flight, rate-limited
-//!    refetch and then lands in a bounded negative cache);
-//! 7. signature, then `exp`/`nbf` (with leeway), audience, required claims.
+//!    refetch and then lands in a bounded negative cache; if that refetch
+//!    fails, the answer is the retryable `provider_unavailable`);
+//! 7. signature, then `exp`/`nbf`/`iat` (NumericDates, with leeway), audience,
+//!    `sub` (a string), required claims.
 //!
 //! Tokens that are not JWTs go to the provider that has RFC 7662 introspection
 //! configured (at most one may).
 //!
 //! Every provider runs a background task that discovers the IdP, fetches its
 //! JWKS and refreshes it (honouring `Cache-Control: max-age` within bounds),
-//! retrying with jittered backoff. Start-up never waits on an IdP; tokens of a
+//! reads the discovery document again every `rediscovery_interval`, and
+//! retries failures with jittered backoff. Start-up never waits on an IdP; tokens of a
 //! provider without keys get [`AuthError::ProviderUnavailable`].
 
 mod cache;

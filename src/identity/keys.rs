@@ -123,7 +123,11 @@ pub(crate) fn parse_jwks(body: &[u8]) -> Result<KeySet, String> {
         let kid = log_kid(&value);
         let key = match parse_key(value) {
             Ok(k) => k,
-            Err(why) => {
+            Err(Skip::Routine(why)) => {
+                tracing::debug!(kid = %kid, reason = why, "JWKS key ignored");
+                continue;
+            }
+            Err(Skip::Suspect(why)) => {
                 tracing::warn!(kid = %kid, reason = why, "JWKS key ignored");
                 continue;
             }
@@ -155,51 +159,90 @@ fn log_kid(value: &serde_json::Value) -> String {
 /// Largest accepted RSA modulus, in bytes (8192 bits, as aws-lc verifies).
 const MAX_RSA_MODULUS_BYTES: usize = 1024;
 
+/// Why a JWK is not used for verification.
+#[derive(Debug, PartialEq, Eq)]
+enum Skip {
+    /// Normal in a real JWKS (encryption keys, algorithms or curves spangate
+    /// does not verify with): logged at DEBUG.
+    Routine(&'static str),
+    /// A broken or dangerous key (published secret, weak or degenerate key,
+    /// `alg` contradicting the key): logged at WARN, an operator should look.
+    Suspect(&'static str),
+}
+
+impl Skip {
+    #[cfg(test)]
+    fn reason(&self) -> &'static str {
+        match self {
+            Skip::Routine(r) | Skip::Suspect(r) => r,
+        }
+    }
+}
+
 /// One JWK, or why it is not used for verification.
-fn parse_key(value: serde_json::Value) -> Result<VerifyKey, &'static str> {
+fn parse_key(value: serde_json::Value) -> Result<VerifyKey, Skip> {
+    use Skip::{Routine, Suspect};
     // RFC 7517 §4.2 / §4.3: a key meant for something else is never used to
     // verify, whichever of `use` / `key_ops` says so.
     if let Some(u) = value.get("use")
         && u.as_str() != Some("sig")
     {
-        return Err("`use` is not \"sig\"");
+        return Err(Routine("`use` is not \"sig\""));
     }
     if let Some(ops) = value.get("key_ops") {
         let verify = ops
             .as_array()
             .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
         if !verify {
-            return Err("`key_ops` does not include \"verify\"");
+            return Err(Routine("`key_ops` does not include \"verify\""));
         }
     }
-    if value.get("kty").and_then(serde_json::Value::as_str) == Some("oct") {
-        return Err("symmetric key");
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+    match (field("kty"), field("crv")) {
+        (Some("oct"), _) => return Err(Suspect("symmetric key in a public key set")),
+        (Some("RSA"), _) | (Some("EC"), Some("P-256" | "P-384")) => {}
+        (Some("OKP"), Some("Ed25519")) => {}
+        (Some("EC" | "OKP"), _) => return Err(Routine("unsupported curve")),
+        _ => return Err(Routine("unknown key type")),
     }
-    let jwk: Jwk = serde_json::from_value(value).map_err(|_| "not a JWK spangate can read")?;
+    if let Some(alg) = value.get("alg") {
+        match alg.as_str() {
+            Some(a) if super::ASYMMETRIC_ALGORITHMS.contains(&a) => {}
+            Some(a) if a.starts_with("HS") || a == "none" => {
+                return Err(Suspect("`alg` names a symmetric algorithm or none"));
+            }
+            _ => return Err(Routine("`alg` is not one spangate verifies with")),
+        }
+    }
+    let jwk: Jwk =
+        serde_json::from_value(value).map_err(|_| Suspect("not a JWK spangate can read"))?;
     let alg = match &jwk.common.key_algorithm {
         Some(ka) => {
-            let name = serde_json::to_value(ka).map_err(|_| "unreadable `alg`")?;
-            let name = name.as_str().ok_or("unreadable `alg`")?;
-            if !super::ASYMMETRIC_ALGORITHMS.contains(&name) {
-                return Err("`alg` is not an asymmetric JWS algorithm");
-            }
-            Some(name.parse::<Algorithm>().map_err(|_| "unreadable `alg`")?)
+            let name = serde_json::to_value(ka).map_err(|_| Suspect("unreadable `alg`"))?;
+            let name = name.as_str().ok_or(Suspect("unreadable `alg`"))?;
+            Some(
+                name.parse::<Algorithm>()
+                    .map_err(|_| Suspect("unreadable `alg`"))?,
+            )
         }
         None => None,
     };
     let (family, curve) = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) => {
-            let n = base64_url_decode(&p.n).ok_or("RSA modulus is not base64url")?;
+            let n = base64_url_decode(&p.n).ok_or(Skip::Suspect("RSA modulus is not base64url"))?;
             let significant = n.iter().skip_while(|b| **b == 0).count();
             if significant < MIN_RSA_MODULUS_BYTES {
-                return Err("RSA key under 2048 bits");
+                return Err(Skip::Suspect("RSA key under 2048 bits"));
             }
             if significant > MAX_RSA_MODULUS_BYTES {
-                return Err("RSA key over 8192 bits");
+                return Err(Skip::Suspect("RSA key over 8192 bits"));
             }
-            let e = base64_url_decode(&p.e).ok_or("RSA exponent is not base64url")?;
+            let e =
+                base64_url_decode(&p.e).ok_or(Skip::Suspect("RSA exponent is not base64url"))?;
             if !rsa_exponent_ok(&e) {
-                return Err("RSA exponent is not an odd number of at least 3 and at most 2^32");
+                return Err(Skip::Suspect(
+                    "RSA exponent is not an odd number of at least 3 and at most 2^32",
+                ));
             }
             (AlgorithmFamily::Rsa, None)
         }
@@ -210,43 +253,51 @@ fn parse_key(value: serde_json::Value) -> Result<VerifyKey, &'static str> {
             ) = match p.curve {
                 EllipticCurve::P256 => (&aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED, 32),
                 EllipticCurve::P384 => (&aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED, 48),
-                _ => return Err("unsupported curve"),
+                _ => return Err(Skip::Routine("unsupported curve")),
             };
-            let x = base64_url_decode(&p.x).ok_or("EC x is not base64url")?;
-            let y = base64_url_decode(&p.y).ok_or("EC y is not base64url")?;
+            let x = base64_url_decode(&p.x).ok_or(Skip::Suspect("EC x is not base64url"))?;
+            let y = base64_url_decode(&p.y).ok_or(Skip::Suspect("EC y is not base64url"))?;
             if x.len() != len || y.len() != len {
-                return Err("EC coordinates of the wrong length for the curve");
+                return Err(Skip::Suspect(
+                    "EC coordinates of the wrong length for the curve",
+                ));
             }
             let mut point = Vec::with_capacity(1 + 2 * len);
             point.push(4);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
             aws_lc_rs::signature::ParsedPublicKey::new(verify_alg, &point)
-                .map_err(|_| "EC point is not on the curve")?;
+                .map_err(|_| Skip::Suspect("EC point is not on the curve"))?;
             (AlgorithmFamily::Ec, Some(p.curve.clone()))
         }
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
             EllipticCurve::Ed25519 => {
-                let x = base64_url_decode(&p.x).ok_or("Ed25519 x is not base64url")?;
-                let x: [u8; 32] = x.try_into().map_err(|_| "Ed25519 key is not 32 bytes")?;
+                let x =
+                    base64_url_decode(&p.x).ok_or(Skip::Suspect("Ed25519 x is not base64url"))?;
+                let x: [u8; 32] = x
+                    .try_into()
+                    .map_err(|_| Skip::Suspect("Ed25519 key is not 32 bytes"))?;
                 if ed25519_small_order(&x) {
-                    return Err("Ed25519 key of small order (any signature would verify)");
+                    return Err(Skip::Suspect(
+                        "Ed25519 key of small order (any signature would verify)",
+                    ));
                 }
                 aws_lc_rs::signature::ParsedPublicKey::new(&aws_lc_rs::signature::ED25519, x)
-                    .map_err(|_| "Ed25519 key is not a curve point")?;
+                    .map_err(|_| Skip::Suspect("Ed25519 key is not a curve point"))?;
                 (AlgorithmFamily::Ed, Some(EllipticCurve::Ed25519))
             }
-            _ => return Err("unsupported curve"),
+            _ => return Err(Skip::Routine("unsupported curve")),
         },
-        // Symmetric and unknown key types are never usable.
-        _ => return Err("symmetric or unknown key type"),
+        // `kty` was checked above: parameters that do not fit it are broken.
+        _ => return Err(Skip::Suspect("key parameters do not match its `kty`")),
     };
     if let Some(a) = alg
         && a.family() != family
     {
-        return Err("`alg` does not fit the key type");
+        return Err(Skip::Suspect("`alg` does not fit the key type"));
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| "not a JWK spangate can read")?;
+    let key =
+        DecodingKey::from_jwk(&jwk).map_err(|_| Skip::Suspect("not a JWK spangate can read"))?;
     Ok(VerifyKey {
         kid: jwk.common.key_id.clone().filter(|k| k.len() <= MAX_KID_LEN),
         family,
@@ -529,7 +580,10 @@ mod tests {
         };
         y[31] ^= 1;
         j["y"] = json!(b64(&y));
-        assert_eq!(parse_key(j).err(), Some("EC point is not on the curve"));
+        assert_eq!(
+            parse_key(j).err().map(|e| e.reason()),
+            Some("EC point is not on the curve")
+        );
         let mut j = ok_key();
         j["x"] = json!(b64(&[1u8; 31]));
         assert!(parse_key(j).is_err());
@@ -538,7 +592,10 @@ mod tests {
         assert!(parse_key(j).is_err());
         let mut j = ok_key();
         j["alg"] = json!("RS256");
-        assert_eq!(parse_key(j).err(), Some("`alg` does not fit the key type"));
+        assert_eq!(
+            parse_key(j).err(),
+            Some(Skip::Suspect("`alg` does not fit the key type"))
+        );
         let mut j = ok_key();
         j["alg"] = json!("HS256");
         assert!(parse_key(j).is_err());
@@ -550,5 +607,32 @@ mod tests {
         assert_eq!(log_kid(&json!({"kid": "x".repeat(500)})).len(), 64);
         assert_eq!(log_kid(&json!({"kid": 5})), "<not a string>");
         assert_eq!(log_kid(&json!({})), "<none>");
+    }
+
+    #[test]
+    fn routine_skips_and_suspect_keys_are_told_apart() {
+        let routine = [
+            json!({"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}),
+            json!({"kty":"RSA","alg":"RSA-OAEP-256","n":"AQAB","e":"AQAB"}),
+            json!({"kty":"EC","crv":"P-521","x":"AA","y":"AA"}),
+            json!({"kty":"EC","crv":"P-256","alg":"ES512","x":"AA","y":"AA"}),
+            json!({"kty":"OKP","crv":"X25519","x":"AA"}),
+            json!({"kty":"ML-DSA","pub":"AA"}),
+            json!({"n":"AQAB"}),
+        ];
+        for j in routine {
+            assert!(matches!(parse_key(j.clone()), Err(Skip::Routine(_))), "{j}");
+        }
+        let suspect = [
+            json!({"kty":"oct","k":"c2VjcmV0"}),
+            json!({"kty":"RSA","n":"AQAB","e":"AQAB"}),
+            json!({"kty":"RSA","alg":"HS256","n":"AQAB","e":"AQAB"}),
+            json!({"kty":"EC","crv":"P-256","x":"AA","y":"AA"}),
+            json!({"kty":"RSA","n":"!!","e":"AQAB"}),
+            json!({"kty":"RSA","n":5,"e":"AQAB"}),
+        ];
+        for j in suspect {
+            assert!(matches!(parse_key(j.clone()), Err(Skip::Suspect(_))), "{j}");
+        }
     }
 }

@@ -99,12 +99,12 @@ impl std::io::Write for Logs {
     }
 }
 
-/// Capture logs (INFO and up) on this thread until the guard drops.
+/// Capture logs (DEBUG and up) on this thread until the guard drops.
 pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
