@@ -27,11 +27,11 @@ use super::cache::TokenCache;
 use super::introspect::{IntrospectionSpec, Introspector};
 use super::keys::{self, KeySet};
 use super::{DEFAULT_JWKS_REFRESH, Preset, ProviderStatus};
+use crate::client::{HttpClient, error_chain};
+use crate::secrets::Secret;
 
 /// Longest `Retry-After` handed out for an unknown kid the IdP could not confirm.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-use crate::client::{HttpClient, error_chain};
-use crate::secrets::Secret;
 
 /// A provider's config after presets and validation.
 #[derive(Debug, Clone)]
@@ -402,13 +402,13 @@ impl Provider {
         if meta.issuer().as_str() != self.spec.issuer {
             return Err(format!(
                 "discovery: the document names issuer {:?}, not {:?}; refused",
-                meta.issuer().as_str(),
+                clip(meta.issuer().as_str(), 200),
                 self.spec.issuer
             ));
         }
         let jwks_uri = meta.jwks_uri().url().clone();
         super::presets::check_fetch_url(&jwks_uri, self.spec.insecure_http)
-            .map_err(|e| format!("discovery jwks_uri: {e}"))?;
+            .map_err(|e| format!("discovery jwks_uri: {}", clip(&e, 300)))?;
         let algorithms = match &self.spec.algorithms {
             Some(a) => a.clone(),
             None => {
@@ -499,6 +499,11 @@ impl Provider {
             discovery_error: m.discovery_error.clone(),
         }
     }
+}
+
+/// At most `n` characters of an IdP-supplied string, for messages and status.
+fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

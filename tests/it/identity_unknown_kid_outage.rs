@@ -233,3 +233,27 @@ async fn identity_unknown_kid_outage_does_not_touch_other_providers() {
         "b"
     );
 }
+
+#[tokio::test]
+async fn identity_unknown_kid_while_the_idp_is_gone_is_retryable() {
+    let idp = idp(DevKeyAlg::Es256).await;
+    let id = ready(one("dev", slow_refetch(&idp))).await;
+    let old = idp.mint(json!({"sub": "old"}));
+    idp.rotate_key();
+    let new = idp.mint(json!({"sub": "new"}));
+    // The IdP process is gone: connections are refused.
+    drop(idp);
+    let wait = retry_after(id.authenticate(&new).await);
+    assert!(wait >= Duration::from_secs(1) && wait <= HOUR);
+    let st = &id.status()[0];
+    assert_eq!(st.state, "degraded", "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("JWKS fetch"))
+    );
+    assert_eq!(
+        id.authenticate(&old).await.expect("old key kept").subject,
+        "old"
+    );
+}
