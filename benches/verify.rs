@@ -1,5 +1,5 @@
 //! Token verification cost: cold (full parse + signature + claims) versus a
-//! verified-token cache hit, for ES256 and RS256 tokens from the dev issuer.
+//! verified-token cache hit, for ES256, RS256 and EdDSA tokens from the dev issuer.
 //!
 //! cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3
 
@@ -15,7 +15,7 @@ use spangate::identity::{Identity, ProviderConfig};
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut group = c.benchmark_group("verify");
-    for alg in [DevKeyAlg::Es256, DevKeyAlg::Rs256] {
+    for alg in [DevKeyAlg::Es256, DevKeyAlg::Rs256, DevKeyAlg::EdDsa] {
         let (idp, cold, cached, token) = rt.block_on(async {
             let idp = DevIdp::start(DevIdpOptions {
                 alg,

@@ -5,20 +5,25 @@
 //! 1. size cap (before any parsing) → `too_large`;
 //! 2. verified-token cache (SHA-256 of the token) → a hit skips the signature,
 //!    but still honours `exp + leeway` and the key still being published;
-//! 3. parse the JOSE header and the *unverified* payload, only to read `iss`;
+//! 3. parse the JOSE header and the *unverified* payload (strict JSON: one
+//!    object, no duplicate member names), only to read `iss`;
 //! 4. route to the one provider whose issuer equals `iss` exactly; the token is
 //!    verified against that provider's keys only;
-//! 5. header checks: `alg` in the provider's asymmetric set, `crit`, `typ`;
+//! 5. header checks: `alg` in the provider's asymmetric set, no `crit`, no
+//!    `b64: false`, no nested `cty: JWT`, `typ`;
 //! 6. key by `kid` (an unknown kid triggers one single-flight, rate-limited
-//!    refetch and then lands in a bounded negative cache);
-//! 7. signature, then `exp`/`nbf` (with leeway), audience, required claims.
+//!    refetch and then lands in a bounded negative cache; if that refetch
+//!    fails, the answer is the retryable `provider_unavailable`);
+//! 7. signature, then `exp`/`nbf`/`iat` (NumericDates, with leeway), audience,
+//!    `sub` (a string), required claims.
 //!
 //! Tokens that are not JWTs go to the provider that has RFC 7662 introspection
 //! configured (at most one may).
 //!
 //! Every provider runs a background task that discovers the IdP, fetches its
 //! JWKS and refreshes it (honouring `Cache-Control: max-age` within bounds),
-//! retrying with jittered backoff. Start-up never waits on an IdP; tokens of a
+//! reads the discovery document again every `rediscovery_interval`, and
+//! retries failures with jittered backoff. Start-up never waits on an IdP; tokens of a
 //! provider without keys get [`AuthError::ProviderUnavailable`].
 
 mod cache;
@@ -26,6 +31,7 @@ mod introspect;
 mod keys;
 mod presets;
 mod provider;
+mod strict_json;
 mod verify;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +57,11 @@ pub const DEFAULT_JWKS_REFRESH_MIN: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_JWKS_REFRESH_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Refresh interval when the JWKS response has no `max-age` (clamped to the bounds).
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(3600);
+/// The discovery document is fetched again this often (a moved `jwks_uri` is
+/// picked up without restart).
+pub const DEFAULT_REDISCOVERY_INTERVAL: Duration = Duration::from_secs(3600);
+/// Longest accepted `rediscovery_interval`.
+pub const MAX_REDISCOVERY_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// At most one unknown-`kid` refetch per provider per this interval.
 pub const DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Bound of the per-provider negative cache of unknown key ids.
@@ -121,6 +132,11 @@ pub struct ProviderConfig {
     /// Upper bound of the JWKS refresh interval.
     #[serde(default = "default_jwks_refresh_max", with = "humantime_serde")]
     pub jwks_refresh_max: Duration,
+    /// How often the discovery document is fetched again (not with `jwks_uri`).
+    /// A document whose `issuer` differs or whose `jwks_uri` breaks the https
+    /// rule is refused and the previous one kept.
+    #[serde(default = "default_rediscovery_interval", with = "humantime_serde")]
+    pub rediscovery_interval: Duration,
     /// Minimum time between two unknown-`kid` refetches.
     #[serde(
         default = "default_unknown_kid_refetch_interval",
@@ -174,6 +190,9 @@ fn default_jwks_refresh_min() -> Duration {
 fn default_jwks_refresh_max() -> Duration {
     DEFAULT_JWKS_REFRESH_MAX
 }
+fn default_rediscovery_interval() -> Duration {
+    DEFAULT_REDISCOVERY_INTERVAL
+}
 fn default_unknown_kid_refetch_interval() -> Duration {
     DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL
 }
@@ -216,6 +235,7 @@ impl ProviderConfig {
             allow_insecure_http: false,
             jwks_refresh_min: DEFAULT_JWKS_REFRESH_MIN,
             jwks_refresh_max: DEFAULT_JWKS_REFRESH_MAX,
+            rediscovery_interval: DEFAULT_REDISCOVERY_INTERVAL,
             unknown_kid_refetch_interval: DEFAULT_UNKNOWN_KID_REFETCH_INTERVAL,
             unknown_kid_cache_size: DEFAULT_UNKNOWN_KID_CACHE_SIZE,
             retry_initial: DEFAULT_RETRY_INITIAL,
@@ -372,6 +392,11 @@ pub struct ProviderStatus {
     pub algorithms: Vec<String>,
     /// Preset in use, if any.
     pub preset: Option<Preset>,
+    /// JWKS URL in use (from the config, or the last accepted discovery document).
+    pub jwks_uri: Option<String>,
+    /// Why the last re-discovery failed or was refused (the previous
+    /// `jwks_uri` stays in use); `None` after a good one.
+    pub discovery_error: Option<String>,
 }
 
 /// Check every provider and the rules across them (no two providers with the

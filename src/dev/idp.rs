@@ -1,8 +1,10 @@
 //! In-process OIDC issuer for `spangate dev` and tests: a real HTTP server on
 //! 127.0.0.1 serving discovery, a JWKS (with `Cache-Control: max-age`), a token
 //! endpoint for named demo identities, and an RFC 7662 introspection endpoint.
-//! Keys are real (aws-lc-rs), can be rotated and retired, and the whole issuer
-//! can be switched "down" (503 everywhere) to simulate an outage.
+//! Keys are real (aws-lc-rs: ES256, ES384, RS256, PS256, EdDSA), can be
+//! rotated and retired, and the whole issuer
+//! can misbehave like a real IdP ([`Outage`]: 503, 500, a body that is not
+//! JSON, or connections closed unanswered).
 //!
 //! Endpoints, under the issuer path (`issuer_path`, default empty):
 //! - `GET  /.well-known/openid-configuration`
@@ -13,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +41,10 @@ pub enum DevKeyAlg {
     Es384,
     /// RSA 2048 PKCS#1 v1.5 / SHA-256.
     Rs256,
+    /// RSA 2048 PSS / SHA-256.
+    Ps256,
+    /// Ed25519 (`EdDSA`, RFC 8037).
+    EdDsa,
 }
 
 impl DevKeyAlg {
@@ -48,6 +54,46 @@ impl DevKeyAlg {
             DevKeyAlg::Es256 => "ES256",
             DevKeyAlg::Es384 => "ES384",
             DevKeyAlg::Rs256 => "RS256",
+            DevKeyAlg::Ps256 => "PS256",
+            DevKeyAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// How the dev issuer misbehaves, to test a real IdP's failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outage {
+    /// Serve normally.
+    #[default]
+    None,
+    /// `503 Service Unavailable` on every endpoint.
+    Unavailable,
+    /// `500 Internal Server Error` on every endpoint.
+    ServerError,
+    /// `200` with a body that is not JSON on every endpoint.
+    BadJson,
+    /// Accept connections and close them without an answer (transport error).
+    Drop,
+}
+
+impl Outage {
+    fn code(self) -> u8 {
+        match self {
+            Outage::None => 0,
+            Outage::Unavailable => 1,
+            Outage::ServerError => 2,
+            Outage::BadJson => 3,
+            Outage::Drop => 4,
+        }
+    }
+
+    fn from_code(c: u8) -> Outage {
+        match c {
+            1 => Outage::Unavailable,
+            2 => Outage::ServerError,
+            3 => Outage::BadJson,
+            4 => Outage::Drop,
+            _ => Outage::None,
         }
     }
 }
@@ -97,7 +143,8 @@ impl Default for DevIdpOptions {
 
 enum Signer {
     Ec(sig::EcdsaKeyPair),
-    Rsa(sig::RsaKeyPair),
+    Rsa(sig::RsaKeyPair, &'static sig::RsaSignatureEncoding),
+    Ed(sig::Ed25519KeyPair),
 }
 
 struct DevKey {
@@ -137,15 +184,30 @@ impl DevKey {
                 });
                 (Signer::Ec(kp), jwk)
             }
-            DevKeyAlg::Rs256 => {
+            DevKeyAlg::Rs256 | DevKeyAlg::Ps256 => {
                 let kp = sig::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                     .map_err(|_| err("rsa"))?;
                 let c = sig::RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
                 let jwk = json!({
-                    "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                    "kty": "RSA", "use": "sig", "alg": alg.name(), "kid": kid,
                     "n": B64.encode(&c.n), "e": B64.encode(&c.e),
                 });
-                (Signer::Rsa(kp), jwk)
+                let encoding = if alg == DevKeyAlg::Rs256 {
+                    &sig::RSA_PKCS1_SHA256
+                } else {
+                    &sig::RSA_PSS_SHA256
+                };
+                (Signer::Rsa(kp, encoding), jwk)
+            }
+            DevKeyAlg::EdDsa => {
+                let doc = sig::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| err("ed25519"))?;
+                let kp = sig::Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                    .map_err(|_| err("ed25519 pkcs8"))?;
+                let jwk = json!({
+                    "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid,
+                    "x": B64.encode(kp.public_key().as_ref()),
+                });
+                (Signer::Ed(kp), jwk)
             }
         };
         Ok(DevKey {
@@ -163,13 +225,14 @@ impl DevKey {
                 .sign(&rng, msg)
                 .map(|s| s.as_ref().to_vec())
                 .unwrap_or_default(),
-            Signer::Rsa(kp) => {
+            Signer::Rsa(kp, encoding) => {
                 let mut out = vec![0u8; kp.public_modulus_len()];
-                match kp.sign(&sig::RSA_PKCS1_SHA256, &rng, msg, &mut out) {
+                match kp.sign(*encoding, &rng, msg, &mut out) {
                     Ok(()) => out,
                     Err(_) => Vec::new(),
                 }
             }
+            Signer::Ed(kp) => kp.sign(msg).as_ref().to_vec(),
         }
     }
 }
@@ -178,17 +241,26 @@ struct State {
     /// Published keys; the last one is current.
     keys: Vec<Arc<DevKey>>,
     opaque: HashMap<String, Value>,
+    /// Paths (under the issuer path) serving the JWKS; the first is advertised.
+    jwks_paths: Vec<String>,
+    /// Further JWKs published as given (hostile or broken key sets).
+    extra_jwks: Vec<Value>,
+    /// Fields merged over the discovery document (to misbehave).
+    discovery_patch: serde_json::Map<String, Value>,
+    /// Requests per path (bounded).
+    requests: HashMap<String, usize>,
 }
 
 struct Shared {
     opts: DevIdpOptions,
     addr: SocketAddr,
     state: Mutex<State>,
-    available: AtomicBool,
+    outage: AtomicU8,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     token_requests: AtomicUsize,
     introspections: AtomicUsize,
+    dropped_connections: AtomicUsize,
 }
 
 impl Shared {
@@ -201,6 +273,15 @@ impl Shared {
             Some(i) => i.clone(),
             None => format!("{}{}", self.base_url(), self.opts.issuer_path),
         }
+    }
+
+    fn jwks_uri(&self) -> String {
+        let path = lock(&self.state)
+            .jwks_paths
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "/jwks".into());
+        self.endpoint(path.trim_start_matches('/'))
     }
 
     fn endpoint(&self, name: &str) -> String {
@@ -312,17 +393,26 @@ impl DevIdp {
         let listener = tokio::net::TcpListener::bind(opts.addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            available: AtomicBool::new(opts.available),
+            outage: AtomicU8::new(if opts.available {
+                Outage::None.code()
+            } else {
+                Outage::Unavailable.code()
+            }),
             opts,
             addr,
             state: Mutex::new(State {
                 keys: vec![Arc::new(key)],
                 opaque: HashMap::new(),
+                jwks_paths: vec!["/jwks".to_string()],
+                extra_jwks: Vec::new(),
+                discovery_patch: serde_json::Map::new(),
+                requests: HashMap::new(),
             }),
             jwks_fetches: AtomicUsize::new(0),
             discovery_fetches: AtomicUsize::new(0),
             token_requests: AtomicUsize::new(0),
             introspections: AtomicUsize::new(0),
+            dropped_connections: AtomicUsize::new(0),
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(serve(listener, shared.clone(), rx));
@@ -349,7 +439,7 @@ impl DevIdp {
 
     /// The JWKS URL.
     pub fn jwks_uri(&self) -> String {
-        self.shared.endpoint("jwks")
+        self.shared.jwks_uri()
     }
 
     /// The token endpoint URL.
@@ -443,6 +533,70 @@ impl DevIdp {
         self.shared.discovery_fetches.load(Ordering::SeqCst)
     }
 
+    /// Publish this JWK as given, after the issuer's own keys (for hostile or
+    /// broken key sets: small RSA keys, `use: enc`, wrong `alg`, ...).
+    pub fn publish_jwk(&self, jwk: Value) {
+        lock(&self.shared.state).extra_jwks.push(jwk);
+    }
+
+    /// Stop publishing the JWKs added with [`publish_jwk`](Self::publish_jwk).
+    pub fn unpublish_extra_jwks(&self) {
+        lock(&self.shared.state).extra_jwks.clear();
+    }
+
+    /// Sign `msg` with the current key (its own algorithm); the raw
+    /// signature bytes (ECDSA: fixed-size `r || s`).
+    pub fn sign_bytes(&self, msg: &[u8]) -> Vec<u8> {
+        let key = lock(&self.shared.state).keys.last().cloned();
+        key.map(|k| k.sign(msg)).unwrap_or_default()
+    }
+
+    /// A compact JWS over exactly these header and payload bytes (no JSON
+    /// re-encoding: duplicate keys, odd whitespace, non-JSON all survive),
+    /// signed with the current key.
+    pub fn sign_compact(&self, header: &[u8], payload: &[u8]) -> String {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(payload));
+        let sig = self.sign_bytes(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    /// Serve the JWKS at `path` (under the issuer path, e.g. `/v2/keys`) and
+    /// advertise it in discovery. With `keep_old`, the previous paths keep
+    /// serving it too (an IdP migrating with overlap); without, they answer 404.
+    pub fn move_jwks(&self, path: &str, keep_old: bool) {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        let mut st = lock(&self.shared.state);
+        if !keep_old {
+            st.jwks_paths.clear();
+        }
+        st.jwks_paths.retain(|p| *p != path);
+        st.jwks_paths.insert(0, path);
+    }
+
+    /// Merge these fields over the discovery document from now on (e.g. a
+    /// wrong `issuer`, or a `jwks_uri` elsewhere); `{}` restores it.
+    pub fn set_discovery_patch(&self, patch: Value) {
+        lock(&self.shared.state).discovery_patch = match patch {
+            Value::Object(o) => o,
+            _ => serde_json::Map::new(),
+        };
+    }
+
+    /// Requests received for this exact URL path (e.g. `/v2/keys`), whatever
+    /// the answer was.
+    pub fn requests_to(&self, path: &str) -> usize {
+        lock(&self.shared.state)
+            .requests
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests whose connection was closed unanswered ([`Outage::Drop`]).
+    pub fn dropped_connections(&self) -> usize {
+        self.shared.dropped_connections.load(Ordering::SeqCst)
+    }
+
     /// Token endpoint requests.
     pub fn token_requests(&self) -> usize {
         self.shared.token_requests.load(Ordering::SeqCst)
@@ -455,7 +609,17 @@ impl DevIdp {
 
     /// Up (serve) or down (503 on every endpoint).
     pub fn set_available(&self, up: bool) {
-        self.shared.available.store(up, Ordering::SeqCst);
+        self.set_outage(if up {
+            Outage::None
+        } else {
+            Outage::Unavailable
+        });
+    }
+
+    /// Misbehave in one of the ways a real IdP does (or serve again with
+    /// [`Outage::None`]).
+    pub fn set_outage(&self, outage: Outage) {
+        self.shared.outage.store(outage.code(), Ordering::SeqCst);
     }
 }
 
@@ -474,7 +638,16 @@ async fn serve(
             let io = hyper_util::rt::TokioIo::new(stream);
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+                async move {
+                    if Outage::from_code(shared.outage.load(Ordering::SeqCst)) == Outage::Drop {
+                        count_request(&shared, req.uri().path());
+                        shared.dropped_connections.fetch_add(1, Ordering::SeqCst);
+                        // An error from the service makes hyper close the
+                        // connection without an answer.
+                        return Err(std::io::Error::other("dev idp: dropping the connection"));
+                    }
+                    Ok(handle(&shared, req).await)
+                }
             });
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -519,17 +692,25 @@ async fn read_form(req: http::Request<Incoming>) -> HashMap<String, String> {
     out
 }
 
-async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
-    let idp = shared;
+/// Most distinct paths whose requests are counted.
+const MAX_COUNTED_PATHS: usize = 1024;
+
+fn count_request(shared: &Shared, path: &str) {
     let prefix = shared.opts.issuer_path.trim_end_matches('/');
-    let path = req.uri().path().to_string();
     let rel = path.strip_prefix(prefix).unwrap_or("");
+    let is_jwks = {
+        let mut st = lock(&shared.state);
+        if st.requests.len() < MAX_COUNTED_PATHS || st.requests.contains_key(path) {
+            *st.requests.entry(path.to_string()).or_insert(0) += 1;
+        }
+        st.jwks_paths.iter().any(|p| p == rel)
+    };
+    if is_jwks {
+        shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    }
     match rel {
         "/.well-known/openid-configuration" => {
             shared.discovery_fetches.fetch_add(1, Ordering::SeqCst);
-        }
-        "/jwks" => {
-            shared.jwks_fetches.fetch_add(1, Ordering::SeqCst);
         }
         "/token" => {
             shared.token_requests.fetch_add(1, Ordering::SeqCst);
@@ -539,8 +720,29 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
         }
         _ => {}
     }
-    if !shared.available.load(Ordering::SeqCst) {
-        return json_response(503, &json!({"error": "temporarily_unavailable"}), None);
+}
+
+async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    let idp = shared;
+    let prefix = shared.opts.issuer_path.trim_end_matches('/');
+    let path = req.uri().path().to_string();
+    let rel = path.strip_prefix(prefix).unwrap_or("");
+    count_request(shared, &path);
+    match Outage::from_code(shared.outage.load(Ordering::SeqCst)) {
+        Outage::None | Outage::Drop => {}
+        Outage::Unavailable => {
+            return json_response(503, &json!({"error": "temporarily_unavailable"}), None);
+        }
+        Outage::ServerError => {
+            return json_response(500, &json!({"error": "server_error"}), None);
+        }
+        Outage::BadJson => {
+            return http::Response::builder()
+                .status(200)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from_static(b"<html>maintenance</html>")))
+                .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())));
+        }
     }
     match rel {
         "/.well-known/openid-configuration" => {
@@ -555,20 +757,29 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
                 "authorization_endpoint": idp.endpoint("authorize"),
                 "token_endpoint": idp.endpoint("token"),
                 "introspection_endpoint": idp.endpoint("introspect"),
-                "jwks_uri": idp.endpoint("jwks"),
+                "jwks_uri": idp.jwks_uri(),
                 "response_types_supported": ["code", "token"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": algs,
                 "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             });
+            let mut doc = doc;
+            if let Value::Object(d) = &mut doc {
+                for (k, v) in lock(&shared.state).discovery_patch.iter() {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
             json_response(200, &doc, None)
         }
-        "/jwks" => {
-            let keys: Vec<Value> = lock(&shared.state)
-                .keys
-                .iter()
-                .map(|k| k.jwk.clone())
-                .collect();
+        rel if lock(&shared.state).jwks_paths.iter().any(|p| p == rel) => {
+            let keys: Vec<Value> = {
+                let st = lock(&shared.state);
+                st.keys
+                    .iter()
+                    .map(|k| k.jwk.clone())
+                    .chain(st.extra_jwks.iter().cloned())
+                    .collect()
+            };
             let cc = shared
                 .opts
                 .jwks_max_age

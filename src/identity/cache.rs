@@ -130,3 +130,32 @@ impl TokenCache {
         self.inner.entry_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_same_key_any_byte_changed_another_key() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        // The same bytes from another allocation hash the same.
+        let copy: String = token.chars().collect();
+        assert_eq!(token_hash(token), token_hash(&copy));
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(token_hash(token));
+        let bytes = token.as_bytes();
+        for i in 0..bytes.len() {
+            for delta in [1u8, 0x20, 0x80] {
+                let mut b = bytes.to_vec();
+                b[i] ^= delta;
+                if let Ok(s) = String::from_utf8(b) {
+                    assert!(seen.insert(token_hash(&s)), "collision at byte {i}");
+                }
+            }
+        }
+        // Prefixes and extensions are other keys too.
+        assert_ne!(token_hash(token), token_hash(&token[..token.len() - 1]));
+        assert_ne!(token_hash(token), token_hash(&format!("{token}A")));
+        assert_eq!(token_hash(token).len(), 32);
+    }
+}

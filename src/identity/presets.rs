@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::introspect::IntrospectionSpec;
 use super::provider::ProviderSpec;
-use super::{ASYMMETRIC_ALGORITHMS, ProviderConfig};
+use super::{ASYMMETRIC_ALGORITHMS, MAX_REDISCOVERY_INTERVAL, ProviderConfig};
 
 /// Known identity providers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -172,6 +172,9 @@ pub(crate) fn resolve(name: &str, cfg: &ProviderConfig) -> Result<ProviderSpec, 
     }
     if cfg.jwks_refresh_min > cfg.jwks_refresh_max {
         errors.push("jwks_refresh_min must not exceed jwks_refresh_max".into());
+    }
+    if cfg.rediscovery_interval.is_zero() || cfg.rediscovery_interval > MAX_REDISCOVERY_INTERVAL {
+        errors.push("rediscovery_interval must be greater than zero and at most 24h".into());
     }
     if cfg.retry_initial.is_zero() || cfg.retry_initial > cfg.retry_max {
         errors.push("retry_initial must be greater than zero and at most retry_max".into());
@@ -347,6 +350,7 @@ pub(crate) fn resolve(name: &str, cfg: &ProviderConfig) -> Result<ProviderSpec, 
         insecure_http: insecure,
         refresh_min: cfg.jwks_refresh_min,
         refresh_max: cfg.jwks_refresh_max,
+        rediscovery_interval: cfg.rediscovery_interval,
         unknown_kid_interval: cfg.unknown_kid_refetch_interval,
         unknown_kid_cache_size: cfg.unknown_kid_cache_size,
         retry_initial: cfg.retry_initial,

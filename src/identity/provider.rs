@@ -9,11 +9,14 @@
 //!   `unknown_kid_refetch_interval`, single-flight (concurrent requests wait on
 //!   the same fetch); a kid still unknown afterwards goes to a bounded negative
 //!   cache, cleared whenever the key set changes;
+//! - when that refetch fails (or the rate limit holds it back and the most
+//!   recent fetch failed), the kid cannot be judged: the token gets
+//!   `provider_unavailable` (retryable) instead of `unknown_key`;
 //! - when keys leave the JWKS, verified tokens signed by them are dropped from
 //!   the token cache.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,6 +29,9 @@ use super::keys::{self, KeySet};
 use super::{DEFAULT_JWKS_REFRESH, Preset, ProviderStatus};
 use crate::client::{HttpClient, error_chain};
 use crate::secrets::Secret;
+
+/// Longest `Retry-After` handed out for an unknown kid the IdP could not confirm.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A provider's config after presets and validation.
 #[derive(Debug, Clone)]
@@ -49,6 +55,7 @@ pub(crate) struct ProviderSpec {
     pub insecure_http: bool,
     pub refresh_min: Duration,
     pub refresh_max: Duration,
+    pub rediscovery_interval: Duration,
     pub unknown_kid_interval: Duration,
     pub unknown_kid_cache_size: u64,
     pub retry_initial: Duration,
@@ -73,6 +80,22 @@ struct Meta {
     last_refresh: Option<SystemTime>,
     next_attempt: Option<Instant>,
     algorithms: Option<Vec<Algorithm>>,
+    /// Why the last re-discovery failed or was refused (`None` after a good one).
+    discovery_error: Option<String>,
+}
+
+/// Outcome of an unknown-`kid` refetch request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refetch {
+    /// A JWKS fetch (ours, or a concurrent one we waited on) succeeded: the
+    /// key set in force is fresh, a kid missing from it is unknown.
+    Fresh,
+    /// The fetch failed, or the rate limit forbade one while the most recent
+    /// fetch had failed: we cannot tell whether the kid is real.
+    Failed,
+    /// The rate limit forbade a fetch and the most recent one succeeded: the
+    /// key set is at most `unknown_kid_refetch_interval` old.
+    Limited,
 }
 
 /// Where keys come from, once resolved (after discovery, or from config).
@@ -94,6 +117,8 @@ pub(crate) struct Provider {
     fetch_lock: tokio::sync::Mutex<()>,
     fetch_attempts: AtomicU64,
     jwks_fetches: AtomicU64,
+    /// Did the most recent JWKS fetch (background or on demand) succeed?
+    last_fetch_ok: AtomicBool,
     last_on_demand: Mutex<Option<Instant>>,
     negative: moka::sync::Cache<String, ()>,
     ready_tx: Arc<tokio::sync::watch::Sender<u64>>,
@@ -133,6 +158,7 @@ impl Provider {
             fetch_lock: tokio::sync::Mutex::new(()),
             fetch_attempts: AtomicU64::new(0),
             jwks_fetches: AtomicU64::new(0),
+            last_fetch_ok: AtomicBool::new(false),
             last_on_demand: Mutex::new(None),
             negative,
             ready_tx,
@@ -187,17 +213,18 @@ impl Provider {
     }
 
     /// An unknown `kid` arrived: refetch the JWKS once, single-flight and rate
-    /// limited. Returns true when a fetch (ours or a concurrent one) completed,
-    /// so the key set in force is fresh; false when the rate limit forbade one.
-    pub async fn refetch_for_unknown_kid(&self) -> bool {
-        if !self.on_demand_allowed() {
-            return false;
-        }
+    /// limited (at most one on-demand fetch per `unknown_kid_refetch_interval`,
+    /// whatever its outcome, so a failing IdP cannot be hammered either).
+    ///
+    /// Every caller goes through the fetch lock, so one that arrives while a
+    /// fetch is in flight (on demand or background) waits for it and judges
+    /// its kid by that fetch's outcome, not by the one before.
+    pub async fn refetch_for_unknown_kid(&self) -> Refetch {
         let attempts_before = self.fetch_attempts.load(Ordering::Acquire);
         let _guard = self.fetch_lock.lock().await;
         if self.fetch_attempts.load(Ordering::Acquire) != attempts_before {
             // Someone fetched while we waited: use their result.
-            return true;
+            return self.last_outcome();
         }
         {
             let mut last = lock(&self.last_on_demand);
@@ -205,29 +232,59 @@ impl Provider {
             if let Some(t) = *last
                 && now.duration_since(t) < self.spec.unknown_kid_interval
             {
-                return false;
+                return self.limited();
             }
             *last = Some(now);
         }
         let target = lock(&self.target).clone();
-        let Some(target) = target else { return false };
+        let Some(target) = target else {
+            return Refetch::Failed;
+        };
         match self.fetch_locked(&target).await {
-            Ok(_) => true,
+            Ok(_) => Refetch::Fresh,
             Err(e) => {
-                tracing::warn!(provider = %self.spec.name, error = %e, "unknown-kid JWKS refetch failed; keeping the last good keys");
+                tracing::warn!(provider = %self.spec.name, error = %e, "unknown-kid JWKS refetch failed; keeping the last good keys, the token gets 503");
                 let mut m = lock(&self.meta);
                 m.last_ok = false;
                 m.last_error = Some(e);
-                false
+                Refetch::Failed
             }
         }
     }
 
-    fn on_demand_allowed(&self) -> bool {
-        match *lock(&self.last_on_demand) {
-            Some(t) => t.elapsed() >= self.spec.unknown_kid_interval,
-            None => true,
+    fn last_outcome(&self) -> Refetch {
+        if self.last_fetch_ok.load(Ordering::Acquire) {
+            Refetch::Fresh
+        } else {
+            Refetch::Failed
         }
+    }
+
+    fn limited(&self) -> Refetch {
+        if self.last_fetch_ok.load(Ordering::Acquire) {
+            Refetch::Limited
+        } else {
+            Refetch::Failed
+        }
+    }
+
+    /// When a client whose kid could not be checked (the refetch failed)
+    /// should try again: when the next on-demand refetch is allowed, or the
+    /// next background attempt, whichever comes first (at least 1 s).
+    pub fn unknown_kid_retry_after(&self) -> Duration {
+        let now = Instant::now();
+        let on_demand = lock(&self.last_on_demand)
+            .map(|t| (t + self.spec.unknown_kid_interval).saturating_duration_since(now))
+            .unwrap_or(Duration::ZERO);
+        let background = lock(&self.meta)
+            .next_attempt
+            .map(|n| n.saturating_duration_since(now));
+        let wait = match background {
+            Some(b) => on_demand.min(b),
+            None => on_demand,
+        };
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Duration::from_secs(secs.clamp(1, MAX_RETRY_AFTER.as_secs()))
     }
 
     /// Fetch and install the JWKS; the caller holds `fetch_lock`.
@@ -247,6 +304,7 @@ impl Provider {
             Ok((set, max_age))
         }
         .await;
+        self.last_fetch_ok.store(result.is_ok(), Ordering::Release);
         self.fetch_attempts.fetch_add(1, Ordering::Release);
         let (set, max_age) = result?;
         self.install(set, target.algorithms.clone());
@@ -265,12 +323,18 @@ impl Provider {
             None => HashSet::new(),
         };
         let count = set.len();
+        let added = match &old {
+            Some(o) => set.kids().any(|k| !o.keys.contains(k)),
+            None => true,
+        };
         self.snapshot.store(Some(Arc::new(Snapshot {
             keys: set,
             algorithms,
         })));
         // A kid we refused may be in the new set.
-        self.negative.invalidate_all();
+        if added {
+            self.negative.invalidate_all();
+        }
         if !removed.is_empty() {
             tracing::info!(provider = %self.spec.name, removed = removed.len(), "signing keys left the JWKS; dropping tokens they verified");
             self.cache.invalidate_kids(self.index, removed);
@@ -316,17 +380,35 @@ impl Provider {
                 algorithms,
             });
         }
+        // The document is fetched and checked here rather than by
+        // `openidconnect`'s `discover_async`, which also fetches the JWKS the
+        // document names before we could refuse a plain-http `jwks_uri`.
         use openidconnect::core::CoreProviderMetadata;
-        let issuer = openidconnect::IssuerUrl::new(self.spec.issuer.clone())
-            .map_err(|e| format!("issuer URL: {e}"))?;
-        let fut = CoreProviderMetadata::discover_async(issuer, &self.client);
-        let meta = tokio::time::timeout(self.spec.fetch_timeout * 3, fut)
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.spec.issuer.trim_end_matches('/')
+        );
+        let resp = self
+            .client
+            .get(&url, self.spec.fetch_timeout)
             .await
-            .map_err(|_| "discovery timed out".to_string())?
-            .map_err(|e| format!("discovery: {}", discovery_error(&e)))?;
+            .map_err(|e| format!("discovery: {}", error_chain(&e)))?;
+        if !resp.status().is_success() {
+            return Err(format!("discovery: HTTP {}", resp.status().as_u16()));
+        }
+        let meta: CoreProviderMetadata = serde_json::from_slice(resp.body())
+            .map_err(|e| format!("discovery: not a valid OpenID provider document: {e}"))?;
+        // OIDC Discovery §4.3: the issuer must be exactly the one configured.
+        if meta.issuer().as_str() != self.spec.issuer {
+            return Err(format!(
+                "discovery: the document names issuer {:?}, not {:?}; refused",
+                clip(meta.issuer().as_str(), 200),
+                self.spec.issuer
+            ));
+        }
         let jwks_uri = meta.jwks_uri().url().clone();
         super::presets::check_fetch_url(&jwks_uri, self.spec.insecure_http)
-            .map_err(|e| format!("discovery jwks_uri: {e}"))?;
+            .map_err(|e| format!("discovery jwks_uri: {}", clip(&e, 300)))?;
         let algorithms = match &self.spec.algorithms {
             Some(a) => a.clone(),
             None => {
@@ -352,6 +434,34 @@ impl Provider {
             jwks_uri: jwks_uri.to_string(),
             algorithms,
         })
+    }
+
+    /// Fetch the discovery document again. A document that fails the checks
+    /// of the first discovery (exact `issuer`, https `jwks_uri`, an asymmetric
+    /// algorithm) is refused and the previous target kept. Returns true when
+    /// the target changed.
+    async fn rediscover(&self) -> bool {
+        match self.resolve_target().await {
+            Ok(t) => {
+                lock(&self.meta).discovery_error = None;
+                let mut cur = lock(&self.target);
+                let changed = cur
+                    .as_ref()
+                    .is_none_or(|c| c.jwks_uri != t.jwks_uri || c.algorithms != t.algorithms);
+                if changed {
+                    tracing::info!(provider = %self.spec.name, jwks_uri = %t.jwks_uri,
+                        "discovery document changed; using its jwks_uri and algorithms");
+                }
+                *cur = Some(t);
+                changed
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.spec.name, error = %e,
+                    "re-discovery failed or the document was refused; keeping the previous jwks_uri");
+                lock(&self.meta).discovery_error = Some(e);
+                false
+            }
+        }
     }
 
     /// Status for readiness and the admin API.
@@ -385,17 +495,15 @@ impl Provider {
                 .map(|d| d.as_secs()),
             algorithms,
             preset: self.spec.preset,
+            jwks_uri: lock(&self.target).as_ref().map(|t| t.jwks_uri.clone()),
+            discovery_error: m.discovery_error.clone(),
         }
     }
 }
 
-fn discovery_error<E: std::error::Error + 'static>(e: &openidconnect::DiscoveryError<E>) -> String {
-    match e {
-        openidconnect::DiscoveryError::Response(status, _, msg) => {
-            format!("HTTP {}: {msg}", status.as_u16())
-        }
-        other => error_chain(other),
-    }
+/// At most `n` characters of an IdP-supplied string, for messages and status.
+fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -434,7 +542,10 @@ impl Backoff {
     }
 }
 
-/// The background task of one provider: resolve, then refresh forever.
+/// The background task of one provider: discover, then refresh the JWKS
+/// forever, and look at the discovery document again every
+/// `rediscovery_interval` (and before retrying a failed JWKS fetch: the JWKS
+/// may have moved).
 pub(crate) async fn run(p: Arc<Provider>) {
     let mut backoff = Backoff::new(p.spec.retry_initial, p.spec.retry_max);
     let target = loop {
@@ -447,29 +558,53 @@ pub(crate) async fn run(p: Arc<Provider>) {
             }
         }
     };
-    *lock(&p.target) = Some(target.clone());
+    *lock(&p.target) = Some(target);
+    let discovering = p.spec.jwks_uri.is_none();
+    let mut next_discovery = Instant::now() + p.spec.rediscovery_interval;
+    let mut next_jwks = Instant::now();
     loop {
-        let result = {
-            let _guard = p.fetch_lock.lock().await;
-            p.fetch_locked(&target).await
-        };
-        let delay = match result {
-            Ok(max_age) => {
-                backoff.reset();
-                let d = max_age.unwrap_or(DEFAULT_JWKS_REFRESH).clamp(
-                    p.spec.refresh_min,
-                    p.spec.refresh_max.max(p.spec.refresh_min),
-                );
-                lock(&p.meta).next_attempt = Some(Instant::now() + d);
-                d
+        if discovering && Instant::now() >= next_discovery {
+            next_discovery = Instant::now() + p.spec.rediscovery_interval;
+            if p.rediscover().await {
+                // A new jwks_uri (or algorithm set): fetch its keys now.
+                next_jwks = Instant::now();
             }
-            Err(e) => {
-                let d = backoff.next_delay();
-                p.record_failure(e, d);
-                d
+        }
+        if Instant::now() >= next_jwks {
+            let target = lock(&p.target).clone();
+            let result = match &target {
+                Some(t) => {
+                    let _guard = p.fetch_lock.lock().await;
+                    p.fetch_locked(t).await
+                }
+                None => Err("no jwks_uri resolved".to_string()),
+            };
+            match result {
+                Ok(max_age) => {
+                    backoff.reset();
+                    let d = max_age.unwrap_or(DEFAULT_JWKS_REFRESH).clamp(
+                        p.spec.refresh_min,
+                        p.spec.refresh_max.max(p.spec.refresh_min),
+                    );
+                    lock(&p.meta).next_attempt = Some(Instant::now() + d);
+                    next_jwks = Instant::now() + d;
+                }
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    p.record_failure(e, d);
+                    next_jwks = Instant::now() + d;
+                    // The JWKS may have moved: read the discovery document
+                    // again before the retry (bounded by the same backoff).
+                    next_discovery = next_discovery.min(next_jwks);
+                }
             }
+        }
+        let wake = if discovering {
+            next_jwks.min(next_discovery)
+        } else {
+            next_jwks
         };
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
     }
 }
 

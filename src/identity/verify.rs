@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::cache::{CachedToken, token_hash};
 use super::keys::MAX_KID_LEN;
 use super::presets::normalise_typ;
-use super::provider::ProviderSpec;
+use super::provider::{ProviderSpec, Refetch};
 use super::{ASYMMETRIC_ALGORITHMS, AuthError, Identity, Principal};
 
 /// Seconds since the epoch.
@@ -63,24 +63,41 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, AuthError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| AuthError::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(AuthError::Malformed),
-    }
+    // One JSON object, no duplicate member names at any depth.
+    super::strict_json::parse_object(&bytes).ok_or(AuthError::Malformed)
 }
 
-/// A JSON number usable as a NumericDate.
+/// Latest NumericDate accepted: 9999-12-31T23:59:59Z. Anything later is a
+/// broken or hostile token (and would overflow signed 64-bit time downstream).
+pub(crate) const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+/// A JSON number usable as a NumericDate (RFC 7519 §2: seconds, possibly
+/// fractional, truncated here); negative, non-numeric or later than
+/// [`MAX_NUMERIC_DATE`] is `None`.
 fn numeric_date(v: &Value) -> Option<u64> {
-    if let Some(n) = v.as_u64() {
-        return Some(n);
-    }
-    let f = v.as_f64()?;
-    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
+    let secs = match v.as_u64() {
+        Some(n) => n,
+        None => {
+            let f = v.as_f64()?;
+            if !(f.is_finite() && f >= 0.0 && f <= MAX_NUMERIC_DATE as f64) {
+                return None;
+            }
+            f as u64
+        }
+    };
+    (secs <= MAX_NUMERIC_DATE).then_some(secs)
+}
+
+/// A value for the JOSE `typ` / `cty` parameters that names a JWT (RFC 7519 §5.2).
+fn names_jwt(v: &Value) -> bool {
+    v.as_str().is_some_and(|t| normalise_typ(t) == "jwt")
 }
 
 /// The whole authentication of one bearer token.
 pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal, AuthError> {
-    let token = token.trim();
+    // Optional whitespace around the token (RFC 9110 OWS) is not part of it;
+    // Unicode whitespace is not trimmed (and makes the token malformed).
+    let token = token.trim_ascii();
     if token.is_empty() {
         return Err(AuthError::Missing);
     }
@@ -124,8 +141,18 @@ pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal
     }
     let alg: Algorithm = alg_name.parse().map_err(|_| AuthError::AlgNotAllowed)?;
     // We implement no JWS extension, so any `crit` is one we do not understand.
+    // `b64: false` (RFC 7797, unencoded payload) changes what the signature
+    // covers; it is refused even without `crit`, where RFC 7797 requires it.
     if header.contains_key("crit") {
         return Err(AuthError::UnsupportedCrit);
+    }
+    if header.get("b64").is_some_and(|b| b != &Value::Bool(true)) {
+        return Err(AuthError::UnsupportedCrit);
+    }
+    // A nested JWT (`cty: JWT`, RFC 7519 §5.2) is never unwrapped: the outer
+    // signature would vouch for a token we do not verify.
+    if header.get("cty").is_some_and(names_jwt) {
+        return Err(AuthError::BadType);
     }
     let kid = match header.get("kid") {
         None => None,
@@ -134,7 +161,8 @@ pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal
     };
     let typ = match header.get("typ") {
         None => None,
-        Some(Value::String(t)) => Some(normalise_typ(t)),
+        // A media type has no surrounding whitespace; only its case is free.
+        Some(Value::String(t)) if t.trim() == t => Some(normalise_typ(t)),
         Some(_) => return Err(AuthError::BadType),
     };
 
@@ -170,17 +198,26 @@ pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal
                 if kid.len() > MAX_KID_LEN || p.known_unknown(kid) {
                     return Err(AuthError::UnknownKey);
                 }
-                let fresh = p.refetch_for_unknown_kid().await;
+                let outcome = p.refetch_for_unknown_kid().await;
                 if let Some(s) = p.snapshot() {
                     snap = s;
                 }
-                match snap.keys.get(kid) {
-                    Some(k) => k.clone(),
-                    None => {
-                        if fresh {
-                            p.remember_unknown(kid);
-                        }
+                match (snap.keys.get(kid), outcome) {
+                    (Some(k), _) => k.clone(),
+                    // Checked against a fresh key set: the kid is not published.
+                    (None, Refetch::Fresh) => {
+                        p.remember_unknown(kid);
                         return Err(AuthError::UnknownKey);
+                    }
+                    // The key set is recent (the rate limit held the fetch back
+                    // after a successful one).
+                    (None, Refetch::Limited) => return Err(AuthError::UnknownKey),
+                    // The IdP could not be asked: the key may be real and newer
+                    // than ours, so the answer is retryable, not a 401.
+                    (None, Refetch::Failed) => {
+                        return Err(AuthError::ProviderUnavailable {
+                            retry_after: p.unknown_kid_retry_after(),
+                        });
                     }
                 }
             }
@@ -252,6 +289,12 @@ pub(crate) fn check_times(
         None => None,
         Some(v) => Some(numeric_date(v).ok_or(AuthError::BadClaims)?),
     };
+    // `iat` is not judged, but when present it must be a NumericDate too.
+    if let Some(v) = claims.get("iat")
+        && numeric_date(v).is_none()
+    {
+        return Err(AuthError::BadClaims);
+    }
     if let Some(exp) = exp
         && exp.saturating_add(spec.leeway) < now
     {
@@ -273,7 +316,9 @@ pub(crate) fn check_audience(
 ) -> Result<(), AuthError> {
     let ok = match claims.get(&spec.audience_claim) {
         Some(Value::String(a)) => spec.audiences.iter().any(|x| x == a),
-        Some(Value::Array(list)) => list
+        // RFC 7519 §4.1.3: an array of strings. Any other member makes the
+        // whole claim malformed, not merely "one audience that does not match".
+        Some(Value::Array(list)) if list.iter().all(Value::is_string) => list
             .iter()
             .filter_map(Value::as_str)
             .any(|a| spec.audiences.iter().any(|x| x == a)),
@@ -286,12 +331,16 @@ pub(crate) fn check_audience(
     }
 }
 
-/// Every required claim present with one of its accepted values (an array
-/// claim matches when it contains one of them).
+/// `sub`, if present, is a string; every required claim is present with one
+/// of its accepted values (an array claim matches when it contains one of them).
 pub(crate) fn check_required(
     spec: &ProviderSpec,
     claims: &Map<String, Value>,
 ) -> Result<(), AuthError> {
+    // `sub` is what policy and audit name the caller by: a string or nothing.
+    if claims.get("sub").is_some_and(|s| !s.is_string()) {
+        return Err(AuthError::BadClaims);
+    }
     for (name, accepted) in &spec.required_claims {
         let ok = match claims.get(name) {
             None => false,
@@ -388,5 +437,15 @@ mod tests {
         assert_eq!(numeric_date(&serde_json::json!(10.7)), Some(10));
         assert_eq!(numeric_date(&serde_json::json!(-1)), None);
         assert_eq!(numeric_date(&serde_json::json!("10")), None);
+        assert_eq!(numeric_date(&serde_json::json!(-0.5)), None);
+        assert_eq!(
+            numeric_date(&serde_json::json!(MAX_NUMERIC_DATE)),
+            Some(MAX_NUMERIC_DATE)
+        );
+        assert_eq!(numeric_date(&serde_json::json!(MAX_NUMERIC_DATE + 1)), None);
+        assert_eq!(numeric_date(&serde_json::json!(u64::MAX)), None);
+        assert_eq!(numeric_date(&serde_json::json!(i64::MIN)), None);
+        assert_eq!(numeric_date(&serde_json::json!(1e300)), None);
+        assert_eq!(numeric_date(&serde_json::json!(2.5e9)), Some(2_500_000_000));
     }
 }

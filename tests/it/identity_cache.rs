@@ -99,3 +99,132 @@ async fn a_removed_key_invalidates_cached_tokens() {
     assert_eq!(reason(&id, &old).await, "unknown_key");
     assert!(id.authenticate(&new).await.is_ok());
 }
+
+/// Every single-character change of `token` at `positions` that stays in the
+/// base64url alphabet.
+fn one_char_variants(token: &str, positions: &[usize]) -> Vec<String> {
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    for &i in positions {
+        let mut bytes = token.as_bytes().to_vec();
+        let Some(&c) = bytes.get(i) else { continue };
+        if c == b'.' {
+            continue;
+        }
+        // Neighbouring letter, and the same letter in the other case.
+        let idx = alphabet.find(c as char).unwrap_or(0);
+        let next = alphabet.as_bytes()[(idx + 1) % 64];
+        for replacement in [next, c.to_ascii_uppercase(), c.to_ascii_lowercase()] {
+            if replacement != c {
+                bytes[i] = replacement;
+                out.push(String::from_utf8(bytes.clone()).expect("ascii"));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn identity_cache_is_never_served_for_a_token_one_byte_off() {
+    for alg in [DevKeyAlg::Es256, DevKeyAlg::Rs256, DevKeyAlg::EdDsa] {
+        let idp = idp(alg).await;
+        let id = ready(one("dev", provider(&idp))).await;
+        let good = idp.mint(json!({"sub": "victim", "role": "reader"}));
+        let first = id.authenticate(&good).await.expect("valid");
+        let verified = id.signature_verifications();
+        // Same bytes: the same entry, no verification.
+        assert_eq!(id.authenticate(&good).await.expect("hit"), first);
+        assert_eq!(id.signature_verifications(), verified);
+
+        let sig_start = good.rfind('.').expect("jws") + 1;
+        let payload_start = good.find('.').expect("jws") + 1;
+        let len = good.len();
+        let positions = [
+            0,
+            5,
+            payload_start,
+            payload_start + 7,
+            sig_start - 2,
+            sig_start,
+            sig_start + 1,
+            (sig_start + len) / 2,
+            len - 2,
+            len - 1,
+        ];
+        let variants = one_char_variants(&good, &positions);
+        assert!(variants.len() >= 15, "{alg:?}: {} variants", variants.len());
+        for bad in &variants {
+            assert_ne!(bad, &good);
+            let before = id.signature_verifications();
+            match id.authenticate(bad).await {
+                Ok(p) => panic!("{alg:?}: a token one byte off was accepted: {p:?}"),
+                Err(e) => {
+                    let r = e.reason();
+                    assert!(
+                        [
+                            "bad_signature",
+                            "malformed",
+                            "alg_not_allowed",
+                            "unknown_key",
+                            "bad_issuer",
+                            "bad_type"
+                        ]
+                        .contains(&r),
+                        "{alg:?}: {r}"
+                    );
+                    // A signature flip reaches the signature check again:
+                    // the cached entry of the good token was not used.
+                    if bad[..sig_start] == good[..sig_start] {
+                        assert_eq!(r, "bad_signature", "{alg:?}");
+                        assert_eq!(id.signature_verifications(), before + 1);
+                    }
+                }
+            }
+            // The failed attempt neither evicted nor replaced the good entry.
+            let verified = id.signature_verifications();
+            assert_eq!(id.authenticate(&good).await.expect("still cached"), first);
+            assert_eq!(id.signature_verifications(), verified);
+        }
+        // A refused token is never cached: refused again, verified again.
+        let flipped = variants
+            .iter()
+            .find(|v| v[..sig_start] == good[..sig_start])
+            .expect("a signature variant");
+        let before = id.signature_verifications();
+        for _ in 0..3 {
+            assert_eq!(reason(&id, flipped).await, "bad_signature");
+        }
+        assert_eq!(id.signature_verifications(), before + 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_cache_concurrent_good_and_flipped_tokens_never_mix() {
+    let idp = idp(DevKeyAlg::Es256).await;
+    let id = ready(one("dev", provider(&idp))).await;
+    let good = idp.mint(json!({"sub": "victim"}));
+    let mut bad = good.clone().into_bytes();
+    let last = bad.len() - 3;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    let bad = String::from_utf8(bad).expect("ascii");
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let id = id.clone();
+        let t = if i % 2 == 0 {
+            good.clone()
+        } else {
+            bad.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            (i % 2 == 0, id.authenticate(&t).await)
+        }));
+    }
+    for t in tasks {
+        let (is_good, r) = t.await.expect("task");
+        if is_good {
+            assert_eq!(r.expect("good token").subject, "victim");
+        } else {
+            assert_eq!(r.expect_err("flipped token").reason(), "bad_signature");
+        }
+    }
+}

@@ -131,7 +131,8 @@ async fn failed_refresh_keeps_the_last_good_keys() {
     let id = ready(one("dev", cfg)).await;
     idp.set_available(false);
     let probe = idp.mint_with_header(json!({"kid": random_kid()}), json!({}));
-    assert_eq!(reason(&id, &probe).await, "unknown_key");
+    // The refetch failed: the kid cannot be judged, so retryable, not 401.
+    assert_eq!(reason(&id, &probe).await, "provider_unavailable");
     let st = &id.status()[0];
     assert_eq!(st.state, "degraded");
     assert_eq!(st.keys, 1);
