@@ -143,25 +143,3 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
-
-/// Adapter so `openidconnect` discovery runs on this client stack.
-impl<'c> openidconnect::AsyncHttpClient<'c> for HttpClient {
-    type Error = ClientError;
-    type Future = std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<openidconnect::HttpResponse, ClientError>>
-                + Send
-                + 'c,
-        >,
-    >;
-
-    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
-        Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
-            let resp = self.send(req, Duration::from_secs(10), 1 << 20).await?;
-            let (parts, body) = resp.into_parts();
-            Ok(http::Response::from_parts(parts, body.to_vec()))
-        })
-    }
-}
