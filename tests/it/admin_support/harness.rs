@@ -34,26 +34,14 @@ pub const BOOTSTRAP: &str = "bootstrap-admin-token-7c1d0e";
 
 // ---------- log capture ----------
 
+/// The audit module's in-memory sink, as a `tracing` writer.
 #[derive(Clone, Default)]
-pub struct LogBuf(pub Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+pub struct LogBuf(pub spangate::audit::MemorySink);
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
-    type Writer = LogBuf;
-    fn make_writer(&'a self) -> LogBuf {
-        self.clone()
+    type Writer = spangate::audit::MemorySink;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.0.clone()
     }
 }
 
@@ -73,7 +61,7 @@ pub fn logs() -> &'static LogBuf {
 }
 
 pub fn log_text() -> String {
-    String::from_utf8_lossy(&logs().0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    logs().0.text()
 }
 
 // ---------- upstream ----------

@@ -76,28 +76,8 @@ pub fn random_kid() -> String {
 
 /// Log lines captured from `tracing` on the current thread (the identity
 /// tests run on a current-thread runtime, so the providers' tasks log here).
-#[derive(Clone, Default)]
-pub struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Everything logged so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// The audit module's in-memory sink does the buffering.
+pub type Logs = spangate::audit::MemorySink;
 
 /// Capture logs (DEBUG and up) on this thread until the guard drops.
 pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, Logs) {
