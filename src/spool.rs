@@ -250,14 +250,13 @@ impl Spool {
     pub async fn run(self: Arc<Self>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0u32;
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
+        // Shutdown is `true` sent, or the sender gone (the app dropped).
+        let mut stopping = *shutdown.borrow();
+        while !stopping {
             let Some(item) = self.front() else {
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = shutdown.changed() => {}
+                    r = shutdown.changed() => stopping = r.is_err() || *shutdown.borrow(),
                 }
                 continue;
             };
@@ -270,7 +269,7 @@ impl Spool {
                 Delivery::Retry => {
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
+                        r = shutdown.changed() => stopping = r.is_err() || *shutdown.borrow(),
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
