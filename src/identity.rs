@@ -468,6 +468,52 @@ impl Identity {
         providers: &BTreeMap<String, ProviderConfig>,
         client: HttpClient,
     ) -> Result<Arc<Identity>, Vec<String>> {
+        Self::assemble(providers, client, true)
+    }
+
+    /// Providers whose keys are fixed JWKS documents (`jwks` by provider
+    /// name), with no network at all: no discovery, no refresh, an unknown
+    /// `kid` is refused without a refetch, and introspection is refused.
+    /// Same validation and verification as [`Identity::start`]; needs no
+    /// tokio runtime. For fuzzing and offline token checks.
+    pub fn with_static_jwks(
+        providers: &BTreeMap<String, ProviderConfig>,
+        jwks: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Arc<Identity>, Vec<String>> {
+        let mut errors: Vec<String> = providers
+            .iter()
+            .filter(|(_, c)| c.introspection.is_some())
+            .map(|(name, _)| format!("providers.{name}: introspection needs the network"))
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let client = crate::client::HttpClient::new(crate::client::ClientOptions::default())
+            .map_err(|e| vec![e.to_string()])?;
+        let id = Self::assemble(providers, client, false)?;
+        for p in &id.providers {
+            let Some(doc) = jwks.get(&p.spec.name) else {
+                errors.push(format!("providers.{}: no JWKS given", p.spec.name));
+                continue;
+            };
+            if let Err(e) = p.install_static(doc) {
+                errors.push(format!("providers.{}: {e}", p.spec.name));
+            }
+        }
+        if errors.is_empty() {
+            Ok(id)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Build the providers; `spawn` starts their background discovery/refresh
+    /// tasks (which needs a tokio runtime).
+    fn assemble(
+        providers: &BTreeMap<String, ProviderConfig>,
+        client: HttpClient,
+        spawn: bool,
+    ) -> Result<Arc<Identity>, Vec<String>> {
         let (specs, mut errors) = resolve_all(providers);
         let mut by_issuer: HashMap<String, usize> = HashMap::new();
         let mut opaque = None;
@@ -496,7 +542,7 @@ impl Identity {
             }
         }
         let runtime = tokio::runtime::Handle::try_current();
-        if runtime.is_err() {
+        if spawn && runtime.is_err() {
             errors.push("identity must be started inside a tokio runtime".into());
         }
         if !errors.is_empty() {
@@ -526,7 +572,7 @@ impl Identity {
                 cache.clone(),
                 ready_tx.clone(),
             ));
-            if let Ok(rt) = &runtime {
+            if let (true, Ok(rt)) = (spawn, &runtime) {
                 tasks.push(rt.spawn(provider::run(p.clone())));
             }
             out.push(p);
@@ -597,5 +643,65 @@ impl Identity {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::idp::{DevIdp, DevIdpOptions};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn static_jwks_verifies_without_any_fetch() {
+        let idp = DevIdp::start(DevIdpOptions::default()).await.expect("idp");
+        let providers = BTreeMap::from([(
+            "dev".to_string(),
+            ProviderConfig::new(idp.issuer(), vec![idp.audience()]),
+        )]);
+        let jwks = json!({"keys": [idp.current_public_jwk()]}).to_string();
+        let id = Identity::with_static_jwks(
+            &providers,
+            &BTreeMap::from([("dev".to_string(), jwks.into_bytes())]),
+        )
+        .expect("static identity");
+        assert!(id.ready());
+        let token = idp.mint(json!({"sub": "static"}));
+        let p = id.authenticate(&token).await.expect("valid token");
+        assert_eq!(p.subject, "static");
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": "not-published"});
+        let other = idp.mint_with_header(header, json!({"sub": "static"}));
+        assert_eq!(id.authenticate(&other).await, Err(AuthError::UnknownKey));
+        assert_eq!(idp.jwks_fetches(), 0);
+        assert_eq!(idp.discovery_fetches(), 0);
+    }
+
+    #[test]
+    fn static_jwks_refuses_missing_keys_and_introspection() {
+        let cfg = ProviderConfig::new("https://issuer.example", vec!["aud".into()]);
+        let providers = BTreeMap::from([("a".to_string(), cfg.clone())]);
+        let errors = Identity::with_static_jwks(&providers, &BTreeMap::new())
+            .err()
+            .unwrap_or_default();
+        assert_eq!(errors, vec!["providers.a: no JWKS given".to_string()]);
+        let bad = BTreeMap::from([("a".to_string(), br#"{"keys":[]}"#.to_vec())]);
+        assert!(Identity::with_static_jwks(&providers, &bad).is_err());
+        let mut intro = cfg;
+        intro.introspection = Some(IntrospectionConfig {
+            endpoint: "https://issuer.example/introspect".into(),
+            client_id: "c".into(),
+            client_secret: SecretSource::Env("UNUSED_SECRET".into()),
+            cache_ttl: DEFAULT_INTROSPECTION_CACHE_TTL,
+        });
+        let errors = Identity::with_static_jwks(
+            &BTreeMap::from([("a".to_string(), intro)]),
+            &BTreeMap::new(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert_eq!(
+            errors,
+            vec!["providers.a: introspection needs the network".to_string()]
+        );
     }
 }

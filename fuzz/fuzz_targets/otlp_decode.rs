@@ -2,7 +2,7 @@
 //! fallback) and capped gunzip. Nothing a client sends may panic, and a
 //! decoded batch must re-encode and decode again.
 //!
-//! `cargo +nightly fuzz run otlp_decode` (from the repository root).
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run otlp_decode` (from the repository root).
 #![no_main]
 
 use bytes::Bytes;

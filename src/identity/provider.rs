@@ -311,6 +311,20 @@ impl Provider {
         Ok(max_age)
     }
 
+    /// Install a fixed JWKS document once, instead of fetching one (no fetch
+    /// target is ever set, so an unknown `kid` is refused without a refetch).
+    /// Algorithms: the configured ones, else every asymmetric one.
+    pub fn install_static(&self, jwks: &[u8]) -> Result<(), String> {
+        let set = keys::parse_jwks(jwks)?;
+        let algorithms = self
+            .spec
+            .algorithms
+            .clone()
+            .unwrap_or_else(super::presets::all_asymmetric);
+        self.install(set, algorithms);
+        Ok(())
+    }
+
     fn install(&self, set: KeySet, algorithms: Vec<Algorithm>) {
         let old = self.snapshot.load_full();
         let removed: HashSet<String> = match &old {
