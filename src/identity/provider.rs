@@ -119,6 +119,9 @@ pub(crate) struct Provider {
     jwks_fetches: AtomicU64,
     /// Did the most recent JWKS fetch (background or on demand) succeed?
     last_fetch_ok: AtomicBool,
+    /// Keys installed once from a fixed document (`install_static`): the
+    /// set is final, so an unknown kid is unknown, with no refetch.
+    static_keys: AtomicBool,
     last_on_demand: Mutex<Option<Instant>>,
     negative: moka::sync::Cache<String, ()>,
     ready_tx: Arc<tokio::sync::watch::Sender<u64>>,
@@ -159,6 +162,7 @@ impl Provider {
             fetch_attempts: AtomicU64::new(0),
             jwks_fetches: AtomicU64::new(0),
             last_fetch_ok: AtomicBool::new(false),
+            static_keys: AtomicBool::new(false),
             last_on_demand: Mutex::new(None),
             negative,
             ready_tx,
@@ -220,6 +224,9 @@ impl Provider {
     /// fetch is in flight (on demand or background) waits for it and judges
     /// its kid by that fetch's outcome, not by the one before.
     pub async fn refetch_for_unknown_kid(&self) -> Refetch {
+        if self.static_keys.load(Ordering::Acquire) {
+            return Refetch::Fresh;
+        }
         let attempts_before = self.fetch_attempts.load(Ordering::Acquire);
         let _guard = self.fetch_lock.lock().await;
         if self.fetch_attempts.load(Ordering::Acquire) != attempts_before {
@@ -322,6 +329,7 @@ impl Provider {
             .clone()
             .unwrap_or_else(super::presets::all_asymmetric);
         self.install(set, algorithms);
+        self.static_keys.store(true, Ordering::Release);
         Ok(())
     }
 
