@@ -197,6 +197,17 @@ impl Config {
 
     /// Parse and validate config text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        if let Some(at) = crate::policy::locate::flow_too_deep(text) {
+            return Err(ConfigErrors(vec![ConfigError {
+                file: path.display().to_string(),
+                location: Some(at),
+                message: format!(
+                    "[ / {{ nested deeper than {} levels",
+                    crate::policy::locate::MAX_FLOW_DEPTH
+                ),
+                yaml_path: Vec::new(),
+            }]));
+        }
         let cfg: Config = serde_yaml::from_str(text).map_err(|e| {
             ConfigErrors(vec![ConfigError {
                 file: path.display().to_string(),

@@ -176,6 +176,13 @@ fn case_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 fn load_cases(file: &Path) -> anyhow::Result<Vec<Case>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    if let Some((line, col)) = crate::policy::locate::flow_too_deep(&text) {
+        bail!(
+            "{}:{line}:{col}: [ / {{ nested deeper than {} levels",
+            file.display(),
+            crate::policy::locate::MAX_FLOW_DEPTH
+        );
+    }
     let parsed: CaseFile = serde_yaml::from_str(&text).map_err(|e| match e.location() {
         Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", file.display(), l.line(), l.column()),
         None => anyhow::anyhow!("{}: {e}", file.display()),

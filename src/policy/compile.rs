@@ -236,6 +236,16 @@ fn parse(src: &Source) -> Result<PolicyFile, Diagnostic> {
     if is_blank {
         return Ok(PolicyFile::default());
     }
+    if let Some((line, column)) = super::locate::flow_too_deep(&src.text) {
+        return Err(diag(
+            &src.display,
+            Pos { line, column },
+            format!(
+                "[ / {{ nested deeper than {} levels",
+                super::locate::MAX_FLOW_DEPTH
+            ),
+        ));
+    }
     serde_yaml::from_str::<PolicyFile>(&src.text).map_err(|e| {
         let pos = e
             .location()

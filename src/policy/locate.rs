@@ -8,6 +8,48 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
+/// Deepest `[`/`{` flow nesting accepted. YAML scanners (libyaml, and the
+/// `unsafe-libyaml` under serde_yaml) do work proportional to the flow
+/// depth for every token, so `[[[[…` costs quadratic time: ~6 s for 54 KB,
+/// minutes at the 1 MiB policy-file cap, all before the parser's own
+/// 128-level recursion limit refuses it. Found by the `config_load` and
+/// `policy_load` fuzz targets' slow inputs.
+pub const MAX_FLOW_DEPTH: usize = 256;
+
+/// Where `text` first nests `[`/`{` deeper than [`MAX_FLOW_DEPTH`], as
+/// 1-based (line, column), checked in one linear pass before any YAML parser
+/// sees the text. Comments are skipped; brackets inside quoted strings are
+/// counted (a file needs more than 256 unbalanced ones to be refused).
+pub fn flow_too_deep(text: &str) -> Option<(usize, usize)> {
+    let (mut line, mut col, mut depth) = (1usize, 0usize, 0usize);
+    let mut in_comment = false;
+    let mut prev_blank = true;
+    for c in text.chars() {
+        col += 1;
+        match c {
+            '\n' => {
+                line += 1;
+                col = 0;
+                in_comment = false;
+                prev_blank = true;
+                continue;
+            }
+            _ if in_comment => {}
+            '#' if prev_blank => in_comment = true,
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some((line, col));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        prev_blank = c == ' ' || c == '\t';
+    }
+    None
+}
+
 /// One step of a YAML path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Seg {
@@ -96,6 +138,9 @@ impl YamlIndex {
     /// Index `text`. A document yaml-rust2 cannot parse gives an empty index
     /// (every lookup then falls back to the start of the file).
     pub fn build(text: &str) -> YamlIndex {
+        if flow_too_deep(text).is_some() {
+            return YamlIndex::default();
+        }
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
         if parser.load(&mut builder, false).is_err() {
@@ -424,5 +469,23 @@ bindings:
     fn complex_keys_are_skipped() {
         let idx = YamlIndex::build("? [a, b]\n: 1\nc: 2\n");
         assert_eq!(idx.value(&ypath!["c"]), Pos { line: 3, column: 4 });
+    }
+
+    #[test]
+    fn flow_nesting_is_bounded_before_any_yaml_parser_runs() {
+        let ok = format!(
+            "a: {}{}\n",
+            "[".repeat(MAX_FLOW_DEPTH),
+            "]".repeat(MAX_FLOW_DEPTH)
+        );
+        assert_eq!(flow_too_deep(&ok), None);
+        let deep = format!("a: 1\nb: {}\n", "[".repeat(100_000));
+        assert_eq!(flow_too_deep(&deep), Some((2, 4 + MAX_FLOW_DEPTH)));
+        // Balanced siblings never accumulate; comments are not counted.
+        let wide = "[]".repeat(10_000);
+        assert_eq!(flow_too_deep(&wide), None);
+        let commented = format!("a: 1 # {}\n", "[".repeat(1000));
+        assert_eq!(flow_too_deep(&commented), None);
+        assert!(YamlIndex::build(&deep).nodes.is_empty());
     }
 }

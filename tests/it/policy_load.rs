@@ -494,3 +494,19 @@ fn mutated_policies_never_panic() {
         "mutations should often be refused: {refused}/{runs}"
     );
 }
+
+/// `[[[[…` makes YAML scanners quadratic; it is refused by a linear scan
+/// before any parser runs, with the position of the bracket that went too
+/// deep (fuzzing found ~6 s for a 54 KB file before this check).
+#[test]
+fn deep_flow_nesting_is_refused_before_parsing() {
+    let deep = format!("roles:\n  r: {}\n", "[".repeat(500_000));
+    let (at, message) = one(&[("deep.yaml", &deep)]);
+    assert_eq!(at, format!("deep.yaml:2:{}", 6 + 256), "{message}");
+    assert!(message.contains("nested deeper than 256"), "{message}");
+
+    let cfg = spangate::config::Config::parse(Path::new("spangate.yaml"), &deep);
+    let err = cfg.err().expect("refused").to_string();
+    assert!(err.contains("spangate.yaml:2:262"), "{err}");
+    assert!(err.contains("nested deeper than 256"), "{err}");
+}
