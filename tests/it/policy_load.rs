@@ -506,7 +506,7 @@ fn deep_flow_nesting_is_refused_before_parsing() {
     assert!(message.contains("nested deeper than 256"), "{message}");
 
     let cfg = spangate::config::Config::parse(Path::new("spangate.yaml"), &deep);
-    let err = cfg.err().expect("refused").to_string();
+    let err = cfg.expect_err("refused").to_string();
     assert!(err.contains("spangate.yaml:2:262"), "{err}");
     assert!(err.contains("nested deeper than 256"), "{err}");
 }
