@@ -201,10 +201,7 @@ impl Config {
             return Err(ConfigErrors(vec![ConfigError {
                 file: path.display().to_string(),
                 location: Some(at),
-                message: format!(
-                    "[ / {{ nested deeper than {} levels",
-                    crate::policy::locate::MAX_FLOW_DEPTH
-                ),
+                message: crate::policy::locate::flow_too_deep_message(),
                 yaml_path: Vec::new(),
             }]));
         }

@@ -337,10 +337,14 @@ impl Spool {
             shared.metrics.credential_fallbacks.inc();
             shared.secrets.record_fallback();
         }
+        // The same test that put the batch here decides whether to keep it.
+        if spoolable(&result.outcome) {
+            return Delivery::Retry;
+        }
+        self.pop_front();
         let version = Some(credential.version);
         match result.outcome {
             Ok(answer) if answer.status.is_success() => {
-                self.pop_front();
                 shared
                     .metrics
                     .spans
@@ -349,53 +353,22 @@ impl Spool {
                         outcome: "forwarded",
                     })
                     .inc_by(item.spans as u64);
-                self.finish(
-                    shared,
-                    item,
-                    "delivered",
-                    Some(answer.status.as_u16()),
-                    version,
-                    attempts,
-                    None,
-                );
-                Delivery::Done
+                let status = Some(answer.status.as_u16());
+                self.finish(shared, item, "delivered", status, version, attempts, None);
             }
-            Ok(answer) if retryable(answer.status) => Delivery::Retry,
             Ok(answer) => {
-                self.pop_front();
                 tracing::error!(upstream = %self.upstream, request_id = %item.request_id,
                     status = answer.status.as_u16(), spans = item.spans,
                     "upstream rejected a spooled batch");
-                self.finish(
-                    shared,
-                    item,
-                    "rejected",
-                    Some(answer.status.as_u16()),
-                    version,
-                    attempts,
-                    None,
-                );
-                Delivery::Done
+                let status = Some(answer.status.as_u16());
+                self.finish(shared, item, "rejected", status, version, attempts, None);
             }
-            Err(
-                ProxyError::UpstreamUnavailable(_)
-                | ProxyError::UpstreamTimeout
-                | ProxyError::UpstreamAuthFailed,
-            ) => Delivery::Retry,
             Err(e) => {
-                self.pop_front();
-                self.finish(
-                    shared,
-                    item,
-                    "rejected",
-                    None,
-                    version,
-                    attempts,
-                    Some(e.to_string()),
-                );
-                Delivery::Done
+                let detail = Some(e.to_string());
+                self.finish(shared, item, "rejected", None, version, attempts, detail);
             }
         }
+        Delivery::Done
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -178,9 +178,9 @@ fn load_cases(file: &Path) -> anyhow::Result<Vec<Case>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
     if let Some((line, col)) = crate::policy::locate::flow_too_deep(&text) {
         bail!(
-            "{}:{line}:{col}: [ / {{ nested deeper than {} levels",
+            "{}:{line}:{col}: {}",
             file.display(),
-            crate::policy::locate::MAX_FLOW_DEPTH
+            crate::policy::locate::flow_too_deep_message()
         );
     }
     let parsed: CaseFile = serde_yaml::from_str(&text).map_err(|e| match e.location() {

@@ -240,10 +240,7 @@ fn parse(src: &Source) -> Result<PolicyFile, Diagnostic> {
         return Err(diag(
             &src.display,
             Pos { line, column },
-            format!(
-                "[ / {{ nested deeper than {} levels",
-                super::locate::MAX_FLOW_DEPTH
-            ),
+            super::locate::flow_too_deep_message(),
         ));
     }
     serde_yaml::from_str::<PolicyFile>(&src.text).map_err(|e| {

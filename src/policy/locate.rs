@@ -16,6 +16,11 @@ use yaml_rust2::scanner::Marker;
 /// `policy_load` fuzz targets' slow inputs.
 pub const MAX_FLOW_DEPTH: usize = 256;
 
+/// Why a text refused by [`flow_too_deep`] was refused.
+pub fn flow_too_deep_message() -> String {
+    format!("[ / {{ nested deeper than {MAX_FLOW_DEPTH} levels")
+}
+
 /// Where `text` first nests `[`/`{` deeper than [`MAX_FLOW_DEPTH`], as
 /// 1-based (line, column), checked in one linear pass before any YAML parser
 /// sees the text. Comments are skipped; brackets inside quoted strings are
