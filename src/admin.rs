@@ -41,9 +41,9 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::Shared;
 use crate::policy::PolicySet;
 use crate::reload::Reloader;
+use crate::shared::Shared;
 use auth::{AdminAuthenticator, PermissionsFn};
 
 /// Default admin listen address.

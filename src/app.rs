@@ -18,28 +18,10 @@ use crate::metrics::Metrics;
 use crate::policy::PolicyHolder;
 use crate::proxy::listener::{self, ListenerOptions};
 use crate::secrets::SecretStore;
+use crate::shared::Shared;
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// State shared by the proxy and admin listeners.
-pub struct Shared {
-    pub config: Config,
-    pub identity: Arc<Identity>,
-    pub policy: Arc<PolicyHolder>,
-    pub secrets: Arc<SecretStore>,
-    pub client: HttpClient,
-    /// Client per upstream: the shared stack, or one that also trusts the
-    /// upstream's own `ca_file` (that CA is trusted for that upstream only).
-    pub upstream_clients: std::collections::BTreeMap<String, HttpClient>,
-    pub audit: Audit,
-    pub metrics: Arc<Metrics>,
-    pub limiter: crate::ratelimit::RateLimiter,
-    /// Memory for request bodies in flight, all requests together.
-    pub budget: crate::proxy::budget::MemoryBudget,
-    /// Spool per upstream that has `spool` configured.
-    pub spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>>,
-}
 
 /// Why the app could not start. Every message names the file or field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -74,13 +56,6 @@ pub struct App {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     reloader: Option<crate::reload::ReloaderHandle>,
-}
-
-impl Shared {
-    /// The client for an upstream (the shared one if it has no own CA).
-    pub fn upstream_client(&self, name: &str) -> &HttpClient {
-        self.upstream_clients.get(name).unwrap_or(&self.client)
-    }
 }
 
 impl App {
@@ -160,7 +135,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
             Some((name.clone(), Arc::new(spool)))
         })
         .collect();
-    let budget = crate::proxy::budget::MemoryBudget::new(
+    let budget = crate::budget::MemoryBudget::new(
         config.server.memory_budget.as_u64(),
         metrics.inflight_body_bytes.clone(),
     );

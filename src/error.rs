@@ -51,7 +51,7 @@ pub enum ProxyError {
     #[error("upstream timed out")]
     UpstreamTimeout,
     #[error("request memory budget exhausted: {0}")]
-    Overloaded(crate::proxy::budget::Overloaded),
+    Overloaded(crate::budget::Overloaded),
 }
 
 /// How an error is answered.

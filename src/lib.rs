@@ -8,11 +8,13 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod forward;
 pub mod identity;
 pub mod metrics;
 pub mod otlp;
@@ -21,6 +23,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
 pub mod secrets;
+pub mod shared;
 pub mod spool;
 
 /// Short, stable, non-reversible fingerprint of a secret or token: the first

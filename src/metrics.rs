@@ -49,7 +49,7 @@ pub struct Metrics {
     pub upstream_attempts: Family<UpstreamLabels, Counter>,
     pub request_duration: Histogram,
     pub credential_fallbacks: Counter,
-    /// Bytes reserved in the request memory budget (`proxy::budget`).
+    /// Bytes reserved in the request memory budget (`budget`).
     pub inflight_body_bytes: Gauge,
     /// Authenticated admin calls by action and result.
     pub admin_requests: Family<AdminLabels, Counter>,

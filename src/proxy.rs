@@ -7,9 +7,7 @@
 //! Each stage is a plain call on owned data; every outcome, allowed or not,
 //! ends in exactly one audit line and one metrics update.
 
-pub mod budget;
 pub mod listener;
-pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,13 +18,15 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::app::Shared;
 use crate::audit::{DropCount, RequestAudit};
+use crate::budget;
 use crate::error::ProxyError;
+use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
 use crate::otlp::{self, Encoding};
 use crate::policy::ResourceVerdict;
+use crate::shared::Shared;
 
 /// Response body type of both listeners.
 pub type RespBody = Full<Bytes>;

@@ -29,11 +29,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use crate::app::Shared;
 use crate::error::ProxyError;
+use crate::forward::{self as upstream, retryable};
 use crate::metrics::SpanLabels;
 use crate::otlp::Encoding;
-use crate::proxy::upstream::{self, retryable};
+use crate::shared::Shared;
 
 /// Longest wait between delivery attempts while the upstream stays down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

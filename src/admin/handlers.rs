@@ -37,10 +37,10 @@ use super::respond::{AdminBody, ApiError, finish, json_response};
 use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
-use crate::app::Shared;
 use crate::metrics::{AdminLabels, ThrottleLabels};
 use crate::reload::{DiagnosticView, Reloader, Trigger, diagnostics};
 use crate::secrets::{Secret, check_value, valid_name};
+use crate::shared::Shared;
 
 /// A request body, wiped when dropped (a rotate body carries a secret value).
 type BodyBuf = Zeroizing<Vec<u8>>;

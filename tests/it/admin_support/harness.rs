@@ -18,7 +18,6 @@ use spangate::admin::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, AuthFuture, Permission, sha256_hex,
 };
 use spangate::admin::{AdminExtras, serve_with};
-use spangate::app::Shared;
 use spangate::audit::{Audit, MemorySink};
 use spangate::client::{ClientOptions, HttpClient};
 use spangate::config::Config;
@@ -27,6 +26,7 @@ use spangate::metrics::Metrics;
 use spangate::policy::PolicyHolder;
 use spangate::reload::{Precheck, Reloader, ReloaderHandle, spawn_with};
 use spangate::secrets::SecretStore;
+use spangate::shared::Shared;
 use tokio::sync::watch;
 
 /// The bootstrap admin token used by every harness.
@@ -311,7 +311,7 @@ impl Harness {
             audit: Audit::to_writer(Box::new(sink.clone())),
             metrics: Arc::new(Metrics::default()),
             limiter: spangate::ratelimit::RateLimiter::new(1000),
-            budget: spangate::proxy::budget::MemoryBudget::new(1 << 20, Default::default()),
+            budget: spangate::budget::MemoryBudget::new(1 << 20, Default::default()),
             spools: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
