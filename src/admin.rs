@@ -37,96 +37,23 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use crate::config::admin::{
+    AdminConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_BODY_TIMEOUT, DEFAULT_GRACE,
+};
 use crate::policy::PolicySet;
 use crate::reload::Reloader;
 use crate::shared::Shared;
 use auth::{AdminAuthenticator, PermissionsFn};
 
-/// Default admin listen address.
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
-/// Default grace period of a rotation.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(600);
 /// Largest admin request body.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Concurrent admin connections; more wait in the accept queue.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time allowed to read a request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time allowed to read a request body.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `admin:` in the config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Address of the admin listener (default `127.0.0.1:9901`).
-    pub listen: SocketAddr,
-    /// Allow a non-loopback `listen` address (default false: refused).
-    pub allow_non_loopback: bool,
-    /// SHA-256 (64 hex digits) of the bootstrap admin token, which holds every
-    /// admin permission. Unset: only OIDC admins (default).
-    pub bootstrap_token_sha256: Option<String>,
-    /// Grace period of a rotation whose request names none (default `10m`).
-    #[serde(with = "humantime_serde")]
-    pub default_grace: Duration,
-    /// Time allowed to receive a request body once its head is in (default
-    /// `10s`); a slower body gets 408 and the connection is closed.
-    #[serde(with = "humantime_serde")]
-    pub body_timeout: Duration,
-    /// Throttling of failed authentication (see [`throttle`]).
-    pub auth_throttle: throttle::AuthThrottleConfig,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
-            allow_non_loopback: false,
-            bootstrap_token_sha256: None,
-            default_grace: DEFAULT_GRACE,
-            body_timeout: DEFAULT_BODY_TIMEOUT,
-            auth_throttle: throttle::AuthThrottleConfig::default(),
-        }
-    }
-}
-
-impl AdminConfig {
-    /// Problems with this config, as messages (empty = valid).
-    pub fn validate(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
-            out.push(format!(
-                "listen {} is not a loopback address; the admin API rotates credentials, \
-                 so set allow_non_loopback: true to expose it deliberately",
-                self.listen
-            ));
-        }
-        if let Some(h) = &self.bootstrap_token_sha256
-            && auth::parse_sha256_hex(h).is_none()
-        {
-            out.push("bootstrap_token_sha256 must be 64 hex digits (the SHA-256 of the token, not the token)".into());
-        }
-        if self.default_grace > crate::secrets::MAX_GRACE {
-            out.push("default_grace is longer than 30 days".into());
-        }
-        if self.body_timeout.is_zero() || self.body_timeout > Duration::from_secs(300) {
-            out.push("body_timeout must be between 1ms and 5m".into());
-        }
-        out.extend(self.auth_throttle.validate());
-        out
-    }
-
-    /// The bootstrap token hash, parsed (None when unset or invalid).
-    pub fn bootstrap_hash(&self) -> Option<[u8; 32]> {
-        self.bootstrap_token_sha256
-            .as_deref()
-            .and_then(auth::parse_sha256_hex)
-    }
-}
 
 /// Why the admin listener cannot be bound.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,8 @@
 //!
 //! Each module owns the config types of its own area (`identity::ProviderConfig`,
 //! `secrets::SecretsConfig`, `admin::AdminConfig`); this module holds the top
-//! level, the listener, upstreams and audit settings.
+//! level, the listener, upstreams and audit settings. Sections whose module
+//! sits above the shared state (admin, spool) keep their types in `config/`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +13,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::admin::AdminConfig;
+pub mod admin;
+pub mod spool;
+
+use crate::config::admin::AdminConfig;
 use crate::identity::ProviderConfig;
 use crate::secrets::SecretsConfig;
 
@@ -130,7 +134,7 @@ pub struct UpstreamConfig {
     /// Queue batches through an upstream outage and answer the client 200
     /// (for exporters that never retry); off when absent. See `spool`.
     #[serde(default)]
-    pub spool: Option<crate::spool::SpoolConfig>,
+    pub spool: Option<crate::config::spool::SpoolConfig>,
 }
 
 fn default_credential_header() -> String {

@@ -26,9 +26,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
+pub use crate::config::spool::SpoolConfig;
 use crate::error::ProxyError;
 use crate::forward::{self as upstream, retryable};
 use crate::metrics::SpanLabels;
@@ -41,26 +42,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// How long the spool keeps delivering after shutdown starts.
 pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(5);
-
-/// `upstreams.<name>.spool`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SpoolConfig {
-    /// Bytes of queued bodies (uncompressed) at most.
-    pub max_bytes: bytesize::ByteSize,
-    /// A batch older than this is given up (audited `expired`).
-    #[serde(with = "humantime_serde")]
-    pub max_age: Duration,
-}
-
-impl Default for SpoolConfig {
-    fn default() -> Self {
-        Self {
-            max_bytes: bytesize::ByteSize::mib(64),
-            max_age: Duration::from_secs(600),
-        }
-    }
-}
 
 /// One queued batch: everything needed to forward it later, and to audit it.
 #[derive(Debug, Clone)]

@@ -157,18 +157,7 @@ pub fn permissions_of(set: &PolicySet, principal: &Principal) -> BTreeSet<Permis
         .collect()
 }
 
-/// Parse a SHA-256 given as 64 hex digits.
-pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
+pub use crate::config::admin::parse_sha256_hex;
 
 /// SHA-256 of a token (what `admin.bootstrap_token_sha256` holds), as hex.
 pub fn sha256_hex(token: &str) -> String {

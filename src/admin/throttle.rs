@@ -42,104 +42,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-/// Default failures within [`DEFAULT_WINDOW`] that start a lockout.
-pub const DEFAULT_MAX_FAILURES: u32 = 5;
-/// Default window in which failures are counted.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5 * 60);
-/// Default first lockout.
-pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(30);
-/// Default longest lockout.
-pub const DEFAULT_MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
-/// Default number of peers tracked.
-pub const DEFAULT_MAX_PEERS: u64 = 10_000;
-/// Default global failure budget per [`DEFAULT_GLOBAL_WINDOW`].
-pub const DEFAULT_GLOBAL_MAX_FAILURES: u32 = 300;
-/// Default window of the global failure budget.
-pub const DEFAULT_GLOBAL_WINDOW: Duration = Duration::from_secs(60);
-/// How long a peer counts as "recently authenticated" for the global ceiling.
-pub const TRUSTED_FOR: Duration = Duration::from_secs(3600);
-/// Longest lockout accepted in the config.
-pub const MAX_CONFIG_LOCKOUT: Duration = Duration::from_secs(24 * 3600);
-
-/// `admin.auth_throttle` in the config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthThrottleConfig {
-    /// Throttle failed authentication at all (default true).
-    pub enabled: bool,
-    /// Failures within `window` that lock a peer out (default 5).
-    pub max_failures: u32,
-    /// Window in which failures are counted (default `5m`).
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-    /// First lockout; doubles with each further lockout (default `30s`).
-    #[serde(with = "humantime_serde")]
-    pub lockout: Duration,
-    /// Cap of the growing lockout (default `15m`).
-    #[serde(with = "humantime_serde")]
-    pub max_lockout: Duration,
-    /// Peers tracked at most (default 10000).
-    pub max_peers: u64,
-    /// Failures from all peers per `global_window` before unknown peers are
-    /// throttled (default 300; 0 disables the global ceiling).
-    pub global_max_failures: u32,
-    /// Window of the global budget (default `1m`).
-    #[serde(with = "humantime_serde")]
-    pub global_window: Duration,
-}
-
-impl Default for AuthThrottleConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_failures: DEFAULT_MAX_FAILURES,
-            window: DEFAULT_WINDOW,
-            lockout: DEFAULT_LOCKOUT,
-            max_lockout: DEFAULT_MAX_LOCKOUT,
-            max_peers: DEFAULT_MAX_PEERS,
-            global_max_failures: DEFAULT_GLOBAL_MAX_FAILURES,
-            global_window: DEFAULT_GLOBAL_WINDOW,
-        }
-    }
-}
-
-impl AuthThrottleConfig {
-    /// Problems with this config, as messages (empty = valid).
-    pub fn validate(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.enabled {
-            return out;
-        }
-        if self.max_failures == 0 {
-            out.push("auth_throttle.max_failures must be at least 1".into());
-        }
-        if self.window.is_zero() {
-            out.push("auth_throttle.window must be longer than 0s".into());
-        }
-        if self.lockout.is_zero() {
-            out.push("auth_throttle.lockout must be longer than 0s".into());
-        }
-        if self.max_lockout < self.lockout {
-            out.push("auth_throttle.max_lockout must be at least lockout".into());
-        }
-        if self.max_lockout > MAX_CONFIG_LOCKOUT || self.window > MAX_CONFIG_LOCKOUT {
-            out.push("auth_throttle.window and max_lockout must be at most 24h".into());
-        }
-        if self.max_peers == 0 {
-            out.push("auth_throttle.max_peers must be at least 1".into());
-        }
-        if self.global_max_failures > 0 && self.global_window.is_zero() {
-            out.push("auth_throttle.global_window must be longer than 0s".into());
-        }
-        out
-    }
-
-    fn forget_after(&self) -> Duration {
-        self.window.max(self.max_lockout)
-    }
-}
+pub use crate::config::admin::{
+    AuthThrottleConfig, DEFAULT_GLOBAL_MAX_FAILURES, DEFAULT_GLOBAL_WINDOW, DEFAULT_LOCKOUT,
+    DEFAULT_MAX_FAILURES, DEFAULT_MAX_LOCKOUT, DEFAULT_MAX_PEERS, DEFAULT_WINDOW,
+    MAX_CONFIG_LOCKOUT, TRUSTED_FOR,
+};
 
 /// The key failures are counted under: an IPv4 address, or the /64 prefix of
 /// an IPv6 address. IPv4-mapped IPv6 addresses count as their IPv4 address.
