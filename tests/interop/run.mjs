@@ -357,7 +357,7 @@ const secretsStore = join(WORK, 'state', 'secrets.json');
 const sha256hex = (s) => createHash('sha256').update(s).digest('hex');
 
 function spangateConfig(recorderPort) {
-  // The shape of deploy/spangate.yaml (docs/core.md "Process configuration"),
+  // The shape of deploy/spangate.yaml (docs/configuration.md),
   // with loopback listeners on ephemeral ports and test-speed key timing.
   return `# spangate process config for the interop run (see deploy/spangate.yaml).
 server:
@@ -1528,7 +1528,7 @@ async function main() {
 
   section('allowed: the README walk-through batch (curl-equivalent POST, OTLP/JSON)');
   {
-    // The body of the README's curl example, verbatim.
+    // The body of the curl example in docs/getting-started.md, verbatim.
     const readmeBody = '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},'
       + '"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",'
       + '"name":"GET /","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000"}]}]}]}';
