@@ -66,18 +66,18 @@ async fn generic_oidc_example_starts_with_the_idp_down_and_serves_once_it_is_up(
     std::fs::write(&token_file, "example-upstream-token\n").unwrap();
     let mut text = text;
     for (from, to) in [
-        ("listen: 127.0.0.1:4318", "listen: 127.0.0.1:0".to_string()),
+        ("listen: 0.0.0.0:4318", "listen: 127.0.0.1:0".to_string()),
         ("listen: 127.0.0.1:9901", "listen: 127.0.0.1:0".to_string()),
         (
-            "issuer: http://127.0.0.1:8080/realms/spangate",
+            "issuer: https://sso.example.com/realms/acme",
             format!("issuer: \"{}\"", idp.issuer()),
         ),
         (
-            "url: http://127.0.0.1:4319/v1/traces",
+            "url: https://otlp.example.com/v1/traces",
             format!("url: \"{}\"", upstream.url("/v1/traces")),
         ),
         (
-            "{ env: LIGHTSTEP_ACCESS_TOKEN }",
+            "{ env: OTLP_BACKEND_TOKEN }",
             format!("{{ file: \"{}\" }}", token_file.display()),
         ),
         (
@@ -126,7 +126,7 @@ async fn generic_oidc_example_starts_with_the_idp_down_and_serves_once_it_is_up(
         }
     };
     let publisher = serde_json::json!({
-        "sub": "svc-checkout", "client_id": "checkout", "scope": "openid traces:write"
+        "sub": "svc-checkout", "azp": "svc-checkout", "service": "checkout"
     });
 
     // IdP down: not ready, and a token is a retryable 503, nothing forwarded.
@@ -149,24 +149,30 @@ async fn generic_oidc_example_starts_with_the_idp_down_and_serves_once_it_is_up(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The example policy: scope traces:write publishes as its own client id,
-    // stamped; another service or no scope is refused.
+    // The example policy: a `svc-*` client publishes as its `service` claim,
+    // stamped with its client id; another service, another client or a
+    // disabled client is refused.
     let resp = publish(idp.mint(publisher.clone()), "checkout").await;
     assert_eq!(resp.status(), 200, "{:?}", audit.lines().last());
     let got = upstream.received();
     assert_eq!(got.len(), 1);
-    assert_eq!(
-        got[0].header("lightstep-access-token"),
-        Some("example-upstream-token")
-    );
+    assert_eq!(got[0].header("x-api-key"), Some("example-upstream-token"));
     let body = String::from_utf8_lossy(&got[0].body);
-    assert!(body.contains("spangate.client_id"), "{body}");
+    assert!(
+        body.contains("enduser.id") && body.contains("svc-checkout"),
+        "{body}"
+    );
     let resp = publish(idp.mint(publisher), "billing").await;
     assert_eq!(resp.status(), 403);
-    let no_scope = serde_json::json!({"sub": "svc-checkout", "client_id": "checkout"});
-    let resp = publish(idp.mint(no_scope), "checkout").await;
+    let web = serde_json::json!({"sub": "web", "azp": "web-app", "service": "checkout"});
+    let resp = publish(idp.mint(web), "checkout").await;
     assert_eq!(resp.status(), 403);
     assert_eq!(audit.lines().last().unwrap()["reason"], "no_match");
+    let disabled =
+        serde_json::json!({"sub": "old", "azp": "svc-disabled-old", "service": "checkout"});
+    let resp = publish(idp.mint(disabled), "checkout").await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(audit.lines().last().unwrap()["reason"], "explicit_deny");
     assert_eq!(upstream.received().len(), 1);
     app.shutdown().await;
 }
