@@ -52,6 +52,8 @@ pub enum StartError {
 pub struct App {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The metrics listener, when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -122,19 +124,44 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         header_timeout: config.server.header_timeout,
         max_connections: config.server.max_connections,
     };
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(bind("metrics listener", addr).await?),
+        None => None,
+    };
+    let metrics_addr = match (&metrics_listener, config.metrics.listen) {
+        (Some(l), Some(addr)) => Some(local_addr(l, addr)?),
+        _ => None,
+    };
     let mut metrics = Metrics::default();
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());
-    let metrics = Arc::new(metrics);
-    let spools = config
+    let spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>> = config
         .upstreams
         .iter()
         .filter_map(|(name, up)| {
             let cfg = up.spool.clone()?;
+            spool_metrics.precreate(name);
             let spool = crate::spool::Spool::new(name, cfg, spool_metrics.clone());
             Some((name.clone(), Arc::new(spool)))
         })
         .collect();
+    // Every family with its known label values at zero, before the first event.
+    let current = policy.current();
+    metrics.precreate(
+        current.endpoints().iter().map(|e| e.name.as_str()),
+        config.upstreams.keys().map(String::as_str),
+    );
+    metrics
+        .memory_budget_bytes
+        .set(i64::try_from(config.server.memory_budget.as_u64()).unwrap_or(i64::MAX));
+    metrics
+        .registry_mut()
+        .register_collector(Box::new(crate::scrape::StateCollector {
+            identity: identity.clone(),
+            secrets: secrets.clone(),
+            spools: spools.values().cloned().collect(),
+        }));
+    let metrics = Arc::new(metrics);
     let budget = crate::budget::MemoryBudget::new(
         config.server.memory_budget.as_u64(),
         metrics.inflight_body_bytes.clone(),
@@ -181,14 +208,25 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     tasks.push(tokio::spawn(crate::admin::serve_with(
         admin_listener,
         shared.clone(),
-        rx,
+        rx.clone(),
         extras,
     )));
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(crate::scrape::serve(
+            l,
+            shared.metrics.clone(),
+            rx.clone(),
+        )));
+    }
 
-    tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
+    let metrics_at = metrics_addr.map(|a| format!("http://{a}/metrics"));
+    tracing::info!(otlp = %proxy_addr, admin = %admin_addr,
+        metrics = %metrics_at.as_deref().unwrap_or("admin listener only"),
+        policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
         admin_addr,
+        metrics_addr,
         shared,
         shutdown,
         tasks,

@@ -54,6 +54,9 @@ pub struct Config {
     /// Audit log destination.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 fn default_policies() -> PathBuf {
@@ -142,6 +145,17 @@ fn default_credential_header() -> String {
 }
 fn default_upstream_timeout() -> Duration {
     DEFAULT_UPSTREAM_TIMEOUT
+}
+
+/// `metrics:`: a listener of its own that serves only `GET /metrics`
+/// (read-only aggregate numbers, no token), so Prometheus can scrape it
+/// while the admin API stays on loopback. Off when `listen` is absent; the
+/// admin listener's `/metrics` serves the same text either way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to bind, e.g. `0.0.0.0:9464`.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Where audit lines go.
@@ -308,6 +322,15 @@ impl Config {
                     format!("upstreams.{name}.credential_header: not a valid header name"),
                 );
             }
+        }
+        if let Some(m) = self.metrics.listen
+            && m.port() != 0
+            && (m == self.server.listen || m == self.admin.listen)
+        {
+            err(
+                &["metrics", "listen"],
+                format!("metrics.listen ({m}) must differ from server.listen and admin.listen"),
+            );
         }
         for m in self.secrets.validate() {
             err(&["secrets"], format!("secrets: {m}"));

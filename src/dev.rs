@@ -48,6 +48,9 @@ pub struct DevArgs {
     /// Recording upstream.
     #[arg(long, default_value = "127.0.0.1:9411")]
     pub upstream_listen: SocketAddr,
+    /// Prometheus metrics listener (`GET /metrics`, no token).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
     /// Policy directory (default: the embedded example policies).
     #[arg(long)]
     pub policies: Option<PathBuf>,
@@ -155,6 +158,7 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
         r#"
 server: {{ listen: "{listen}" }}
 admin: {{ listen: "{admin}" }}
+metrics: {{ listen: "{metrics}" }}
 providers:
   dev: {{ issuer: "{issuer}", audiences: [{aud}] }}
 upstreams:
@@ -165,6 +169,7 @@ policies: "{policies}"
 "#,
         listen = args.listen,
         admin = args.admin_listen,
+        metrics = args.metrics_listen,
         issuer = idp.issuer(),
         aud = DEV_AUDIENCE,
         up = upstream.url(UPSTREAM_PATH),
@@ -220,7 +225,8 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
             args.admin_listen,
             args.idp_listen,
             args.upstream_listen,
-        ) = (any, any, any, any);
+            args.metrics_listen,
+        ) = (any, any, any, any, any);
         return demo(&args).await;
     }
     let stack = start(&args, Audit::stdout()).await?;
@@ -263,7 +269,8 @@ fn print_banner(s: &DevStack) {
         r#"
 spangate dev is running; everything is on loopback and nothing leaves this machine.
   OTLP/HTTP  {otlp}
-  admin      http://{admin}   (/healthz, /metrics, /admin/v1/...)
+  admin      http://{admin}   (/healthz, /admin/v1/...)
+  metrics    {metrics}   (Prometheus text, no token)
   dev IdP    {idp}   identities: edge-prod, edge-dev, contractor, admin
   upstream   {up}   (records what it receives; the proxy injects a dev token sha256:{fp})
 
@@ -288,6 +295,11 @@ secrets:rotate through the example policy; the proxy keeps serving throughout):
 Audit lines (one per batch) follow on stdout; Ctrl-C stops.
 "#,
         admin = s.app.admin_addr,
+        metrics = s
+            .app
+            .metrics_addr
+            .map(|a| format!("http://{a}/metrics"))
+            .unwrap_or_else(|| format!("http://{}/metrics", s.app.admin_addr)),
         up = s.upstream.url(UPSTREAM_PATH),
         fp = s.lightstep_token_fp,
     );

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod scrape;
 pub mod secrets;
 pub mod shared;
 pub mod spool;

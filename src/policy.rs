@@ -69,6 +69,21 @@ pub mod reason {
     pub const TOO_MANY_SPANS: &str = "too_many_spans";
     /// The batch is larger than `max_bytes`.
     pub const BATCH_TOO_LARGE: &str = "batch_too_large";
+
+    /// Every reason a whole batch can be denied with.
+    pub const DENY: [&str; 11] = [
+        NO_MATCH,
+        EXPLICIT_DENY,
+        CLAIMS_OVERAGE,
+        STAMP_CLAIM_MISSING,
+        RATE_KEY_CLAIM_MISSING,
+        SERVICE_NOT_ALLOWED,
+        ATTRIBUTE_MISSING,
+        ATTRIBUTE_FORBIDDEN,
+        ATTRIBUTE_CLAIM_MISMATCH,
+        TOO_MANY_SPANS,
+        BATCH_TOO_LARGE,
+    ];
 }
 
 /// A routable endpoint: request path → upstream name.

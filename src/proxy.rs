@@ -70,13 +70,7 @@ where
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
-            rec.decision = match err {
-                ProxyError::Forbidden { .. }
-                | ProxyError::Auth(_)
-                | ProxyError::RateLimited { .. }
-                | ProxyError::BatchExceedsBurst { .. } => "deny",
-                _ => rec.decision,
-            };
+            rec.decision = err.decision(rec.decision);
             rec.reason = er.reason;
             if rec.detail.is_none() {
                 rec.detail = Some(err.to_string());

@@ -802,6 +802,17 @@ pub struct CredentialInfo {
     pub versions: Vec<VersionInfo>,
 }
 
+/// The current version of one credential (metadata only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentVersion {
+    /// Credential name.
+    pub name: String,
+    /// Current version number.
+    pub version: u64,
+    /// When it became current.
+    pub since: SystemTime,
+}
+
 /// Counters of secrets operations (plain atomics, shown in status).
 #[derive(Debug, Default)]
 pub struct SecretCounters {
@@ -980,6 +991,25 @@ impl SecretStore {
     /// True when the store file is encrypted at rest.
     pub fn encrypted(&self) -> bool {
         self.encrypted
+    }
+
+    /// The current version of every credential and when it became current
+    /// (for the credential age metrics). Never a value.
+    pub fn current_versions(&self) -> Vec<CurrentVersion> {
+        let inner = self.lock();
+        inner
+            .state
+            .credentials
+            .iter()
+            .filter_map(|(name, rec)| {
+                let cur = rec.current()?;
+                Some(CurrentVersion {
+                    name: name.clone(),
+                    version: cur.version,
+                    since: cur.activated_at.unwrap_or(cur.created_at),
+                })
+            })
+            .collect()
     }
 
     /// Metadata of every credential.
