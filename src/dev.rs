@@ -3,6 +3,7 @@
 //! policies. Tests reuse the issuer and the upstream.
 
 pub mod idp;
+pub mod report;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -231,26 +232,13 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     let stack = start(&args, Audit::stdout()).await?;
     print_banner(&stack);
-    let mut feed = stack.upstream.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Ok(r) = feed.recv().await {
-            let fp = r
-                .header("lightstep-access-token")
-                .map(|v| crate::fingerprint(v.as_bytes()));
-            eprintln!(
-                "upstream <- {} {} bytes, lightstep-access-token={}, authorization header {}",
-                r.path,
-                r.body.len(),
-                fp.map(|f| format!("sha256:{f}"))
-                    .unwrap_or_else(|| "(none)".into()),
-                if r.header("authorization").is_some() {
-                    "PRESENT (bug!)"
-                } else {
-                    "stripped"
-                },
-            );
-        }
-    });
+    // What arrives upstream, per batch: services, span names, stamped
+    // identity and the injected credential version.
+    let printer = tokio::spawn(report::print_feed(
+        stack.upstream.subscribe(),
+        stack.app.shared.clone(),
+        Box::new(std::io::stderr()),
+    ));
     wait_ctrl_c().await;
     printer.abort();
     stack.app.shutdown().await;
@@ -292,7 +280,9 @@ secrets:rotate through the example policy; the proxy keeps serving throughout):
   spangate secrets list --admin http://{admin}
   echo "dev-lightstep-rotated" | spangate secrets rotate lightstep-prod --grace 5m --admin http://{admin}
 
-Audit lines (one per batch) follow on stdout; Ctrl-C stops.
+Audit lines (one per batch) follow on stdout. For each batch the upstream receives,
+stderr shows its services, first span names, span count, the identity attributes
+spangate stamped and the credential version it injected. Ctrl-C stops.
 "#,
         admin = s.app.admin_addr,
         metrics = s
