@@ -28,24 +28,47 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum StartError {
     #[error("identity providers: {}", .0.join("; "))]
     Identity(Vec<String>),
-    #[error("policy {0} is invalid:\n{1}")]
+    #[error("policy directory {0} is invalid:\n{1}")]
     Policy(String, crate::policy::PolicyErrors),
+    // The wrapped errors are printed in the message and are not `source()`s:
+    // `{:#}` at the binary edge would print them a second time.
     #[error("secrets: {0}")]
-    Secrets(#[from] crate::secrets::SecretsError),
+    Secrets(crate::secrets::SecretsError),
     #[error("TLS: {0}")]
-    Tls(#[from] listener::TlsError),
+    Tls(listener::TlsError),
     #[error("HTTP client: {0}")]
-    Client(#[from] crate::client::ClientError),
+    Client(crate::client::ClientError),
     #[error("audit file: {0}")]
     Audit(std::io::Error),
     #[error("admin listener: {0}")]
-    AdminBind(#[from] crate::admin::AdminBindError),
+    AdminBind(crate::admin::AdminBindError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
         err: std::io::Error,
     },
+}
+
+impl From<crate::secrets::SecretsError> for StartError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        StartError::Secrets(e)
+    }
+}
+impl From<listener::TlsError> for StartError {
+    fn from(e: listener::TlsError) -> Self {
+        StartError::Tls(e)
+    }
+}
+impl From<crate::client::ClientError> for StartError {
+    fn from(e: crate::client::ClientError) -> Self {
+        StartError::Client(e)
+    }
+}
+impl From<crate::admin::AdminBindError> for StartError {
+    fn from(e: crate::admin::AdminBindError) -> Self {
+        StartError::AdminBind(e)
+    }
 }
 
 /// A running app.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod admin;
+pub mod size;
 pub mod spool;
 
 use crate::config::admin::AdminConfig;
@@ -72,6 +73,7 @@ pub struct ServerConfig {
     /// Optional TLS termination.
     pub tls: Option<TlsConfig>,
     /// Body cap, measured after decompression (e.g. `16MiB`).
+    #[serde(deserialize_with = "size::deserialize")]
     pub max_body: bytesize::ByteSize,
     /// Time allowed to read the request head.
     #[serde(with = "humantime_serde")]
@@ -85,6 +87,7 @@ pub struct ServerConfig {
     pub rate_limit_keys: u64,
     /// Memory for request bodies in flight, all requests together (decoded
     /// batches and re-encoded bodies included); at least `max_body`.
+    #[serde(deserialize_with = "size::deserialize")]
     pub memory_budget: bytesize::ByteSize,
     /// How long a request waits for room in `memory_budget` before a
     /// retryable 503 `overloaded`.
@@ -202,8 +205,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     /// Read, parse and validate a config file. Relative paths inside it are
-    /// resolved against the file's directory.
+    /// resolved against the file's directory; messages and resolved paths
+    /// are absolute.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![ConfigError::new(path, format!("cannot read: {e}"))]))?;
         let mut cfg = Self::parse(path, &text)?;
@@ -227,7 +233,7 @@ impl Config {
             ConfigErrors(vec![ConfigError {
                 file: path.display().to_string(),
                 location: e.location().map(|l| (l.line(), l.column())),
-                message: e.to_string(),
+                message: yaml_message(&e),
                 yaml_path: Vec::new(),
             }])
         })?;
@@ -252,7 +258,9 @@ impl Config {
     fn resolve_relative(&mut self, dir: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !dir.as_os_str().is_empty() {
-                *p = dir.join(&*p);
+                let joined = dir.join(&*p);
+                // Normalises `./` away when `dir` is absolute (as `load` makes it).
+                *p = std::path::absolute(&joined).unwrap_or(joined);
             }
         };
         fix(&mut self.policies);
@@ -339,6 +347,16 @@ impl Config {
             err(&["admin"], format!("admin: {m}"));
         }
         errors
+    }
+}
+
+/// serde_yaml's message without its trailing ` at line L column C` (the
+/// error already starts with `file:line:column`).
+pub fn yaml_message(e: &serde_yaml::Error) -> String {
+    let m = e.to_string();
+    match (e.location(), m.rfind(" at line ")) {
+        (Some(_), Some(at)) if m[at..].contains(" column ") => m[..at].to_string(),
+        _ => m,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod dev;
 pub mod error;
 pub mod forward;
 pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod otlp;
 pub mod policy;

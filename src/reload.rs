@@ -32,6 +32,23 @@ pub enum Trigger {
     Admin,
 }
 
+impl Trigger {
+    /// The one spelling of this trigger, in logs and audit lines alike.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A diagnostic as JSON (admin responses, audit lines, status).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DiagnosticView {
@@ -178,10 +195,12 @@ impl Reloader {
         };
         let dir = self.holder.dir().display().to_string();
         match &result {
-            Ok(()) => tracing::info!(trigger = ?trigger, actor, dir = %dir, "policy reloaded"),
+            Ok(()) => {
+                tracing::info!(trigger = trigger.as_str(), actor, dir = %dir, "policy reloaded")
+            }
             Err(e) => {
                 for d in &e.0 {
-                    tracing::warn!(trigger = ?trigger, file = %d.file, line = d.line, column = d.column,
+                    tracing::warn!(trigger = trigger.as_str(), file = %d.file, line = d.line, column = d.column,
                         problem = %d.message, "policy reload failed; keeping the last good policy set");
                 }
             }

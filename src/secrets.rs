@@ -410,7 +410,7 @@ pub enum SecretsError {
     },
     /// The encryption key is missing or malformed.
     #[error("secrets encryption key: {0}")]
-    Key(#[from] crypto::CryptoError),
+    Key(crypto::CryptoError),
     /// Serialization or sealing failed.
     #[error("cannot encode the secrets store: {reason}")]
     Encode {
@@ -441,6 +441,13 @@ impl SecretsError {
             SecretsError::Key(_) => "bad_key",
             SecretsError::Encode { .. } => "store_encode",
         }
+    }
+}
+
+// Not a `source()`: the message already prints it.
+impl From<crypto::CryptoError> for SecretsError {
+    fn from(e: crypto::CryptoError) -> Self {
+        SecretsError::Key(e)
     }
 }
 
@@ -1060,8 +1067,9 @@ impl SecretStore {
                 .map(|r| (r, true))
         })?;
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(credential = %name, old_version = ?r.old_version, old_fingerprint = ?r.old_fingerprint,
-            new_version = r.new_version, new_fingerprint = %r.new_fingerprint, grace_until = ?r.grace_until,
+        use crate::logging::OrNone;
+        tracing::info!(credential = %name, old_version = %OrNone(&r.old_version), old_fingerprint = %OrNone(&r.old_fingerprint),
+            new_version = r.new_version, new_fingerprint = %r.new_fingerprint, grace_until = %OrNone(&r.grace_until),
             "credential rotated");
         Ok(r)
     }

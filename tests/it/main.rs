@@ -27,6 +27,7 @@ mod identity_presets;
 mod identity_rediscovery;
 mod identity_unknown_kid_outage;
 mod identity_verify;
+mod logs_messages;
 mod metrics_scrape;
 mod otlp_decode;
 mod otlp_rewrite;
