@@ -222,7 +222,7 @@ impl Reloader {
                 }
             }
         }
-        self.audit.emit(&ReloadAudit {
+        self.audit.emit_now(&ReloadAudit {
             kind: "policy_reload",
             trigger,
             actor,

@@ -391,7 +391,7 @@ impl AdminState {
             }
         }
         audit.duration_ms = crate::logging::round_ms(started.elapsed());
-        self.shared.audit.emit(&audit);
+        self.shared.audit.emit_now(&audit);
         resp
     }
 
