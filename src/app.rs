@@ -221,6 +221,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
     let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
+    reloader
+        .reloader()
+        .count_into(shared.metrics.policy_reloads.clone());
     let metrics = shared.metrics.clone();
     let extras = crate::admin::AdminExtras {
         reloader: Some(reloader.reloader()),

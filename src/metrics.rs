@@ -83,6 +83,16 @@ pub struct BuildLabels {
     pub target_arch: &'static str,
 }
 
+/// Labels of `spangate_policy_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub trigger: &'static str,
+    pub result: &'static str,
+}
+
+/// Policy reload attempts by trigger and result.
+pub type ReloadCounter = Family<ReloadLabels, Counter>;
+
 /// All metrics of the process.
 pub struct Metrics {
     /// Root registry: process metrics and the `spangate_` sub-registry.
@@ -102,6 +112,8 @@ pub struct Metrics {
     pub admin_auth_lockouts: Counter,
     /// `server.memory_budget` in bytes (constant).
     pub memory_budget_bytes: Gauge,
+    /// Policy reload attempts by trigger (`watch`, `signal`, `admin`) and result.
+    pub policy_reloads: ReloadCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +139,12 @@ impl Default for Metrics {
             "build_info",
             "Always 1; the labels carry the spangate version and platform",
             build_info,
+        );
+        let policy_reloads = ReloadCounter::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reload attempts by trigger (watch, signal, admin) and result (ok, error: the last good policy stays in force)",
+            policy_reloads.clone(),
         );
         let memory_budget_bytes = Gauge::default();
         registry.register(
@@ -200,6 +218,7 @@ impl Default for Metrics {
             admin_auth_throttled,
             admin_auth_lockouts,
             memory_budget_bytes,
+            policy_reloads,
         }
     }
 }
@@ -256,6 +275,13 @@ impl Metrics {
                 let _ = self
                     .admin_requests
                     .get_or_create(&AdminLabels { action, result });
+            }
+        }
+        for trigger in ["watch", "signal", "admin"] {
+            for result in ["ok", "error"] {
+                let _ = self
+                    .policy_reloads
+                    .get_or_create(&ReloadLabels { trigger, result });
             }
         }
         for scope in ["peer", "global"] {

@@ -121,6 +121,8 @@ pub struct Reloader {
     precheck: Option<Precheck>,
     gate: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
+    /// `spangate_policy_reloads_total`, once the app wires it.
+    counter: std::sync::OnceLock<crate::metrics::ReloadCounter>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -155,7 +157,13 @@ impl Reloader {
             precheck,
             gate: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
+            counter: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Count every reload attempt in `counter` (by trigger and result).
+    pub fn count_into(&self, counter: crate::metrics::ReloadCounter) {
+        let _ = self.counter.set(counter);
     }
 
     /// Validate `dir` as a reload would, without touching the running set (blocking).
@@ -221,6 +229,13 @@ impl Reloader {
                     st.last_error = Some(diagnostics(e));
                 }
             }
+        }
+        if let Some(c) = self.counter.get() {
+            c.get_or_create(&crate::metrics::ReloadLabels {
+                trigger: trigger.as_str(),
+                result: if result.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
         }
         self.audit.emit_now(&ReloadAudit {
             kind: "policy_reload",

@@ -369,6 +369,7 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
         r#"spangate_spool_queued_batches{upstream="lightstep"}"#,
         r#"spangate_spool_oldest_age_seconds{upstream="lightstep"}"#,
         r#"spangate_identity_provider_state{provider="dev",state="unavailable"}"#,
+        r#"spangate_policy_reloads_total{trigger="admin",result="ok"}"#,
     ] {
         assert_eq!(
             series_value(&text, series),
@@ -450,6 +451,27 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
             r#"spangate_spans_total{endpoint="traces",outcome="forwarded"}"#
         ),
         Some(2.0)
+    );
+
+    // A reload through the admin API is counted.
+    let admin = h.token("admin");
+    let (status, body) = h
+        .admin(
+            http::Method::POST,
+            "/admin/v1/policies/reload",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    assert_eq!(
+        series_value(
+            &text,
+            r#"spangate_policy_reloads_total{trigger="admin",result="ok"}"#
+        ),
+        Some(1.0),
+        "{text}"
     );
 
     // The listener serves nothing else, and only reads.
