@@ -36,7 +36,7 @@ pub mod template;
 pub use explain::{Explanation, explain};
 pub use holder::PolicyHolder;
 pub use lint::{CheckReport, LintContext, VERCEL_CLAIMS, check_dir};
-pub use model::{Mode, OnViolation};
+pub use model::{EndpointAuth, Mode, OnViolation};
 
 /// Stable, low-cardinality reason codes carried by [`Decision::reason`],
 /// [`ResourceVerdict::Drop`] and [`ShadowHit::reason`].
@@ -69,6 +69,8 @@ pub mod reason {
     pub const TOO_MANY_SPANS: &str = "too_many_spans";
     /// The batch is larger than `max_bytes`.
     pub const BATCH_TOO_LARGE: &str = "batch_too_large";
+    /// A resource attribute is absent or has a value `attribute_values` does not list.
+    pub const ATTRIBUTE_VALUE_NOT_ALLOWED: &str = "attribute_value_not_allowed";
 }
 
 /// A routable endpoint: request path → upstream name.
@@ -80,6 +82,8 @@ pub struct Endpoint {
     pub path: String,
     /// Upstream name from the process config.
     pub upstream: String,
+    /// How callers of this endpoint authenticate.
+    pub auth: model::EndpointAuth,
 }
 
 /// A policy diagnostic with its location.
