@@ -227,8 +227,8 @@ where
         .iter()
         .filter_map(|h| serde_json::to_value(h).ok())
         .collect();
-    record_deployments(shared, &links, &batch.summary, &decision, rec);
     if !decision.allowed {
+        record_deployments(shared, &links, &batch.summary, &decision, false, rec);
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -242,7 +242,7 @@ where
     if let Some(spec) = &decision.rate {
         let spec = crate::ratelimit::RateSpec::from(spec);
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        shared
+        let checked = shared
             .limiter
             .check(
                 &decision.rate_key,
@@ -258,8 +258,14 @@ where
                     retry_after: e.retry_after,
                     limit: e.limit,
                 },
-            })?;
+            });
+        if checked.is_err() {
+            record_deployments(shared, &links, &batch.summary, &decision, false, rec);
+        }
+        checked?;
     }
+    // Counted as published once policy and the rate limit let it through.
+    record_deployments(shared, &links, &batch.summary, &decision, true, rec);
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
     // stamp verified identity. Re-encodes only when something changed.
@@ -449,13 +455,15 @@ fn deployment_links(
     deployments::link(trust, summary)
 }
 
-/// Count each linked resource against its deployment: allowed when the
-/// decision allowed the batch and kept the resource, denied otherwise.
+/// Count each linked resource against its deployment: published when the
+/// batch `passed` (policy and rate limit) and the decision kept the
+/// resource, denied otherwise.
 fn record_deployments(
     shared: &Shared,
     links: &[deployments::ResourceLink],
     summary: &otlp::BatchSummary,
     decision: &crate::policy::Decision,
+    passed: bool,
     rec: &mut RequestAudit,
 ) {
     for (i, l) in links.iter().enumerate() {
@@ -465,7 +473,8 @@ fn record_deployments(
             revision,
         } = l
         {
-            let kept = decision.allowed
+            let kept = passed
+                && decision.allowed
                 && matches!(decision.resources.get(i), Some(ResourceVerdict::Keep));
             let spans = summary.resources.get(i).map_or(0, |r| r.spans);
             shared

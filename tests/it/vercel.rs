@@ -27,7 +27,17 @@ roles:
   drain:
     publish:
       endpoints: [drain]
+  edge-limited:
+    publish:
+      endpoints: [traces]
+      services: ["${claims.project}"]
+      rate: { requests_per_second: 1, burst: 1 }
 bindings:
+  - name: vercel-limited
+    role: edge-limited
+    subjects: [{ provider: dev, claims: { project_id: prj_limited } }]
+    credential: lightstep-prod
+    stamp: { vercel.project_id: "${claims.project_id}" }
   - name: vercel-edge
     role: edge
     subjects: [{ provider: dev, claims: { owner_id: team_demo } }]
@@ -507,4 +517,46 @@ async fn drains_config_is_validated() {
             .any(|d| d.message.contains("attribute_values")),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn rate_limited_batches_count_as_denied_for_their_deployment() {
+    let h = start().await;
+    let token = h.token_with(json!({"project": "limited", "project_id": "prj_limited"}));
+    // One batch per second: back-to-back batches meet a 429 (bounded tries).
+    let (mut ok, mut limited) = (0u64, 0u64);
+    for _ in 0..5 {
+        let resp = h
+            .post(
+                "/v1/traces",
+                Some(&token),
+                "application/json",
+                edge_batch("limited", "prj_limited", "dpl_L"),
+                &[],
+            )
+            .await;
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            429 => limited += 1,
+            s => panic!("unexpected status {s}"),
+        }
+        if limited > 0 {
+            break;
+        }
+    }
+    assert!(limited > 0 && ok > 0, "ok {ok}, limited {limited}");
+    let (status, v) = h
+        .admin(
+            Method::GET,
+            "/admin/v1/deployments/prj_limited",
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let d = &v["projects"][0]["deployments"][0];
+    assert_eq!(d["batches"], ok, "{v}");
+    assert_eq!(d["denied_batches"], limited, "{v}");
+    assert_eq!(h.upstream.received().len() as u64, ok);
+    h.stop().await;
 }
