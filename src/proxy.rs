@@ -180,10 +180,28 @@ where
     )
     .await
     .map_err(|_| ProxyError::RequestTimeout)??;
-    let principal = match bearer {
-        Some(p) => p,
+    let inflate = |wire| async move {
+        tokio::time::timeout_at(deadline.into(), otlp::inflate(wire, content_encoding, cap))
+            .await
+            .map_err(|_| ProxyError::RequestTimeout)?
+            .map_err(ProxyError::from)
+    };
+    let (principal, raw) = match bearer {
+        Some(p) => (p, inflate(wire).await?),
         None => {
-            let verified = verify_drain(shared, &parts, &wire)?;
+            // The signature covers the body as sent; for a compressed
+            // delivery it is also accepted over the decompressed body (the
+            // bytes Vercel's own verification example hashes).
+            let compressed =
+                content_encoding.is_some_and(|ce| !ce.eq_ignore_ascii_case("identity"));
+            let (verified, raw) = match verify_drain(shared, &parts, &wire) {
+                Ok(v) => (v, inflate(wire).await?),
+                Err(ProxyError::Drain(DrainError::Mismatch(_))) if compressed => {
+                    let raw = inflate(wire).await?;
+                    (verify_drain(shared, &parts, &raw)?, raw)
+                }
+                Err(e) => return Err(e),
+            };
             rec.drain_secret = Some(match verified.matched {
                 drains::Matched::Current => "current",
                 drains::Matched::Previous => "previous",
@@ -191,12 +209,9 @@ where
             let p = verified.principal();
             rec.provider = Some(p.provider.clone());
             rec.subject = Some(p.subject.clone());
-            p
+            (p, raw)
         }
     };
-    let raw = tokio::time::timeout_at(deadline.into(), otlp::inflate(wire, content_encoding, cap))
-        .await
-        .map_err(|_| ProxyError::RequestTimeout)??;
     rec.bytes = raw.len();
     shared
         .budget

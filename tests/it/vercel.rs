@@ -196,6 +196,31 @@ async fn drain_with_a_valid_signature_is_forwarded_as_the_drain() {
     .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(h.upstream.received().len(), 2);
+    // ... or over the decompressed body (what a verifier hashing the decoded
+    // text computes); a signature over neither is refused.
+    let gz = spangate::otlp::gzip(body.as_bytes(), 6);
+    let sig = hmac_hex(DRAIN_SECRET, body.as_bytes());
+    let resp = deliver(
+        &h,
+        "?drain=acme-prod",
+        gz.clone(),
+        &sig,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let sig = hmac_hex(DRAIN_SECRET, b"neither");
+    let resp = deliver(
+        &h,
+        "?drain=acme-prod",
+        gz,
+        &sig,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(h.last_audit()["reason"], "drain_signature_mismatch");
+    assert_eq!(h.upstream.received().len(), 3);
     h.stop().await;
 }
 
