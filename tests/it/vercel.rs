@@ -585,3 +585,46 @@ async fn rate_limited_batches_count_as_denied_for_their_deployment() {
     assert_eq!(h.upstream.received().len() as u64, ok);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn deployments_cli_renders_the_admin_answer() {
+    let h = start().await;
+    let token = h.token("edge-prod");
+    let resp = h
+        .post(
+            "/v1/traces",
+            Some(&token),
+            "application/json",
+            edge_batch("checkout", "prj_checkout", "dpl_cli"),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let admin = format!("http://{}", h.app.admin_addr);
+    let secret = || Some(spangate::secrets::Secret::new(ADMIN_TOKEN.to_string()));
+    let args = spangate::cli::deployments::DeploymentsArgs {
+        project: None,
+        json: false,
+    };
+    let out = spangate::cli::deployments::run(&args, &admin, secret())
+        .await
+        .expect("cli");
+    assert!(out.contains("project prj_checkout"), "{out}");
+    assert!(out.contains("dpl_cli"), "{out}");
+    assert!(out.contains("9f3c2a1b"), "{out}");
+    let args = spangate::cli::deployments::DeploymentsArgs {
+        project: Some("prj_checkout".into()),
+        json: true,
+    };
+    let out = spangate::cli::deployments::run(&args, &admin, secret())
+        .await
+        .expect("cli --json");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["projects"][0]["deployments"][0]["batches"], 1);
+    // Without a token the CLI reports the refusal.
+    let err = spangate::cli::deployments::run(&args, &admin, None)
+        .await
+        .expect_err("unauthenticated");
+    assert!(err.to_string().contains("token"), "{err}");
+    h.stop().await;
+}
