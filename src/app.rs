@@ -160,6 +160,14 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let mut metrics = Metrics::default();
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());
+    let deployments = Arc::new(crate::deployments::DeploymentTracker::new(
+        &config.deployments,
+    ));
+    metrics
+        .registry_mut()
+        .register_collector(Box::new(crate::deployments::DeploymentCollector(
+            deployments.clone(),
+        )));
     let spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>> = config
         .upstreams
         .iter()
@@ -202,6 +210,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         metrics,
         limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
         budget,
+        deployments,
         spools,
     });
     let (shutdown, rx) = watch::channel(false);

@@ -58,6 +58,13 @@ pub struct Config {
     /// The Prometheus metrics listener.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Vercel Trace Drains by name: the secrets-store credential that signs
+    /// each drain's deliveries.
+    #[serde(default)]
+    pub drains: BTreeMap<String, crate::drains::DrainConfig>,
+    /// How many deployments per project (and projects) spangate remembers.
+    #[serde(default)]
+    pub deployments: crate::deployments::DeploymentsConfig,
 }
 
 fn default_policies() -> PathBuf {
@@ -345,6 +352,12 @@ impl Config {
         }
         for m in self.admin.validate() {
             err(&["admin"], format!("admin: {m}"));
+        }
+        for (name, m) in crate::drains::validate(&self.drains) {
+            err(&["drains", &name], m);
+        }
+        for m in self.deployments.validate() {
+            err(&["deployments"], m);
         }
         errors
     }

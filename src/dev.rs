@@ -132,6 +132,8 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
         addr: args.idp_listen,
         audience: DEV_AUDIENCE.to_string(),
         identities: demo_identities(),
+        // Vercel-shaped: RS256 tokens with owner/project/environment claims.
+        alg: crate::dev::idp::DevKeyAlg::Rs256,
         ..Default::default()
     })
     .await
@@ -161,7 +163,7 @@ server: {{ listen: "{listen}" }}
 admin: {{ listen: "{admin}" }}
 metrics: {{ listen: "{metrics}" }}
 providers:
-  dev: {{ issuer: "{issuer}", audiences: [{aud}] }}
+  dev: {{ issuer: "{issuer}", audiences: [{aud}], preset: vercel }}
 upstreams:
   lightstep: {{ url: "{up}", credential_header: lightstep-access-token }}
 secrets:

@@ -15,6 +15,8 @@ use crate::otlp::{Encoding, OtlpError};
 pub enum ProxyError {
     #[error("authentication failed: {0}")]
     Auth(AuthError),
+    #[error("drain authentication failed: {0}")]
+    Drain(crate::drains::DrainError),
     #[error("no endpoint at this path")]
     NotFound,
     #[error("method not allowed")]
@@ -114,6 +116,12 @@ impl ProxyError {
                     e.reason(),
                 )
             },
+            ProxyError::Drain(e) => r(
+                StatusCode::UNAUTHORIZED,
+                UNAUTHENTICATED,
+                "invalid or missing credentials",
+                e.reason(),
+            ),
             ProxyError::NotFound => r(
                 StatusCode::NOT_FOUND,
                 NOT_FOUND,
@@ -280,6 +288,7 @@ impl ProxyError {
         match self {
             ProxyError::Forbidden { .. }
             | ProxyError::Auth(_)
+            | ProxyError::Drain(_)
             | ProxyError::RateLimited { .. }
             | ProxyError::BatchExceedsBurst { .. } => "deny",
             _ => so_far,

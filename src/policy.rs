@@ -36,7 +36,7 @@ pub mod template;
 pub use explain::{Explanation, explain};
 pub use holder::PolicyHolder;
 pub use lint::{CheckReport, LintContext, VERCEL_CLAIMS, check_dir};
-pub use model::{Mode, OnViolation};
+pub use model::{EndpointAuth, Mode, OnViolation};
 
 /// Stable, low-cardinality reason codes carried by [`Decision::reason`],
 /// [`ResourceVerdict::Drop`] and [`ShadowHit::reason`].
@@ -69,9 +69,11 @@ pub mod reason {
     pub const TOO_MANY_SPANS: &str = "too_many_spans";
     /// The batch is larger than `max_bytes`.
     pub const BATCH_TOO_LARGE: &str = "batch_too_large";
+    /// A resource attribute is absent or has a value `attribute_values` does not list.
+    pub const ATTRIBUTE_VALUE_NOT_ALLOWED: &str = "attribute_value_not_allowed";
 
     /// Every reason a whole batch can be denied with.
-    pub const DENY: [&str; 11] = [
+    pub const DENY: [&str; 12] = [
         NO_MATCH,
         EXPLICIT_DENY,
         CLAIMS_OVERAGE,
@@ -81,6 +83,7 @@ pub mod reason {
         ATTRIBUTE_MISSING,
         ATTRIBUTE_FORBIDDEN,
         ATTRIBUTE_CLAIM_MISMATCH,
+        ATTRIBUTE_VALUE_NOT_ALLOWED,
         TOO_MANY_SPANS,
         BATCH_TOO_LARGE,
     ];
@@ -95,6 +98,8 @@ pub struct Endpoint {
     pub path: String,
     /// Upstream name from the process config.
     pub upstream: String,
+    /// How callers of this endpoint authenticate.
+    pub auth: model::EndpointAuth,
 }
 
 /// A policy diagnostic with its location.

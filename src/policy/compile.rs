@@ -82,6 +82,8 @@ pub(crate) struct Constraints {
     pub require: Vec<String>,
     pub forbid: Vec<Glob>,
     pub equal: Vec<(String, ClaimPath)>,
+    /// Attribute → allowed values (`attribute_values`).
+    pub values: Vec<(String, Vec<String>)>,
     pub on_violation: Option<OnViolation>,
 }
 
@@ -395,6 +397,7 @@ impl Compiler<'_> {
                     name: name.clone(),
                     path: ep.path.clone(),
                     upstream: ep.upstream.clone(),
+                    auth: ep.auth,
                 });
             }
         }
@@ -1039,6 +1042,22 @@ impl Compiler<'_> {
                     self.d.error(file, vpos, e.to_string());
                     ok = false;
                 }
+            }
+        }
+        for (attr, values) in &pf.attribute_values {
+            let vpos = p.index.value(&at(&ypath!["attribute_values", attr]));
+            if attr.is_empty() {
+                self.d.error(file, vpos, "attribute key must not be empty");
+                ok = false;
+            } else if values.is_empty() || values.iter().any(String::is_empty) {
+                self.d.error(
+                    file,
+                    vpos,
+                    "attribute_values needs a non-empty list of non-empty values",
+                );
+                ok = false;
+            } else {
+                c.values.push((attr.clone(), values.clone()));
             }
         }
         c.on_violation = pf.on_violation;

@@ -96,6 +96,10 @@ impl LintContext {
             };
             ctx = ctx.with_provider(name, claims);
         }
+        if !config.drains.is_empty() {
+            // Trace Drain deliveries are principals of their own provider.
+            ctx = ctx.with_provider(crate::drains::PROVIDER, Some(["sub", "drain"]));
+        }
         ctx
     }
 }

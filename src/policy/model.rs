@@ -36,6 +36,31 @@ pub struct EndpointFile {
     pub path: String,
     /// Upstream name from the process config.
     pub upstream: String,
+    /// How callers authenticate: `bearer` (OIDC token, default) or
+    /// `vercel-drain` (Vercel Trace Drain signature).
+    #[serde(default)]
+    pub auth: EndpointAuth,
+}
+
+/// How an endpoint's callers authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointAuth {
+    /// `Authorization: Bearer <OIDC token>`.
+    #[default]
+    Bearer,
+    /// `x-vercel-signature`: HMAC-SHA1 of the body under a drain's secret.
+    VercelDrain,
+}
+
+impl EndpointAuth {
+    /// `bearer` / `vercel-drain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointAuth::Bearer => "bearer",
+            EndpointAuth::VercelDrain => "vercel-drain",
+        }
+    }
 }
 
 /// `roles.<name>`.
@@ -78,6 +103,10 @@ pub struct PublishFile {
     /// Resource attribute → claim path whose value it must equal.
     #[serde(default)]
     pub attributes_equal_claims: BTreeMap<String, String>,
+    /// Resource attribute → the values it may have; every resource must carry
+    /// it with one of them (e.g. the projects a Trace Drain may publish for).
+    #[serde(default)]
+    pub attribute_values: BTreeMap<String, Vec<String>>,
     /// What to do with a non-compliant resource (default `reject`).
     #[serde(default)]
     pub on_violation: Option<OnViolation>,
