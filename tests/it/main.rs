@@ -14,6 +14,7 @@ mod admin_secrets;
 mod admin_throttle;
 mod deploy_files;
 mod dev_report;
+mod docs_commands;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
