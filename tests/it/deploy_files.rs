@@ -175,6 +175,7 @@ async fn generic_oidc_example_starts_with_the_idp_down_and_serves_once_it_is_up(
     assert_eq!(audit.lines().last().unwrap()["reason"], "explicit_deny");
     assert_eq!(upstream.received().len(), 1);
     app.shutdown().await;
+}
 
 fn yaml_docs(path: &str) -> Vec<serde_yaml::Value> {
     use serde::Deserialize;
