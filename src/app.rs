@@ -233,6 +233,17 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     reloader
         .reloader()
         .count_into(shared.metrics.policy_reloads.clone());
+    // Endpoints a reload adds get their zero series too.
+    let s = Arc::downgrade(&shared);
+    reloader.reloader().after_reload(Box::new(move || {
+        if let Some(s) = s.upgrade() {
+            let set = s.policy.current();
+            s.metrics.precreate(
+                set.endpoints().iter().map(|e| e.name.as_str()),
+                s.config.upstreams.keys().map(String::as_str),
+            );
+        }
+    }));
     let metrics = shared.metrics.clone();
     let extras = crate::admin::AdminExtras {
         reloader: Some(reloader.reloader()),

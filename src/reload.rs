@@ -114,6 +114,9 @@ struct ReloadAudit<'a> {
 /// (see [`Reloader::with_precheck`]).
 pub type Precheck = Arc<dyn Fn(&Path) -> Result<(), PolicyErrors> + Send + Sync>;
 
+/// Called after a successful reload.
+pub type AfterReload = Box<dyn Fn() + Send + Sync>;
+
 /// Runs reloads one at a time and keeps their history.
 pub struct Reloader {
     holder: Arc<PolicyHolder>,
@@ -123,6 +126,9 @@ pub struct Reloader {
     status: Mutex<ReloadStatus>,
     /// `spangate_policy_reloads_total`, once the app wires it.
     counter: std::sync::OnceLock<crate::metrics::ReloadCounter>,
+    /// Run after each successful reload (the app creates the metric series
+    /// of new endpoints).
+    after_reload: std::sync::OnceLock<AfterReload>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -158,12 +164,18 @@ impl Reloader {
             gate: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
             counter: std::sync::OnceLock::new(),
+            after_reload: std::sync::OnceLock::new(),
         })
     }
 
     /// Count every reload attempt in `counter` (by trigger and result).
     pub fn count_into(&self, counter: crate::metrics::ReloadCounter) {
         let _ = self.counter.set(counter);
+    }
+
+    /// Run `f` after every successful reload.
+    pub fn after_reload(&self, f: AfterReload) {
+        let _ = self.after_reload.set(f);
     }
 
     /// Validate `dir` as a reload would, without touching the running set (blocking).
@@ -229,6 +241,11 @@ impl Reloader {
                     st.last_error = Some(diagnostics(e));
                 }
             }
+        }
+        if result.is_ok()
+            && let Some(f) = self.after_reload.get()
+        {
+            f();
         }
         if let Some(c) = self.counter.get() {
             c.get_or_create(&crate::metrics::ReloadLabels {

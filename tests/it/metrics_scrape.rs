@@ -502,3 +502,44 @@ async fn no_metrics_listener_unless_configured() {
     assert_eq!(h.app.metrics_addr, None);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn endpoints_added_by_a_reload_get_their_zero_series() {
+    let files = ["endpoints.yaml", "edge.yaml"]
+        .into_iter()
+        .map(|n| {
+            (
+                n,
+                std::fs::read_to_string(crate::common::repo_policies().join(n)).unwrap(),
+            )
+        })
+        .collect();
+    let h = Harness::start_with(Options {
+        policies: Some(files),
+        top_extra: "metrics: { listen: 127.0.0.1:0 }".into(),
+        ..Default::default()
+    })
+    .await;
+    let url = format!("http://{}/metrics", h.app.metrics_addr.unwrap());
+    let series = r#"spangate_requests_total{endpoint="extra",decision="deny",reason="no_match",status="403"}"#;
+    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    assert_eq!(series_value(&text, series), None);
+    std::fs::write(
+        h.dir.path().join("policies/extra.yaml"),
+        "endpoints:\n  extra: { path: /extra/v1/traces, upstream: lightstep }\n",
+    )
+    .unwrap();
+    let admin = h.token("admin");
+    let (status, body) = h
+        .admin(
+            http::Method::POST,
+            "/admin/v1/policies/reload",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    assert_eq!(series_value(&text, series), Some(0.0), "{text}");
+    h.stop().await;
+}
