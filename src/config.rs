@@ -48,6 +48,9 @@ pub struct Config {
     /// Credential store and bootstrap values.
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Fleet state shared through Redis (unset: single node).
+    #[serde(default)]
+    pub state: crate::state::StateConfig,
     /// Directory of policy YAML files (relative to the config file).
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
@@ -255,6 +258,7 @@ impl Config {
             fix(f);
         }
         self.secrets.resolve_relative(dir);
+        self.state.resolve_relative(dir);
     }
 
     /// Semantic checks that serde cannot express. Never panics.
@@ -311,6 +315,9 @@ impl Config {
         }
         for m in self.secrets.validate() {
             err(&["secrets"], format!("secrets: {m}"));
+        }
+        for m in self.state.validate() {
+            err(&["state"], format!("state: {m}"));
         }
         for m in self.admin.validate() {
             err(&["admin"], format!("admin: {m}"));

@@ -39,7 +39,7 @@ use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::metrics::{AdminLabels, ThrottleLabels};
 use crate::reload::{DiagnosticView, Reloader, Trigger, diagnostics};
-use crate::secrets::{Secret, check_value, valid_name};
+use crate::secrets::{Change, Changed, Secret, check_value, valid_name};
 use crate::shared::Shared;
 
 /// A request body, wiped when dropped (a rotate body carries a secret value).
@@ -494,9 +494,14 @@ impl AdminState {
             }
             Route::Rotate(name) => self.rotate(name, body, audit).await,
             Route::Rollback(name) => {
-                let store = Arc::clone(&self.shared.secrets);
-                let n = name.clone();
-                let r = blocking(move || store.rollback(&n)).await??;
+                let Changed::RolledBack(r) = self
+                    .shared
+                    .credentials()
+                    .change(name, Change::Rollback)
+                    .await?
+                else {
+                    return Err(ApiError::Internal);
+                };
                 audit.old_version = Some(r.from_version);
                 audit.old_fingerprint = Some(r.from_fingerprint.clone());
                 audit.new_version = Some(r.to_version);
@@ -504,9 +509,14 @@ impl AdminState {
                 Ok(json_response(StatusCode::OK, &r))
             }
             Route::Retire(name, version) => {
-                let store = Arc::clone(&self.shared.secrets);
-                let (n, v) = (name.clone(), *version);
-                let r = blocking(move || store.retire(&n, v)).await??;
+                let Changed::Retired(r) = self
+                    .shared
+                    .credentials()
+                    .change(name, Change::Retire(*version))
+                    .await?
+                else {
+                    return Err(ApiError::Internal);
+                };
                 audit.old_version = Some(r.version);
                 audit.old_fingerprint = Some(r.fingerprint.clone());
                 Ok(json_response(StatusCode::OK, &r))
@@ -611,9 +621,14 @@ impl AdminState {
         } else {
             audit.verify = Some("skipped");
         }
-        let store = Arc::clone(&self.shared.secrets);
-        let n = name.to_string();
-        let r = blocking(move || store.rotate(&n, value, grace, not_after)).await??;
+        let change = Change::Rotate {
+            value,
+            grace,
+            not_after,
+        };
+        let Changed::Rotated(r) = self.shared.credentials().change(name, change).await? else {
+            return Err(ApiError::Internal);
+        };
         audit.old_version = r.old_version;
         audit.old_fingerprint = r.old_fingerprint.clone();
         audit.new_version = Some(r.new_version);
@@ -726,6 +741,9 @@ impl AdminState {
             "policy": "loaded",
             "policy_last_reload": if self.reloader.status().last_error.is_some() { "error" } else { "ok" },
             "secrets_store": if self.shared.secrets.persistent() { "file" } else { "memory" },
+            // Informational: a replica serves with its last known credentials
+            // while the state store is down, so it stays ready.
+            "state_store": self.shared.fleet.as_ref().map(|f| if f.is_up() { "ok" } else { "degraded: state store unreachable" }),
             "providers": providers,
             "shutting_down": shutting_down,
         });
@@ -783,6 +801,7 @@ impl AdminState {
                 "throttled": c.throttled.load(Ordering::Relaxed),
                 "auth_throttle": self.throttle_status(),
             },
+            "fleet": self.shared.fleet.as_ref().map(|f| f.status()),
         });
         json_response(StatusCode::OK, &body)
     }

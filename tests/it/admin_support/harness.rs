@@ -313,6 +313,7 @@ impl Harness {
             limiter: spangate::ratelimit::RateLimiter::new(1000),
             budget: spangate::budget::MemoryBudget::new(1 << 20, Default::default()),
             spools: Default::default(),
+            fleet: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
