@@ -2,6 +2,9 @@
 //! a recording upstream, all on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod redis;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +43,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// Extra top-level YAML (e.g. a `state:` section).
+    pub top_extra: String,
 }
 
 impl Default for Options {
@@ -56,6 +61,7 @@ impl Default for Options {
             reuse_dir: None,
             upstream_url: None,
             upstream_extra: String::new(),
+            top_extra: String::new(),
         }
     }
 }
@@ -164,7 +170,9 @@ secrets:
   bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
 {secrets_extra}
 policies: "{policies}"
+{top_extra}
 "#,
+            top_extra = opts.top_extra,
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
