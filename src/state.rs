@@ -23,6 +23,7 @@
 pub mod heartbeat;
 pub mod limits;
 pub mod redis;
+pub mod throttle;
 pub mod view;
 
 use std::path::Path;

@@ -34,7 +34,7 @@ use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
 use super::respond::{AdminBody, ApiError, finish, json_response};
-use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
+use super::throttle::{Attempt, AuthThrottle, PeerKey, Scope, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::metrics::{AdminLabels, ThrottleLabels};
@@ -395,9 +395,20 @@ impl AdminState {
         resp
     }
 
-    /// Record a failed authentication; note and report a lockout it starts.
-    fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
-        if let Some(lockout) = attempt.failed(Instant::now()) {
+    /// Record a failed authentication (here and, in a fleet, in the shared
+    /// count); note and report a lockout it starts.
+    async fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
+        let local = attempt.failed(Instant::now());
+        let cfg = self.throttle.config();
+        let shared = match &self.shared.fleet {
+            Some(f) if cfg.enabled => {
+                let key = PeerKey::of(peer.ip()).to_string();
+                f.auth_failed(&key, cfg.max_failures, cfg.window, cfg.lockout)
+                    .await
+            }
+            _ => None,
+        };
+        if let Some(lockout) = local.or(shared) {
             let secs = retry_after_secs(lockout);
             audit.lockout_s = Some(secs);
             audit.peer = Some(PeerKey::of(peer.ip()).to_string());
@@ -417,7 +428,20 @@ impl AdminState {
         peer: SocketAddr,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
-        // Before the token is looked at: a locked-out peer learns nothing.
+        // Before the token is looked at: a locked-out peer learns nothing,
+        // whichever replica of a fleet it locked itself out on.
+        if let Some(f) = &self.shared.fleet
+            && self.throttle.config().enabled
+            && let Some(retry_after) = f.auth_locked(&PeerKey::of(peer.ip()).to_string()).await
+        {
+            audit.throttle = Some(Scope::Peer.as_str());
+            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            audit.retry_after_s = Some(retry_after_secs(retry_after));
+            return Err(ApiError::Throttled {
+                retry_after,
+                scope: Scope::Peer,
+            });
+        }
         let attempt = match self.throttle.check(peer.ip(), Instant::now()) {
             Verdict::Proceed(a) => a,
             Verdict::Throttled { scope, retry_after } => {
@@ -431,7 +455,7 @@ impl AdminState {
             // No token is no guess: neither a failure nor a success.
             Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
             Bearer::Malformed => {
-                self.auth_failed(attempt, peer, audit);
+                self.auth_failed(attempt, peer, audit).await;
                 return Err(ApiError::Unauthenticated(AdminAuthError::Invalid(
                     "malformed",
                 )));
@@ -441,7 +465,7 @@ impl AdminState {
                 match self.auth.authenticate(&t).await {
                     Ok(caller) => caller,
                     Err(e @ AdminAuthError::Invalid(_)) => {
-                        self.auth_failed(attempt, peer, audit);
+                        self.auth_failed(attempt, peer, audit).await;
                         return Err(ApiError::Unauthenticated(e));
                     }
                     // An unreachable IdP is not the caller's failure.
@@ -466,6 +490,9 @@ impl AdminState {
             return Err(ApiError::Forbidden(p));
         }
         attempt.succeeded();
+        if let Some(f) = &self.shared.fleet {
+            f.auth_succeeded(&PeerKey::of(peer.ip()).to_string()).await;
+        }
         let body = read_body(req, self.body_timeout).await?;
         self.run(route, body, &caller, audit).await
     }

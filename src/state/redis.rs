@@ -47,7 +47,7 @@ use crate::secrets::{Change, Changed, CredentialRecord, SecretStore, SecretsErro
 /// Optimistic retries of one change before it answers `state_conflict`.
 const MAX_CAS_ATTEMPTS: usize = 8;
 /// Longest wait between reconnect attempts of the subscriber.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Largest event payload accepted from the channel.
 const MAX_EVENT_BYTES: usize = 512;
 
@@ -185,6 +185,9 @@ pub struct Fleet {
     pub(crate) replica_id: String,
     pub(crate) started: SystemTime,
     up: AtomicBool,
+    /// Woken when the store becomes reachable again (the subscriber then
+    /// stops waiting out its backoff).
+    reachable: tokio::sync::Notify,
     /// Highest record revision adopted per credential; held while adopting
     /// so adoptions of one credential never run out of order.
     revs: tokio::sync::Mutex<HashMap<String, u64>>,
@@ -270,6 +273,7 @@ impl Fleet {
             replica_id,
             started: SystemTime::now(),
             up: AtomicBool::new(false),
+            reachable: tokio::sync::Notify::new(),
             revs: tokio::sync::Mutex::new(HashMap::new()),
             replicas: ArcSwap::from_pointee(Vec::new()),
             live_replicas: AtomicUsize::new(1),
@@ -332,6 +336,7 @@ impl Fleet {
         }
         if was != now_up {
             if now_up {
+                self.reachable.notify_waiters();
                 tracing::info!("state store reachable again");
             } else {
                 tracing::warn!(
@@ -657,6 +662,7 @@ impl Fleet {
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
+                _ = self.reachable.notified() => {}
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -31,6 +31,7 @@ async fn three(
             reconcile,
             policies: None,
             extra_redis: "",
+            extra_admin: "",
         }
         .start()
         .await;
@@ -181,6 +182,7 @@ async fn fleet_values_in_redis_are_ciphertext_bound_to_their_key() {
         reconcile: "1h",
         policies: None,
         extra_redis: "",
+        extra_admin: "",
     }
     .start()
     .await;
@@ -270,4 +272,67 @@ async fn fleet_values_in_redis_are_ciphertext_bound_to_their_key() {
     assert!(h.app.shared.secrets.current("other").is_none());
     assert_eq!(fleet::injected(&h), 2);
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_admin_failed_auth_throttle_is_shared_by_the_replicas() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let mut hs = Vec::new();
+    for id in ["t1", "t2"] {
+        hs.push(
+            Replica {
+                id,
+                redis_url: &url,
+                dir: dir.path(),
+                prefix: "thr:",
+                reconcile: "1h",
+                policies: None,
+                extra_redis: "",
+                extra_admin: "  auth_throttle: { max_failures: 4, lockout: 1h, max_lockout: 1h }\n",
+            }
+            .start()
+            .await,
+        );
+    }
+    assert!(
+        fleet::wait_until(Duration::from_secs(10), || hs.iter().all(|h| h
+            .app
+            .shared
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.is_up())))
+        .await
+    );
+    // Two wrong guesses on each replica: neither replica alone reaches 4.
+    for h in &hs {
+        for _ in 0..2 {
+            let (code, _) = h
+                .admin(
+                    http::Method::GET,
+                    "/admin/v1/status",
+                    Some("wrong-guess"),
+                    None,
+                )
+                .await;
+            assert_eq!(code, 401);
+        }
+    }
+    // The fleet saw 4: the peer is locked out everywhere, right token or not.
+    for h in &hs {
+        let (code, body) = h
+            .admin(
+                http::Method::GET,
+                "/admin/v1/status",
+                Some(fleet::ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(code, 429, "{body}");
+        assert_eq!(body["error"], "auth_throttled");
+    }
+    for h in hs {
+        h.stop().await;
+    }
 }

@@ -55,6 +55,7 @@ async fn replicas(
                 reconcile: "1h",
                 policies: Some(limited_policies()),
                 extra_redis: extra,
+                extra_admin: "",
             }
             .start()
             .await,
@@ -214,6 +215,7 @@ async fn replicas_deny(redis: &RedisServer, dir: &std::path::Path) -> Harness {
         reconcile: "1h",
         policies: Some(limited_policies()),
         extra_redis: "    on_state_unavailable: deny\n",
+        extra_admin: "",
     }
     .start()
     .await

@@ -24,6 +24,7 @@ fn replica<'a>(id: &'a str, url: &'a str, dir: &'a std::path::Path) -> Replica<'
         reconcile: "500ms",
         policies: None,
         extra_redis: "",
+        extra_admin: "",
     }
 }
 
@@ -186,7 +187,22 @@ async fn fleet_replica_started_while_redis_is_down_serves_from_its_local_store_a
     let other = replica("other", &url, dir.path()).start().await;
     wait_status(&late, "ok").await;
     // The late replica pushed its v2; the other adopts it, then rotates to v3.
-    assert!(fleet::wait_until(Duration::from_secs(5), || fleet::injected(&other) == 2).await);
+    if !fleet::wait_until(Duration::from_secs(5), || fleet::injected(&other) == 2).await {
+        let mut conn = redis.client().await;
+        let rec: Vec<String> = redis::cmd("HMGET")
+            .arg("out:cred:{lightstep-prod}")
+            .arg("rev")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        panic!(
+            "other injects v{}, late v{}; redis rev {rec:?}; late: {}; other: {}",
+            fleet::injected(&other),
+            fleet::injected(&late),
+            fleet::status(&late).await["fleet"],
+            fleet::status(&other).await["fleet"],
+        );
+    }
     let (code, body) = fleet::rotate(&other, THIRD).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["new_version"], 3, "{body}");

@@ -29,6 +29,8 @@ pub struct Replica<'a> {
     pub reconcile: &'a str,
     pub policies: Option<Vec<(&'static str, String)>>,
     pub extra_redis: &'a str,
+    /// Extra lines under `admin:` (indented two spaces).
+    pub extra_admin: &'a str,
 }
 
 impl Replica<'_> {
@@ -39,7 +41,11 @@ impl Replica<'_> {
         }
         let store = self.dir.join(format!("{}-secrets.json", self.id));
         Harness::start_with(Options {
-            admin_extra: format!("  bootstrap_token_sha256: {}\n", sha256_hex(ADMIN_TOKEN)),
+            admin_extra: format!(
+                "  bootstrap_token_sha256: {}\n{}",
+                sha256_hex(ADMIN_TOKEN),
+                self.extra_admin
+            ),
             secrets_extra: format!("  store: \"{}\"\n", store.display()),
             policies: Some(
                 self.policies
@@ -54,7 +60,7 @@ impl Replica<'_> {
     replica_id: {id}
     heartbeat_interval: 200ms
     reconcile_interval: {reconcile}
-    timeout: 300ms
+    timeout: 1s
 {extra}"#,
                 url = self.redis_url,
                 prefix = self.prefix,
