@@ -351,6 +351,40 @@ mod tests {
     }
 
     #[test]
+    fn state_redis_section_is_validated_with_locations() {
+        let ok = "state:\n  redis:\n    url: redis://r:6379\n    encryption_key: { env: K }\n";
+        let cfg = Config::parse(Path::new("t.yaml"), ok).unwrap();
+        let r = cfg.state.redis.expect("redis");
+        assert_eq!(r.key_prefix, crate::state::DEFAULT_KEY_PREFIX);
+        assert_eq!(r.on_state_unavailable, crate::state::OnUnavailable::Local);
+        for (bad, want) in [
+            (
+                "state:\n  redis:\n    url: http://r\n    encryption_key: { env: K }\n",
+                "unsupported scheme",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://u:pw@r\n    encryption_key: { env: K }\n",
+                "must not hold credentials",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://r\n    key_prefix: \"a{b}\"\n    encryption_key: { env: K }\n",
+                "key_prefix",
+            ),
+            ("state:\n  redis:\n    url: redis://r\n", "encryption_key"),
+            (
+                "state:\n  redis:\n    url: redis://r\n    encryption_key: { env: K }\n    on_state_unavailable: open\n",
+                "unknown variant",
+            ),
+        ] {
+            let err = Config::parse(Path::new("t.yaml"), bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want) && err.starts_with("t.yaml:"), "{err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
+    }
+
+    #[test]
     fn defaults_are_safe() {
         let cfg = Config::parse(Path::new("t.yaml"), "{}").unwrap();
         assert_eq!(cfg.server.max_body.as_u64(), DEFAULT_MAX_BODY);
