@@ -13,8 +13,10 @@
 //!   1/[`LEASE_DIVISOR`] of each bucket) and spends the rest locally, so most
 //!   requests cost no round-trip; when a lease runs below half, it is topped
 //!   up in the background. Unspent leases lapse after [`LEASE_TTL`]. What a
-//!   lease holds is already charged in Redis: the fleet can under-admit by at
-//!   most one lease per replica and key, never over-admit.
+//!   lease holds is already charged in Redis: the fleet can under-admit by
+//!   about one lease per replica and key while they are held, and over-admit
+//!   by at most that much when a lease charged before a bucket refilled is
+//!   spent after (bounded by the TTL).
 //! * **Degraded.** While Redis is unreachable, `on_state_unavailable: local`
 //!   limits each replica to the configured rate divided by the number of
 //!   replicas last seen alive; `deny` refuses rate-limited traffic (429).
@@ -33,8 +35,9 @@ use super::redis::Fleet;
 
 /// A lease is this fraction of a bucket.
 pub const LEASE_DIVISOR: u64 = 100;
-/// Unspent lease budget lapses after this long.
-pub const LEASE_TTL: Duration = Duration::from_secs(1);
+/// Unspent lease budget lapses after this long (budget charged long ago
+/// should not add to a fresh bucket's burst).
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// KEYS: requests, spans, bytes keys (one hash tag). ARGV per dimension:
 /// emission interval in µs (0 = unlimited), capacity, need, want.
@@ -256,7 +259,9 @@ impl Fleet {
                         st.have[i] -= need[i];
                     }
                 }
-                let low = (0..3).any(|i| d[i].is_some() && st.have[i] < lease_size[i] / 2);
+                // Below half a lease (or empty, for one-token leases): top
+                // up in the background so the next request needs no round-trip.
+                let low = (0..3).any(|i| d[i].is_some() && st.have[i] * 2 < lease_size[i]);
                 drop(st);
                 if low {
                     self.refill_in_background(key, &lease, d, lease_size);
