@@ -17,6 +17,10 @@
 //!   about one lease per replica and key while they are held, and over-admit
 //!   by at most that much when a lease charged before a bucket refilled is
 //!   spent after (bounded by the TTL).
+//! * **Refusals.** After Redis refuses a batch, the replica refuses further
+//!   batches of that key that its lease cannot cover for the wait Redis
+//!   named (at most [`MAX_BLOCK`]) without asking again, so a flood of
+//!   refused requests does not become a flood of Redis calls.
 //! * **Degraded.** While Redis is unreachable, `on_state_unavailable: local`
 //!   limits each replica to the configured rate divided by the number of
 //!   replicas last seen alive; `deny` refuses rate-limited traffic (429).
@@ -33,6 +37,9 @@ use crate::ratelimit::{
 use super::OnUnavailable;
 use super::redis::Fleet;
 
+/// Longest a refusal is remembered locally (a smaller batch may fit sooner
+/// than the refused one would have).
+pub const MAX_BLOCK: Duration = Duration::from_millis(250);
 /// A lease is this fraction of a bucket.
 pub const LEASE_DIVISOR: u64 = 100;
 /// Unspent lease budget lapses after this long (budget charged long ago
@@ -102,6 +109,9 @@ struct Lease {
 struct LeaseState {
     have: [u64; 3],
     until: Instant,
+    /// After a refusal: the fleet's bucket has no room before this instant
+    /// (and which dimension said so), so further refusals need no round-trip.
+    blocked: Option<(Instant, usize)>,
 }
 
 /// The fleet limiter: leases per key, plus the local fallback.
@@ -142,6 +152,7 @@ impl FleetLimiter {
                 state: Mutex::new(LeaseState {
                     have: [0; 3],
                     until: Instant::now(),
+                    blocked: None,
                 }),
                 refilling: AtomicBool::new(false),
             })
@@ -239,6 +250,7 @@ impl Fleet {
         if !self.is_up() {
             return self.check_degraded(key, spec, spans, bytes);
         }
+        self.metrics.rate_checks.inc();
         let lease = self.limits.lease(key, spec);
         let lease_size: Need = d.map(|x| x.map_or(0, |(_, cap)| (cap / LEASE_DIVISOR).max(1)));
         // Fast path: the lease covers the batch.
@@ -252,6 +264,21 @@ impl Fleet {
                 if d[i].is_some() {
                     short[i] = need[i].saturating_sub(st.have[i]);
                 }
+            }
+            // The bucket said "not before T" and the lease cannot cover the
+            // batch: refuse here, without asking again.
+            if short != [0; 3]
+                && let Some((t, dim)) = st.blocked
+            {
+                let now = Instant::now();
+                if now < t {
+                    return Err(RateLimited {
+                        retry_after: retry_after_secs(t - now),
+                        limit: DIMS.get(dim).copied().unwrap_or("requests"),
+                        reason: REASON_RATE_LIMITED,
+                    });
+                }
+                st.blocked = None;
             }
             if short == [0; 3] {
                 for i in 0..3 {
@@ -276,6 +303,7 @@ impl Fleet {
             }
             short
         };
+        self.metrics.rate_waits.inc();
         let want: Need = std::array::from_fn(|i| shortfall[i] + lease_size[i]);
         match self.gcra(key, d, shortfall, want).await {
             Ok(Ok(grants)) => {
@@ -294,6 +322,7 @@ impl Fleet {
                         st.have[i] += need[i] - shortfall[i];
                     }
                 }
+                st.blocked = Some((Instant::now() + wait.min(MAX_BLOCK), dim));
                 Err(RateLimited {
                     retry_after: retry_after_secs(wait),
                     limit: DIMS.get(dim).copied().unwrap_or("requests"),

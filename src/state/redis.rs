@@ -140,6 +140,11 @@ pub struct StateMetrics {
     pub rate_fallbacks: Counter,
     /// Live replicas seen at the last heartbeat.
     pub replicas: Gauge,
+    /// Rate-limit checks made against the fleet's buckets.
+    pub rate_checks: Counter,
+    /// Of those, checks that waited for a round-trip to Redis (the lease
+    /// did not cover the batch).
+    pub rate_waits: Counter,
 }
 
 impl StateMetrics {
@@ -164,6 +169,16 @@ impl StateMetrics {
             "state_rate_limit_fallbacks",
             "Rate-limit checks decided by this replica alone because the state store was unreachable",
             self.rate_fallbacks.clone(),
+        );
+        registry.register(
+            "state_rate_limit_checks",
+            "Rate-limit checks made against the fleet-wide buckets",
+            self.rate_checks.clone(),
+        );
+        registry.register(
+            "state_rate_limit_waits",
+            "Fleet rate-limit checks that waited for Redis (the local lease did not cover the batch)",
+            self.rate_waits.clone(),
         );
         registry.register(
             "state_replicas",

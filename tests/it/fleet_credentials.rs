@@ -98,6 +98,18 @@ async fn fleet_rotation_through_one_replica_is_injected_by_all_within_a_second_a
         );
     }
     assert!(statuses.len() >= 60, "load ran: {}", statuses.len());
+    let (checks, waits) = replicas.iter().fold((0, 0), |(c, w), h| {
+        let m = h.app.shared.fleet.as_ref().unwrap().metrics();
+        (c + m.rate_checks.get(), w + m.rate_waits.get())
+    });
+    eprintln!(
+        "fleet rate limits under load: {checks} checks, {waits} waited for Redis ({:.2} %)",
+        100.0 * waits as f64 / checks.max(1) as f64
+    );
+    assert!(
+        checks >= statuses.len() as u64 - 6,
+        "every request was checked fleet-wide"
+    );
     let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
     assert!(
         failed.is_empty(),

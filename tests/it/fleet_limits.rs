@@ -130,6 +130,11 @@ async fn fleet_shared_limit_across_three_replicas_admits_the_configured_budget()
         "{admitted} admitted, expected {expected:.0} ±10 % (3 separate limiters would admit up to {})",
         3 * BUCKET
     );
+    let (checks, waits) = replicas.iter().fold((0, 0), |(c, w), h| {
+        let m = h.app.shared.fleet.as_ref().unwrap().metrics();
+        (c + m.rate_checks.get(), w + m.rate_waits.get())
+    });
+    eprintln!("fleet limit: {checks} checks, {waits} waited for Redis");
     // Each replica alone would have admitted all of its 200: the limit is shared.
     let fallbacks: u64 = replicas
         .iter()
