@@ -77,6 +77,10 @@ pub struct RedisConfig {
     /// against the system roots.
     #[serde(default)]
     pub tls: bool,
+    /// PEM CA bundle trusted for the Redis server instead of the system
+    /// roots (needs TLS).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// ACL user name (`{ env: VAR }` or `{ file: PATH }`).
     #[serde(default)]
     pub username: Option<SecretSource>,
@@ -147,6 +151,10 @@ impl StateConfig {
                 "redis.key_prefix: at most 64 printable characters, no braces or spaces".into(),
             );
         }
+        let tls = r.tls || r.url.starts_with("rediss://") || r.url.starts_with("valkeys://");
+        if r.ca_file.is_some() && !tls {
+            out.push("redis.ca_file needs TLS (tls: true or a rediss:// url)".into());
+        }
         for (name, d) in [
             ("heartbeat_interval", r.heartbeat_interval),
             ("reconcile_interval", r.reconcile_interval),
@@ -171,6 +179,11 @@ impl StateConfig {
     /// Resolve relative paths against the config file's directory.
     pub fn resolve_relative(&mut self, dir: &Path) {
         let Some(r) = &mut self.redis else { return };
+        if let Some(p) = &mut r.ca_file
+            && p.is_relative()
+        {
+            *p = dir.join(&*p);
+        }
         for src in [
             Some(&mut r.encryption_key),
             r.username.as_mut(),

@@ -265,7 +265,22 @@ impl Fleet {
             settings = settings.set_password(p.read("state.redis.password")?.expose());
         }
         info = info.set_redis_settings(settings);
-        let client = ::redis::Client::open(info).map_err(|e| FleetError::Client(e.to_string()))?;
+        let client = match &cfg.ca_file {
+            None => ::redis::Client::open(info),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    FleetError::Client(format!("ca_file {}: {}", path.display(), e.kind()))
+                })?;
+                ::redis::Client::build_with_tls(
+                    info,
+                    ::redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+        }
+        .map_err(|e| FleetError::Client(e.to_string()))?;
         let mgr_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))

@@ -348,3 +348,53 @@ async fn fleet_admin_failed_auth_throttle_is_shared_by_the_replicas() {
         h.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_state_over_tls_to_redis() {
+    let redis = RedisServer::start_tls();
+    let (url, ca) = redis.tls().expect("tls");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("    ca_file: \"{}\"\n", ca.display());
+    let mut hs = Vec::new();
+    for id in ["s1", "s2"] {
+        hs.push(
+            Replica {
+                id,
+                redis_url: &url,
+                dir: dir.path(),
+                prefix: "tls:",
+                reconcile: "1h",
+                policies: None,
+                extra_redis: &extra,
+                extra_admin: "",
+            }
+            .start()
+            .await,
+        );
+    }
+    assert!(
+        fleet::wait_until(Duration::from_secs(10), || hs.iter().all(|h| h
+            .app
+            .shared
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.is_up())))
+        .await,
+        "replicas reach Redis over TLS"
+    );
+    let (code, body) = fleet::rotate(&hs[0], NEW_TOKEN).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(fleet::wait_until(Duration::from_secs(5), || fleet::injected(&hs[1]) == 2).await);
+    // The record really went through this Redis (read on its plain port).
+    let mut conn = redis.client().await;
+    let rev: u64 = redis::cmd("HGET")
+        .arg("tls:cred:{lightstep-prod}")
+        .arg("rev")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(rev >= 2);
+    for h in hs {
+        h.stop().await;
+    }
+}

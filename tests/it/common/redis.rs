@@ -11,6 +11,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// TLS port and the CA that signed the server's certificate (PEM file).
+    tls: Option<(u16, std::path::PathBuf)>,
 }
 
 fn free_port() -> u16 {
@@ -39,13 +41,62 @@ impl RedisServer {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
+            tls: None,
         };
         r.spawn();
         r
     }
 
+    /// Start one that also listens with TLS (certificate for 127.0.0.1 and
+    /// localhost, signed by a fresh CA); the plain port stays for readiness
+    /// checks and raw reads.
+    pub fn start_tls() -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), leaf_key.serialize_pem()).unwrap();
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            dir,
+            tls: Some((free_port(), ca_file)),
+        };
+        r.spawn();
+        r
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` and the CA file, when started with TLS.
+    pub fn tls(&self) -> Option<(String, std::path::PathBuf)> {
+        self.tls
+            .as_ref()
+            .map(|(p, ca)| (format!("rediss://127.0.0.1:{p}"), ca.clone()))
+    }
+
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some((tls_port, ca)) = &self.tls {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.path().join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(self.dir.path().join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(ca)
+                .args(["--tls-auth-clients", "no"]);
+        }
+        let child = cmd
             .args([
                 "--port",
                 &self.port.to_string(),
