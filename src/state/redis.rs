@@ -8,7 +8,7 @@
 //! | `P events` | channel | `{"name":..,"rev":..}` after every change |
 //! | `P replica:{ID}` | string, TTL | one replica's heartbeat (see `heartbeat`) |
 //! | `P replicas` | sorted set | replica ids by last heartbeat |
-//! | `P rl:{HASH}:r|s|b` | string, TTL | GCRA theoretical arrival times (see `limits`) |
+//! | `P rl:{HASH}:r`, `:s`, `:b` | string, TTL | GCRA theoretical arrival times (see `limits`) |
 //! | `P authfail:{PEER}` / `P authlock:{PEER}` | string, TTL | shared admin throttle |
 //!
 //! Every script touches keys of one hash tag only, so the layout works on
