@@ -130,20 +130,20 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             match check(&set, file, case) {
                 Ok(summary) => {
                     passed += 1;
-                    println!("ok   {label}: {summary}");
+                    super::out(format_args!("ok   {label}: {summary}"))?;
                 }
                 Err(why) => {
                     failed += 1;
-                    println!("FAIL {label}: {why}");
+                    super::out(format_args!("FAIL {label}: {why}"))?;
                 }
             }
         }
     }
-    println!(
+    super::out(format_args!(
         "{passed} passed, {failed} failed ({} file(s), policy version {})",
         files.len(),
         set.version()
-    );
+    ))?;
     Ok(if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
     } else {
@@ -152,7 +152,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The case files named by `paths`, directories expanded (sorted, `*.yaml`/`*.yml`).
-fn case_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn case_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("read {}", p.display()))?;

@@ -263,9 +263,23 @@ struct Shared {
     dropped_connections: AtomicUsize,
 }
 
+/// The address a client on this machine uses for a listener bound to
+/// `addr`: loopback in place of an unspecified address (`0.0.0.0`, `::`).
+pub fn local_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
+}
+
 impl Shared {
+    /// The issuer's base URL; loopback when bound to an unspecified address,
+    /// so `iss`, discovery and the JWKS URL name an address that answers.
     fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", local_addr(self.addr))
     }
 
     fn issuer(&self) -> String {
@@ -429,7 +443,7 @@ impl DevIdp {
 
     /// `http://127.0.0.1:PORT` (the server root).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        self.shared.base_url()
     }
 
     /// The issuer (`iss` of minted tokens), e.g. `http://127.0.0.1:PORT`.

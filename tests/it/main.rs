@@ -12,6 +12,7 @@ mod admin_http;
 mod admin_reload;
 mod admin_secrets;
 mod admin_throttle;
+mod cli_verbs;
 mod deploy_files;
 mod e2e_identity;
 mod e2e_policy;
