@@ -7,7 +7,7 @@
 //! ([`is_broken_pipe`], [`EXIT_BROKEN_PIPE`]).
 
 pub mod config_check;
-// pub mod policy_diff;
+pub mod policy_diff;
 pub mod policy_test;
 pub mod status;
 

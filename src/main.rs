@@ -206,6 +206,16 @@ enum PolicyCommand {
         "1    a case failed, no case was found, or the policy or a case file is invalid",
     ))]
     Test(spangate::cli::policy_test::TestArgs),
+    /// Compare two policy directories: by rule, which bindings, deny rules,
+    /// roles (endpoints, services, limits, admin permissions), credentials
+    /// and stamps change and whether each widens access; with --cases, which
+    /// sample identities gain or lose what.
+    #[command(after_help = exits!(
+        "0    access does not widen (or --allow-widen was given)",
+        "1    an error (an invalid policy or case file)",
+        "4    access widens (a deny removed or narrowed, a binding added or widened, a role or limit widened)",
+    ))]
+    Diff(spangate::cli::policy_diff::DiffArgs),
     /// Ask the running proxy to reload its policy directory (admin API).
     #[command(after_help = exits!("0    reloaded", "1    the policy on disk is invalid (the running one stays), or the admin API refused the call"))]
     Reload {
@@ -344,6 +354,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             PolicyCommand::Explain(args) => spangate::cli::explain(args),
             PolicyCommand::Test(args) => spangate::cli::policy_test::run(args),
+            PolicyCommand::Diff(args) => spangate::cli::policy_diff::run(args),
             PolicyCommand::Reload { admin } => admin_call(admin, AdminCommand::PolicyReload).await,
             PolicyCommand::Validate { admin } => {
                 admin_call(admin, AdminCommand::PolicyValidate { files: Vec::new() }).await

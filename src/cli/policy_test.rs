@@ -151,8 +151,38 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The identities, endpoints and batches of the cases in `paths` (files or
+/// directories), as samples for `policy diff`; expectations are ignored.
+pub(crate) fn samples(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::policy::diff::Sample>> {
+    let mut out = Vec::new();
+    for file in case_files(paths)? {
+        for (i, case) in load_cases(&file)?.into_iter().enumerate() {
+            let batch = match &case.batch_file {
+                Some(rel) => {
+                    let path = file.parent().unwrap_or(Path::new(".")).join(rel);
+                    super::load_batch(&path)?.summary
+                }
+                None => summary_of(&case.batch),
+            };
+            let issuer = case
+                .claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            out.push(crate::policy::diff::Sample {
+                label: format!("{}#{} {}", file.display(), i + 1, case.name),
+                principal: Principal::from_verified_claims(&case.provider, &issuer, case.claims),
+                endpoint: case.endpoint,
+                batch,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The case files named by `paths`, directories expanded (sorted, `*.yaml`/`*.yml`).
-pub(crate) fn case_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+fn case_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p).with_context(|| format!("read {}", p.display()))?;

@@ -349,6 +349,7 @@ async fn help_describes_every_argument_and_exit_status() {
         &["policy", "check"],
         &["policy", "explain"],
         &["policy", "test"],
+        &["policy", "diff"],
         &["policy", "reload"],
         &["policy", "validate"],
         &["secrets", "list"],
@@ -406,6 +407,12 @@ async fn help_describes_every_argument_and_exit_status() {
         explain.stdout.contains("  3    the decision is deny"),
         "{}",
         explain.stdout
+    );
+    let diff = spangate(&["policy", "diff", "--help"], &[]).await;
+    assert!(
+        diff.stdout.contains("  4    access widens"),
+        "{}",
+        diff.stdout
     );
     let rotate = spangate(&["secrets", "rotate", "--help"], &[]).await;
     assert!(rotate.stdout.contains("--create"), "{}", rotate.stdout);

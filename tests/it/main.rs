@@ -30,6 +30,7 @@ mod identity_verify;
 mod otlp_decode;
 mod otlp_rewrite;
 mod policy_decide;
+mod policy_diff_cli;
 mod policy_explain;
 mod policy_lint;
 mod policy_load;
