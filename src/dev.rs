@@ -24,6 +24,10 @@ use crate::dev::upstream::RecordingUpstream;
 pub const DEV_AUDIENCE: &str = "spangate";
 /// Credential name the example policies inject.
 pub const DEV_CREDENTIAL: &str = "lightstep-prod";
+/// Client secret of every demo identity in the dev issuer's
+/// `client_credentials` grant (the client id is the identity's name). Not a
+/// secret: the dev issuer mints tokens for anyone anyway.
+pub const DEV_CLIENT_SECRET: &str = "spangate-dev-secret";
 /// Path of the recording upstream (Lightstep's OTLP/HTTP path).
 pub const UPSTREAM_PATH: &str = "/traces/otlp/v0.9";
 
@@ -234,6 +238,7 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
         addr: args.idp_addr(),
         audience: DEV_AUDIENCE.to_string(),
         identities: demo_identities(),
+        client_secret: Some(DEV_CLIENT_SECRET.to_string()),
         ..Default::default()
     })
     .await

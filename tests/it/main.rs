@@ -14,6 +14,7 @@ mod admin_secrets;
 mod admin_throttle;
 mod cli_verbs;
 mod deploy_files;
+mod dev_client_credentials;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
