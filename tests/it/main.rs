@@ -13,6 +13,7 @@ mod admin_reload;
 mod admin_secrets;
 mod admin_throttle;
 mod cli_verbs;
+mod collector_example;
 mod deploy_files;
 mod dev_client_credentials;
 mod e2e_identity;
