@@ -16,6 +16,7 @@ mod cli_verbs;
 mod collector_example;
 mod deploy_files;
 mod dev_client_credentials;
+mod docs_commands;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
