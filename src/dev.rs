@@ -413,10 +413,17 @@ secrets:rotate through the example policy; the proxy keeps serving throughout):
   export SPANGATE_ADMIN_TOKEN=$(curl -s -d identity=admin {idp}/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   spangate secrets list --admin http://{admin}
   echo "dev-lightstep-rotated" | spangate secrets rotate lightstep-prod --grace 5m --admin http://{admin}
-
+{admin_note}
 Audit lines (one per batch) follow on stdout; Ctrl-C stops.
 "#,
         fp = s.lightstep_token_fp,
+        admin_note = if exposed {
+            "(The admin API stays on loopback. In a container, run the spangate commands inside it:\n\
+             docker exec -e SPANGATE_ADMIN_TOKEN <container> spangate secrets list --admin http://..., and\n\
+             pipe the new value into docker exec -i.)\n"
+        } else {
+            ""
+        },
     );
 }
 
