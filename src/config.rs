@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod admin;
+pub mod size;
 pub mod spool;
 
 use crate::config::admin::AdminConfig;
@@ -54,6 +55,9 @@ pub struct Config {
     /// Audit log destination.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 fn default_policies() -> PathBuf {
@@ -69,6 +73,7 @@ pub struct ServerConfig {
     /// Optional TLS termination.
     pub tls: Option<TlsConfig>,
     /// Body cap, measured after decompression (e.g. `16MiB`).
+    #[serde(deserialize_with = "size::deserialize")]
     pub max_body: bytesize::ByteSize,
     /// Time allowed to read the request head.
     #[serde(with = "humantime_serde")]
@@ -82,6 +87,7 @@ pub struct ServerConfig {
     pub rate_limit_keys: u64,
     /// Memory for request bodies in flight, all requests together (decoded
     /// batches and re-encoded bodies included); at least `max_body`.
+    #[serde(deserialize_with = "size::deserialize")]
     pub memory_budget: bytesize::ByteSize,
     /// How long a request waits for room in `memory_budget` before a
     /// retryable 503 `overloaded`.
@@ -144,6 +150,17 @@ fn default_upstream_timeout() -> Duration {
     DEFAULT_UPSTREAM_TIMEOUT
 }
 
+/// `metrics:`: a listener of its own that serves only `GET /metrics`
+/// (read-only aggregate numbers, no token), so Prometheus can scrape it
+/// while the admin API stays on loopback. Off when `listen` is absent; the
+/// admin listener's `/metrics` serves the same text either way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to bind, e.g. `0.0.0.0:9464`.
+    pub listen: Option<SocketAddr>,
+}
+
 /// Where audit lines go.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -188,8 +205,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     /// Read, parse and validate a config file. Relative paths inside it are
-    /// resolved against the file's directory.
+    /// resolved against the file's directory; messages and resolved paths
+    /// are absolute.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![ConfigError::new(path, format!("cannot read: {e}"))]))?;
         let mut cfg = Self::parse(path, &text)?;
@@ -213,7 +233,7 @@ impl Config {
             ConfigErrors(vec![ConfigError {
                 file: path.display().to_string(),
                 location: e.location().map(|l| (l.line(), l.column())),
-                message: e.to_string(),
+                message: yaml_message(&e),
                 yaml_path: Vec::new(),
             }])
         })?;
@@ -238,7 +258,9 @@ impl Config {
     fn resolve_relative(&mut self, dir: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !dir.as_os_str().is_empty() {
-                *p = dir.join(&*p);
+                let joined = dir.join(&*p);
+                // Normalises `./` away when `dir` is absolute (as `load` makes it).
+                *p = std::path::absolute(&joined).unwrap_or(joined);
             }
         };
         fix(&mut self.policies);
@@ -309,6 +331,15 @@ impl Config {
                 );
             }
         }
+        if let Some(m) = self.metrics.listen
+            && m.port() != 0
+            && (m == self.server.listen || m == self.admin.listen)
+        {
+            err(
+                &["metrics", "listen"],
+                format!("metrics.listen ({m}) must differ from server.listen and admin.listen"),
+            );
+        }
         for m in self.secrets.validate() {
             err(&["secrets"], format!("secrets: {m}"));
         }
@@ -316,6 +347,16 @@ impl Config {
             err(&["admin"], format!("admin: {m}"));
         }
         errors
+    }
+}
+
+/// serde_yaml's message without its trailing ` at line L column C` (the
+/// error already starts with `file:line:column`).
+pub fn yaml_message(e: &serde_yaml::Error) -> String {
+    let m = e.to_string();
+    match (e.location(), m.rfind(" at line ")) {
+        (Some(_), Some(at)) if m[at..].contains(" column ") => m[..at].to_string(),
+        _ => m,
     }
 }
 

@@ -3,6 +3,7 @@
 //! policies. Tests reuse the issuer and the upstream.
 
 pub mod idp;
+pub mod report;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,9 @@ pub struct DevArgs {
     /// Recording upstream [default: 127.0.0.1:9411].
     #[arg(long)]
     pub upstream_listen: Option<SocketAddr>,
+    /// Prometheus metrics listener (`GET /metrics`, no token) [default: 127.0.0.1:9464].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Policy directory (default: the embedded example policies).
     #[arg(long)]
     pub policies: Option<PathBuf>,
@@ -75,6 +79,7 @@ pub const DEV_PORTS: DevPorts = DevPorts {
     admin: 9901,
     idp: 9400,
     upstream: 9411,
+    metrics: 9464,
 };
 
 /// Ports of the four dev listeners.
@@ -88,6 +93,8 @@ pub struct DevPorts {
     pub idp: u16,
     /// Recording upstream.
     pub upstream: u16,
+    /// Prometheus metrics.
+    pub metrics: u16,
 }
 
 impl Default for DevArgs {
@@ -98,6 +105,7 @@ impl Default for DevArgs {
             admin_listen: None,
             idp_listen: None,
             upstream_listen: None,
+            metrics_listen: None,
             policies: None,
             demo: false,
         }
@@ -113,6 +121,7 @@ impl DevArgs {
             admin_listen: Some(any),
             idp_listen: Some(any),
             upstream_listen: Some(any),
+            metrics_listen: Some(any),
             ..DevArgs::default()
         }
     }
@@ -143,6 +152,12 @@ impl DevArgs {
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEV_PORTS.upstream)))
     }
 
+    /// Metrics listener address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEV_PORTS.metrics)))
+    }
+
     /// Whether any listener binds beyond loopback.
     pub fn exposed(&self) -> bool {
         [
@@ -150,6 +165,7 @@ impl DevArgs {
             self.admin_addr(),
             self.idp_addr(),
             self.upstream_addr(),
+            self.metrics_addr(),
         ]
         .iter()
         .any(|a| !a.ip().is_loopback())
@@ -266,6 +282,7 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
         r#"
 server: {{ listen: "{listen}" }}
 admin: {{ listen: "{admin}", allow_non_loopback: {admin_exposed} }}
+metrics: {{ listen: "{metrics}" }}
 providers:
   dev: {{ issuer: "{issuer}", audiences: [{aud}] }}
 upstreams:
@@ -278,6 +295,7 @@ policies: "{policies}"
         admin = args.admin_addr(),
         // Only when --admin-listen names a non-loopback address itself.
         admin_exposed = !args.admin_addr().ip().is_loopback(),
+        metrics = args.metrics_addr(),
         issuer = idp.issuer(),
         aud = DEV_AUDIENCE,
         up = upstream.url(UPSTREAM_PATH),
@@ -338,26 +356,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     }
     let stack = start(&args, Audit::stdout()).await?;
     print_banner(&stack, args.exposed());
-    let mut feed = stack.upstream.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Ok(r) = feed.recv().await {
-            let fp = r
-                .header("lightstep-access-token")
-                .map(|v| crate::fingerprint(v.as_bytes()));
-            eprintln!(
-                "upstream <- {} {} bytes, lightstep-access-token={}, authorization header {}",
-                r.path,
-                r.body.len(),
-                fp.map(|f| format!("sha256:{f}"))
-                    .unwrap_or_else(|| "(none)".into()),
-                if r.header("authorization").is_some() {
-                    "PRESENT (bug!)"
-                } else {
-                    "stripped"
-                },
-            );
-        }
-    });
+    // What arrives upstream, per batch: services, span names, stamped
+    // identity and the injected credential version.
+    let printer = tokio::spawn(report::print_feed(
+        stack.upstream.subscribe(),
+        stack.app.shared.clone(),
+        Box::new(std::io::stderr()),
+    ));
     wait_ctrl_c().await;
     printer.abort();
     stack.app.shutdown().await;
@@ -392,7 +397,8 @@ fn print_banner(s: &DevStack, exposed: bool) {
         r#"
 spangate dev is running; {where_}
   OTLP/HTTP  {otlp}
-  admin      http://{admin}   (/healthz, /metrics, /admin/v1/...)
+  admin      http://{admin}   (/healthz, /admin/v1/...)
+  metrics    {metrics}   (Prometheus text, no token)
   dev IdP    {idp}   identities: edge-prod, edge-dev, contractor, admin
   upstream   {up}   (records what it receives; the proxy injects a dev token sha256:{fp})
 
@@ -414,8 +420,15 @@ secrets:rotate through the example policy; the proxy keeps serving throughout):
   spangate secrets list --admin http://{admin}
   echo "dev-lightstep-rotated" | spangate secrets rotate lightstep-prod --grace 5m --admin http://{admin}
 {admin_note}
-Audit lines (one per batch) follow on stdout; Ctrl-C stops.
+Audit lines (one per batch) follow on stdout. For each batch the upstream receives,
+stderr shows its services, first span names, span count, the identity attributes
+spangate stamped and the credential version it injected. Ctrl-C stops.
 "#,
+        metrics = s
+            .app
+            .metrics_addr
+            .map(|a| format!("http://{}/metrics", reachable(a)))
+            .unwrap_or_else(|| format!("http://{admin}/metrics")),
         fp = s.lightstep_token_fp,
         admin_note = if exposed {
             "(The admin API stays on loopback. In a container, run the spangate commands inside it:\n\

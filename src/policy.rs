@@ -70,6 +70,21 @@ pub mod reason {
     pub const TOO_MANY_SPANS: &str = "too_many_spans";
     /// The batch is larger than `max_bytes`.
     pub const BATCH_TOO_LARGE: &str = "batch_too_large";
+
+    /// Every reason a whole batch can be denied with.
+    pub const DENY: [&str; 11] = [
+        NO_MATCH,
+        EXPLICIT_DENY,
+        CLAIMS_OVERAGE,
+        STAMP_CLAIM_MISSING,
+        RATE_KEY_CLAIM_MISSING,
+        SERVICE_NOT_ALLOWED,
+        ATTRIBUTE_MISSING,
+        ATTRIBUTE_FORBIDDEN,
+        ATTRIBUTE_CLAIM_MISMATCH,
+        TOO_MANY_SPANS,
+        BATCH_TOO_LARGE,
+    ];
 }
 
 /// A routable endpoint: request path → upstream name.
@@ -88,21 +103,29 @@ pub struct Endpoint {
 pub struct Diagnostic {
     /// File path as given to the loader.
     pub file: String,
-    /// Line, 1-based.
+    /// Line, 1-based; 0 when the problem has no position in the file.
     pub line: usize,
-    /// Column, 1-based.
+    /// Column, 1-based; 0 with line 0.
     pub column: usize,
     /// What is wrong.
     pub message: String,
 }
 
+impl Diagnostic {
+    /// `file:line:column`, or just `file` when the problem has no position
+    /// in it (a directory that cannot be read, a file too large).
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.clone()
+        } else {
+            format!("{}:{}:{}", self.file, self.line, self.column)
+        }
+    }
+}
+
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}: {}", self.location(), self.message)
     }
 }
 

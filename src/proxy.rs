@@ -70,13 +70,7 @@ where
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
-            rec.decision = match err {
-                ProxyError::Forbidden { .. }
-                | ProxyError::Auth(_)
-                | ProxyError::RateLimited { .. }
-                | ProxyError::BatchExceedsBurst { .. } => "deny",
-                _ => rec.decision,
-            };
+            rec.decision = err.decision(rec.decision);
             rec.reason = er.reason;
             if rec.detail.is_none() {
                 rec.detail = Some(err.to_string());
@@ -94,7 +88,7 @@ where
     );
     rec.status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    rec.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    rec.duration_ms = crate::logging::round_ms(elapsed);
     record_metrics(&shared, &rec, elapsed.as_secs_f64());
     shared.audit.emit(&rec);
     Ok(resp)

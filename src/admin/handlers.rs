@@ -390,7 +390,7 @@ impl AdminState {
                 "admin call refused")
             }
         }
-        audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        audit.duration_ms = crate::logging::round_ms(started.elapsed());
         self.shared.audit.emit_now(&audit);
         resp
     }

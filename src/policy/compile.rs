@@ -129,11 +129,16 @@ pub(crate) struct Compiled {
 }
 
 /// Read every `*.yaml` / `*.yml` regular file of `dir` (not hidden), sorted by name.
+/// Paths in diagnostics are absolute, so a message names the file wherever
+/// the process runs from; problems with no position in a file carry line 0
+/// (printed as just the path).
 pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<Diagnostic>> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = absolute.as_path();
     let whole = |file: &Path, message: String| Diagnostic {
         file: file.display().to_string(),
-        line: 1,
-        column: 1,
+        line: 0,
+        column: 0,
         message,
     };
     let entries = std::fs::read_dir(dir)

@@ -123,18 +123,10 @@ impl CheckReport {
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for d in &self.errors {
-            writeln!(
-                f,
-                "{}:{}:{}: error: {}",
-                d.file, d.line, d.column, d.message
-            )?;
+            writeln!(f, "{}: error: {}", d.location(), d.message)?;
         }
         for d in &self.warnings {
-            writeln!(
-                f,
-                "{}:{}:{}: warning: {}",
-                d.file, d.line, d.column, d.message
-            )?;
+            writeln!(f, "{}: warning: {}", d.location(), d.message)?;
         }
         match &self.version {
             Some(v) if self.errors.is_empty() => write!(

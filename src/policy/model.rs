@@ -64,7 +64,7 @@ pub struct PublishFile {
     #[serde(default)]
     pub max_spans_per_batch: Option<u64>,
     /// Largest (decompressed) batch, e.g. `4MiB`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::size::deserialize_opt")]
     pub max_bytes: Option<bytesize::ByteSize>,
     /// Rate limit for holders.
     #[serde(default)]
@@ -176,5 +176,5 @@ pub enum OnViolation {
 
 /// Deserialize an optional byte size written as a number or `8MiB`.
 pub(crate) fn opt_bytes<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
-    Ok(Option::<bytesize::ByteSize>::deserialize(de)?.map(|b| b.as_u64()))
+    Ok(crate::config::size::deserialize_opt(de)?.map(|b| b.as_u64()))
 }

@@ -474,6 +474,8 @@ async fn dev_on_all_interfaces_warns_and_its_walkthrough_works() {
             "127.0.0.1:0",
             "--upstream-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -40,6 +40,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// Extra top-level YAML (e.g. a `metrics:` section).
+    pub top_extra: String,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             reuse_dir: None,
             upstream_url: None,
             upstream_extra: String::new(),
+            top_extra: String::new(),
         }
     }
 }
@@ -164,12 +167,14 @@ secrets:
   bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
 {secrets_extra}
 policies: "{policies}"
+{top_extra}
 "#,
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
             secrets_extra = opts.secrets_extra,
             upstream_extra = opts.upstream_extra,
+            top_extra = opts.top_extra,
             issuer = idp.issuer(),
             timeout = opts.upstream_timeout,
             token_file = token_file.display(),
