@@ -25,6 +25,7 @@ use crate::otlp::BatchSummary;
 pub mod claims;
 pub mod compile;
 mod decide;
+pub mod diff;
 pub mod explain;
 mod holder;
 pub mod lint;

@@ -70,6 +70,9 @@ pub enum AdminCommand {
         upstream: Option<String>,
         /// Expiry of the new value (RFC 3339).
         not_after: Option<String>,
+        /// Create the credential if it does not exist (otherwise an unknown
+        /// name is refused by the server).
+        create: bool,
     },
     /// `spangate secrets rollback NAME`.
     SecretsRollback {
@@ -185,6 +188,9 @@ struct RotateBody<'a> {
     upstream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_after: Option<&'a str>,
+    /// Sent only when true, so the body stays what older servers accept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    create: bool,
 }
 
 impl RotateBody<'_> {
@@ -239,6 +245,7 @@ pub async fn run(
             force,
             upstream,
             not_after,
+            create,
         } => {
             let value = read_value(&value).await?;
             let body = RotateBody {
@@ -248,6 +255,7 @@ pub async fn run(
                 force,
                 upstream: upstream.as_deref(),
                 not_after: not_after.as_deref(),
+                create,
             }
             .to_zeroizing_json()
             .map_err(|e| AdminClientError::Value(format!("cannot encode the request: {e}")))?;
@@ -738,9 +746,14 @@ mod tests {
             force: false,
             upstream: None,
             not_after: None,
+            create: false,
         };
         let buf = body.to_zeroizing_json().expect("encode");
         let back: serde_json::Value = serde_json::from_slice(&buf).expect("json");
+        assert!(
+            back.get("create").is_none(),
+            "create is sent only when true"
+        );
         assert_eq!(back["value"], value.as_str());
         assert_eq!(back["grace"], "1m");
         assert!(back.get("upstream").is_none());

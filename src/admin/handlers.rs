@@ -602,9 +602,26 @@ impl AdminState {
         drop(body);
         let value = req.value;
         audit.new_fingerprint = Some(value.fingerprint());
-        if let Some(cur) = self.shared.secrets.info(name) {
-            audit.old_version = Some(cur.current_version);
-            audit.old_fingerprint = Some(cur.current_fingerprint);
+        match self.shared.secrets.info(name) {
+            Some(cur) => {
+                audit.old_version = Some(cur.current_version);
+                audit.old_fingerprint = Some(cur.current_fingerprint);
+            }
+            None if !req.create => {
+                // At most a screenful of names in the message.
+                const SHOWN: usize = 20;
+                let mut known = self.shared.secrets.names();
+                if known.len() > SHOWN {
+                    let more = known.len() - SHOWN;
+                    known.truncate(SHOWN);
+                    known.push(format!("and {more} more"));
+                }
+                return Err(ApiError::UnknownCredential {
+                    name: name.to_string(),
+                    known,
+                });
+            }
+            None => {}
         }
         check_value(value.expose()).map_err(|reason| {
             crate::secrets::SecretsError::InvalidValue {
@@ -878,6 +895,11 @@ struct RotateRequest {
     upstream: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// Create the credential when no credential of that name exists. Without
+    /// it an unknown name is refused, so a typo never creates a stray
+    /// credential while the real one stays unrotated.
+    #[serde(default)]
+    create: bool,
 }
 
 #[derive(Serialize)]

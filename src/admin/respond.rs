@@ -61,6 +61,17 @@ pub enum ApiError {
         /// Human message (never contains a submitted value).
         message: String,
     },
+    /// Rotating a credential that does not exist, without `create`.
+    #[error(
+        "no credential named {name:?} (known: {}); to add a new credential, rotate with create (spangate secrets rotate --create)",
+        if .known.is_empty() { "none".to_string() } else { .known.join(", ") }
+    )]
+    UnknownCredential {
+        /// The name asked for.
+        name: String,
+        /// The credentials that exist.
+        known: Vec<String>,
+    },
     /// A secrets store error.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
@@ -134,6 +145,7 @@ impl ApiError {
             }
             ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "auth_throttled"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::UnknownCredential { .. } => (StatusCode::NOT_FOUND, "unknown_credential"),
             ApiError::Secrets(e) => (secrets_status(e), e.reason()),
             ApiError::VerifyRejected { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected")
@@ -223,6 +235,7 @@ impl ApiError {
             ApiError::Forbidden(_)
             | ApiError::NotFound
             | ApiError::BadRequest { .. }
+            | ApiError::UnknownCredential { .. }
             | ApiError::Secrets(_)
             | ApiError::VerifyRejected { .. }
             | ApiError::VerifyUnavailable { .. }

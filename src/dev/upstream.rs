@@ -114,9 +114,9 @@ impl RecordingUpstream {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (loopback also when bound to `0.0.0.0`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("http://{}{}", super::idp::local_addr(self.addr), path)
     }
 
     /// Everything received so far (oldest first).
