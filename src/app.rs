@@ -40,6 +40,8 @@ pub enum StartError {
     Audit(std::io::Error),
     #[error("admin listener: {0}")]
     AdminBind(#[from] crate::admin::AdminBindError),
+    #[error("{0}")]
+    Nofile(#[from] crate::proxy::nofile::NofileError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -107,6 +109,13 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let identity =
         Identity::start(&config.providers, client.clone()).map_err(StartError::Identity)?;
 
+    // Every connection is a file: the configured connections must fit the
+    // open-file limit with room for upstreams, the IdP and the admin API.
+    crate::proxy::nofile::ensure(
+        config.server.max_connections,
+        crate::admin::MAX_CONNECTIONS,
+        config.server.reserved_fds,
+    )?;
     let tls = match &config.server.tls {
         Some(t) => Some(listener::tls_acceptor(t)?),
         None => None,
@@ -117,11 +126,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
 
     let rate_limit_keys = config.server.rate_limit_keys;
-    let opts = ListenerOptions {
-        tls,
-        header_timeout: config.server.header_timeout,
-        max_connections: config.server.max_connections,
-    };
+    let opts = ListenerOptions::from_config(&config.server, tls);
     let mut metrics = Metrics::default();
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());

@@ -16,6 +16,7 @@ mod deploy_files;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
+mod hostile_listener;
 mod identity_cache;
 mod identity_eddsa;
 mod identity_hostile;
