@@ -203,3 +203,30 @@ async fn hostile_max_connections_beyond_the_open_file_limit_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn hostile_public_readyz_says_only_ready_or_not() {
+    let h = Harness::start().await;
+    let resp = h
+        .client
+        .get(&h.url("/readyz"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = String::from_utf8_lossy(resp.body()).to_string();
+    assert_eq!(body, "ready\n");
+    for secret in [
+        h.idp.issuer().as_str(),
+        "jwks",
+        "policy",
+        "RS256",
+        "providers",
+    ] {
+        assert!(!body.contains(secret), "{secret} leaked: {body}");
+    }
+    // The details stay on the admin listener.
+    let (status, admin) = h.admin(http::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, 200);
+    assert!(admin["providers"].is_array(), "{admin}");
+    h.stop().await;
+}
