@@ -173,7 +173,11 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         tasks.push(tokio::spawn(spool.clone().run(shared.clone(), rx.clone())));
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
-    let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
+    let reloader = crate::reload::spawn_reloader(
+        shared.policy.clone(),
+        shared.audit.clone(),
+        shared.config.policies_quiet_period,
+    );
     let metrics = shared.metrics.clone();
     let extras = crate::admin::AdminExtras {
         reloader: Some(reloader.reloader()),

@@ -17,6 +17,7 @@ mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
 mod hostile_listener;
+mod hostile_reload;
 mod identity_cache;
 mod identity_eddsa;
 mod identity_hostile;

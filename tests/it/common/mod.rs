@@ -40,6 +40,10 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// Extra top-level YAML lines (e.g. `policies_quiet_period: 1s`).
+    pub top_extra: String,
+    /// Use this policy directory as it is (overrides `policies`).
+    pub policies_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -56,6 +60,8 @@ impl Default for Options {
             reuse_dir: None,
             upstream_url: None,
             upstream_extra: String::new(),
+            top_extra: String::new(),
+            policies_dir: None,
         }
     }
 }
@@ -120,9 +126,10 @@ impl Harness {
             .reuse_dir
             .clone()
             .unwrap_or_else(|| dir.path().to_path_buf());
-        let policies = match &opts.policies {
-            None => repo_policies(),
-            Some(files) => {
+        let policies = match (&opts.policies_dir, &opts.policies) {
+            (Some(d), _) => d.clone(),
+            (None, None) => repo_policies(),
+            (None, Some(files)) => {
                 let p = dir.path().join("policies");
                 std::fs::create_dir_all(&p).unwrap();
                 for (name, text) in files {
@@ -164,7 +171,9 @@ secrets:
   bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
 {secrets_extra}
 policies: "{policies}"
+{top_extra}
 "#,
+            top_extra = opts.top_extra,
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
