@@ -53,7 +53,10 @@ pub enum StartError {
 /// A running app.
 pub struct App {
     pub proxy_addr: SocketAddr,
+    /// The admin listener's TCP address (0.0.0.0:0 when it is a Unix socket).
     pub admin_addr: SocketAddr,
+    /// The admin listener's Unix socket, when `admin.listen` is `unix:/path`.
+    pub admin_socket: Option<std::path::PathBuf>,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -123,7 +126,15 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let proxy_listener = bind("OTLP listener", config.server.listen).await?;
     let admin_listener = crate::admin::bind(&config.admin).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
-    let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
+    // A Unix-socket admin listener has no TCP address: `admin_addr` is then
+    // the unspecified 0.0.0.0:0 and `admin_socket` names the path.
+    let admin_socket = match &config.admin.listen {
+        crate::config::admin::AdminListen::Unix(p) => Some(p.clone()),
+        crate::config::admin::AdminListen::Tcp(_) => None,
+    };
+    let admin_addr = admin_listener
+        .local_addr()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
 
     let rate_limit_keys = config.server.rate_limit_keys;
     let opts = ListenerOptions::from_config(&config.server, tls);
@@ -194,10 +205,11 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         extras,
     )));
 
-    tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
+    tracing::info!(otlp = %proxy_addr, admin = %shared.config.admin.listen, policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
         admin_addr,
+        admin_socket,
         shared,
         shutdown,
         tasks,

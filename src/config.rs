@@ -422,7 +422,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/spangate.yaml");
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.server.listen.port(), 4318);
-        assert_eq!(cfg.admin.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(
+            cfg.admin.listen.tcp().expect("tcp").ip().to_string(),
+            "127.0.0.1"
+        );
         assert!(cfg.upstreams.contains_key("lightstep"));
         assert!(cfg.secrets.bootstrap.contains_key("lightstep-prod"));
     }
@@ -432,7 +435,7 @@ mod tests {
         let cfg = Config::parse(Path::new("t.yaml"), "{}").unwrap();
         assert_eq!(cfg.server.max_body.as_u64(), DEFAULT_MAX_BODY);
         assert!(
-            cfg.admin.listen.ip().is_loopback(),
+            cfg.admin.listen.tcp().expect("tcp").ip().is_loopback(),
             "admin is loopback by default"
         );
         assert!(cfg.providers.is_empty());

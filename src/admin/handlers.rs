@@ -16,7 +16,6 @@
 //! `provider/subject`), the action, the result and fingerprints — never values.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +29,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
+use super::AdminPeer;
 use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
 use super::respond::{AdminBody, ApiError, finish, json_response};
-use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
+use super::throttle::{Attempt, AuthThrottle, Presented, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::metrics::{AdminLabels, ThrottleLabels};
@@ -189,6 +189,13 @@ struct AdminAudit {
     #[serde(skip_serializing_if = "Option::is_none")]
     token_fingerprint: Option<String>,
     remote: String,
+    /// Unix-socket peer credentials (kernel-verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<String>,
     result: &'static str,
@@ -286,7 +293,12 @@ impl AdminState {
 
     /// Handle one request. Every response gets a fresh `x-request-id` (also
     /// in the audit line and in error bodies) and the common headers.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: impl Into<AdminPeer>,
+    ) -> Response<AdminBody> {
+        let peer = peer.into();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut resp = self.dispatch(req, peer, &request_id).await;
         finish(&mut resp, &request_id);
@@ -296,7 +308,7 @@ impl AdminState {
     async fn dispatch(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         request_id: &str,
     ) -> Response<AdminBody> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +332,7 @@ impl AdminState {
         &self,
         route: Route,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         request_id: &str,
     ) -> Response<AdminBody> {
         let started = Instant::now();
@@ -329,7 +341,19 @@ impl AdminState {
             request_id: request_id.to_string(),
             action: route.action(),
             actor: "anonymous".into(),
-            remote: peer.to_string(),
+            remote: peer.describe(),
+            peer_uid: match peer {
+                AdminPeer::Unix { uid, .. } => Some(uid),
+                AdminPeer::Tcp(_) => None,
+            },
+            peer_gid: match peer {
+                AdminPeer::Unix { gid, .. } => Some(gid),
+                AdminPeer::Tcp(_) => None,
+            },
+            peer_pid: match peer {
+                AdminPeer::Unix { pid, .. } => pid,
+                AdminPeer::Tcp(_) => None,
+            },
             target: route.target(),
             ..Default::default()
         };
@@ -396,14 +420,14 @@ impl AdminState {
     }
 
     /// Record a failed authentication; note and report a lockout it starts.
-    fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
+    fn auth_failed(&self, attempt: Attempt<'_>, peer: AdminPeer, audit: &mut AdminAudit) {
         if let Some(lockout) = attempt.failed(Instant::now()) {
             let secs = retry_after_secs(lockout);
             audit.lockout_s = Some(secs);
-            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            audit.peer = Some(peer.throttle_key().to_string());
             self.shared.metrics.admin_auth_lockouts.inc();
             tracing::warn!(
-                peer = %PeerKey::of(peer.ip()),
+                peer = %peer.throttle_key(),
                 lockout_s = secs,
                 "admin API: too many failed authentications; peer locked out"
             );
@@ -414,20 +438,31 @@ impl AdminState {
         &self,
         route: &Route,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
-        // Before the token is looked at: a locked-out peer learns nothing.
-        let attempt = match self.throttle.check(peer.ip(), Instant::now()) {
-            Verdict::Proceed(a) => a,
-            Verdict::Throttled { scope, retry_after } => {
-                audit.throttle = Some(scope.as_str());
-                audit.peer = Some(PeerKey::of(peer.ip()).to_string());
-                audit.retry_after_s = Some(retry_after_secs(retry_after));
-                return Err(ApiError::Throttled { retry_after, scope });
-            }
+        // Before the token is checked: a locked-out peer learns nothing
+        // about a credential that is neither known good nor signed (the
+        // throttle sees only its fingerprint and shape).
+        let presented = bearer(req.headers());
+        let cred = match &presented {
+            Bearer::Token(t) => Some(Presented::of(t)),
+            Bearer::Missing | Bearer::Malformed => None,
         };
-        let caller = match bearer(req.headers()) {
+        let attempt =
+            match self
+                .throttle
+                .check_credential(peer.throttle_key(), cred.as_ref(), Instant::now())
+            {
+                Verdict::Proceed(a) => a,
+                Verdict::Throttled { scope, retry_after } => {
+                    audit.throttle = Some(scope.as_str());
+                    audit.peer = Some(peer.throttle_key().to_string());
+                    audit.retry_after_s = Some(retry_after_secs(retry_after));
+                    return Err(ApiError::Throttled { retry_after, scope });
+                }
+            };
+        let caller = match presented {
             // No token is no guess: neither a failure nor a success.
             Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
             Bearer::Malformed => {
@@ -748,6 +783,7 @@ impl AdminState {
             "lockouts": c.lockouts.load(Ordering::Relaxed),
             "throttled_peer": c.throttled_peer.load(Ordering::Relaxed),
             "throttled_global": c.throttled_global.load(Ordering::Relaxed),
+            "passed_known_or_signed": c.passed_known.load(Ordering::Relaxed),
         })
     }
 

@@ -16,6 +16,7 @@ mod deploy_files;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
+mod hostile_admin;
 mod hostile_listener;
 mod hostile_reload;
 mod identity_cache;

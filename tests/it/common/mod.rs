@@ -40,6 +40,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// `admin.listen` (default `127.0.0.1:0`).
+    pub admin_listen: Option<String>,
     /// Extra top-level YAML lines (e.g. `policies_quiet_period: 1s`).
     pub top_extra: String,
     /// Use this policy directory as it is (overrides `policies`).
@@ -62,6 +64,7 @@ impl Default for Options {
             upstream_extra: String::new(),
             top_extra: String::new(),
             policies_dir: None,
+            admin_listen: None,
         }
     }
 }
@@ -158,7 +161,7 @@ server:
   max_body: 64KiB
 {server_extra}
 admin:
-  listen: 127.0.0.1:0
+  listen: "{admin_listen}"
 {admin_extra}
 providers:
   dev:
@@ -174,6 +177,7 @@ policies: "{policies}"
 {top_extra}
 "#,
             top_extra = opts.top_extra,
+            admin_listen = opts.admin_listen.as_deref().unwrap_or("127.0.0.1:0"),
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
