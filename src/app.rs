@@ -74,6 +74,7 @@ impl App {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.audit.flush();
     }
 
     /// Wait until the listeners exit (they exit only on shutdown).
@@ -81,6 +82,7 @@ impl App {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.audit.flush();
     }
 
     /// A handle that triggers shutdown from elsewhere (signal handlers).

@@ -239,7 +239,7 @@ impl Reloader {
             Ok((v, w)) => (Some(v.clone()), w.clone()),
             Err(_) => (None, Vec::new()),
         };
-        self.audit.emit(&ReloadAudit {
+        self.audit.emit_now(&ReloadAudit {
             kind: "policy_reload",
             trigger,
             actor,
