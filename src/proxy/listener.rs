@@ -574,3 +574,48 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<Resp
     *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_and_reset() {
+        let mut e = AcceptErrors::new();
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let pauses: Vec<u64> = (0..6)
+            .filter_map(|_| e.failed(&emfile))
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, vec![100, 200, 400, 800, 1000, 1000]);
+        // Logged once in the interval; the rest only counted.
+        assert_eq!(e.count, 5);
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert_eq!(e.failed(&aborted), None, "a peer that gave up is no error");
+        e.succeeded();
+        assert_eq!(e.failed(&emfile), Some(Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn registry_evicts_the_oldest_idle_and_never_a_busy_one() {
+        let r = Registry::default();
+        let t0 = Instant::now();
+        let (_, busy) = r.add(t0);
+        let _guard = InFlight::start(&busy);
+        let (_, old) = r.add(t0 + Duration::from_secs(1));
+        let (_, young) = r.add(t0 + Duration::from_secs(2));
+        assert!(r.can_admit(4));
+        assert!(r.can_admit(3), "full, but an idle one can go");
+        assert!(r.evict_oldest_idle());
+        assert!(old.activity().evicting && !young.activity().evicting);
+        assert_eq!(r.slots_used(), 2);
+        assert!(r.evict_oldest_idle());
+        assert!(young.activity().evicting);
+        assert!(
+            !r.evict_oldest_idle(),
+            "the busy connection is never evicted"
+        );
+        assert!(!busy.activity().evicting);
+        assert!(!r.can_admit(1));
+    }
+}
