@@ -83,15 +83,20 @@ pub fn ensure(
     match plan(max_connections, admin_connections, reserved, soft, hard)? {
         None => Ok(soft),
         Some(new_soft) => {
-            rlimit::Resource::NOFILE
+            // Some systems refuse a soft limit of "unlimited" (macOS); then
+            // ask for just what is needed.
+            let need = needed(max_connections, admin_connections, reserved);
+            let raised = rlimit::Resource::NOFILE
                 .set(new_soft, hard)
+                .map(|()| new_soft)
+                .or_else(|_| rlimit::Resource::NOFILE.set(need, hard).map(|()| need))
                 .map_err(|e| NofileError::Os(format!("cannot raise the soft limit: {e}")))?;
             tracing::info!(
                 from = soft,
-                to = new_soft,
-                "raised the open-file soft limit to the hard limit for server.max_connections"
+                to = raised,
+                "raised the open-file soft limit for server.max_connections"
             );
-            Ok(new_soft)
+            Ok(raised)
         }
     }
 }
