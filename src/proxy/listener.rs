@@ -127,6 +127,8 @@ struct ConnShared {
     wake: Notify,
     /// The accept loop wants this connection's slot.
     evict: Notify,
+    /// The accept loop's wake-up: this connection went idle (evictable).
+    listener_wake: Arc<Notify>,
 }
 
 impl ConnShared {
@@ -141,7 +143,7 @@ impl ConnShared {
 struct Registry {
     conns: Mutex<(u64, HashMap<u64, Arc<ConnShared>>)>,
     /// A connection ended or went idle.
-    changed: Notify,
+    changed: Arc<Notify>,
 }
 
 impl Registry {
@@ -159,6 +161,7 @@ impl Registry {
             }),
             wake: Notify::new(),
             evict: Notify::new(),
+            listener_wake: Arc::clone(&self.changed),
         });
         let mut g = self.lock();
         g.0 += 1;
@@ -250,6 +253,8 @@ impl Drop for InFlight {
             }
         }
         self.0.wake.notify_one();
+        // A full listener waiting for an evictable connection may go on.
+        self.0.listener_wake.notify_one();
     }
 }
 
