@@ -167,6 +167,15 @@ async fn hostile_admin_on_a_unix_socket_with_mode_0600_and_peer_credentials() {
         "{line}"
     );
     assert_eq!(line["actor"], "bootstrap-token");
+    // The CLI speaks to the socket too (`--admin unix:/path`).
+    let out = spangate::admin::client::run(
+        spangate::admin::client::AdminCommand::SecretsList,
+        &format!("unix:{}", path.display()),
+        Some(spangate::secrets::Secret::new(BOOTSTRAP.to_string())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("lightstep-prod"), "{out}");
     h.stop().await;
     assert!(!path.exists(), "the socket is removed on shutdown");
 }
