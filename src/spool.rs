@@ -92,6 +92,16 @@ impl SpoolMetrics {
         );
     }
 
+    /// Create the outcome series of `upstream` with zero values.
+    pub fn precreate(&self, upstream: &str) {
+        for outcome in SPOOL_OUTCOMES {
+            let _ = self.batches.get_or_create(&SpoolLabels {
+                upstream: upstream.to_string(),
+                outcome,
+            });
+        }
+    }
+
     fn count(&self, upstream: &str, outcome: &'static str) {
         self.batches
             .get_or_create(&SpoolLabels {
@@ -101,6 +111,25 @@ impl SpoolMetrics {
             .inc();
     }
 }
+
+/// Depth of one spool at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolDepth {
+    pub batches: usize,
+    pub bytes: u64,
+    /// Age of the oldest queued batch.
+    pub oldest: Option<Duration>,
+}
+
+/// Outcomes of `spangate_spool_batches_total`.
+pub const SPOOL_OUTCOMES: [&str; 6] = [
+    "spooled",
+    "full",
+    "delivered",
+    "rejected",
+    "expired",
+    "lost",
+];
 
 /// The spool had no room (or is shutting down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -194,6 +223,26 @@ impl Spool {
     /// Batches queued now.
     pub fn len(&self) -> usize {
         lock(&self.queue).len()
+    }
+
+    /// Queue depth now (for the spool gauges).
+    pub fn depth(&self) -> SpoolDepth {
+        let q = lock(&self.queue);
+        SpoolDepth {
+            batches: q.len(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            oldest: q.front().map(|i| i.enqueued.elapsed()),
+        }
+    }
+
+    /// The upstream this spool belongs to.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &SpoolConfig {
+        &self.config
     }
 
     /// What `/admin/v1/status` shows of this spool.

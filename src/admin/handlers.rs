@@ -75,6 +75,8 @@ pub enum Route {
     PolicyReload,
     /// `POST /admin/v1/policies/validate`.
     PolicyValidate,
+    /// `GET /admin/v1/deployments` and `/admin/v1/deployments/{project}`.
+    Deployments(Option<String>),
 }
 
 impl Route {
@@ -124,6 +126,12 @@ impl Route {
             ["admin", "v1", "policies", "validate"] => {
                 want(Method::POST, "POST", Route::PolicyValidate)
             }
+            ["admin", "v1", "deployments"] => {
+                want(Method::GET, "GET, HEAD", Route::Deployments(None))
+            }
+            ["admin", "v1", "deployments", p] => {
+                want(Method::GET, "GET, HEAD", Route::Deployments(Some(name(p)?)))
+            }
             _ => Err(ApiError::NotFound),
         }
     }
@@ -142,6 +150,7 @@ impl Route {
             Route::Retire(..) => "secrets.retire",
             Route::PolicyReload => "policy.reload",
             Route::PolicyValidate => "policy.validate",
+            Route::Deployments(_) => "deployments.read",
         }
     }
 
@@ -149,7 +158,7 @@ impl Route {
     pub fn permission(&self) -> Option<Permission> {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics => None,
-            Route::Status => Some(Permission::StatusRead),
+            Route::Status | Route::Deployments(_) => Some(Permission::StatusRead),
             Route::ListSecrets | Route::GetSecret(_) => Some(Permission::SecretsRead),
             Route::Rotate(_) | Route::Rollback(_) | Route::Retire(..) => {
                 Some(Permission::SecretsRotate)
@@ -165,6 +174,7 @@ impl Route {
                 Some(n.clone())
             }
             Route::PolicyReload | Route::PolicyValidate => Some("policies".into()),
+            Route::Deployments(p) => p.clone(),
             Route::Healthz
             | Route::Readyz
             | Route::Metrics
@@ -414,7 +424,7 @@ impl AdminState {
                 "admin call refused")
             }
         }
-        audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        audit.duration_ms = crate::logging::round_ms(started.elapsed());
         self.shared.audit.emit_now(&audit);
         resp
     }
@@ -560,6 +570,20 @@ impl AdminState {
                 }
             }
             Route::PolicyValidate => self.validate(body, audit).await,
+            Route::Deployments(project) => {
+                let projects = self.shared.deployments.snapshot(project.as_deref());
+                if project.is_some() && projects.is_empty() {
+                    return Err(ApiError::NotFound);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "per_project": self.shared.config.deployments.per_project,
+                        "max_projects": self.shared.config.deployments.max_projects,
+                        "projects": projects,
+                    }),
+                ))
+            }
             Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::NotFound),
         }
     }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     /// Bytes of queued bodies (uncompressed) at most.
+    #[serde(deserialize_with = "crate::config::size::deserialize")]
     pub max_bytes: bytesize::ByteSize,
     /// A batch older than this is given up (audited `expired`).
     #[serde(with = "humantime_serde")]
