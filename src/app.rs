@@ -44,6 +44,8 @@ pub enum StartError {
     State(#[from] crate::state::redis::FleetError),
     #[error("admin listener: {0}")]
     AdminBind(crate::admin::AdminBindError),
+    #[error("{0}")]
+    Nofile(#[from] crate::proxy::nofile::NofileError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -76,7 +78,10 @@ impl From<crate::admin::AdminBindError> for StartError {
 /// A running app.
 pub struct App {
     pub proxy_addr: SocketAddr,
+    /// The admin listener's TCP address (0.0.0.0:0 when it is a Unix socket).
     pub admin_addr: SocketAddr,
+    /// The admin listener's Unix socket, when `admin.listen` is `unix:/path`.
+    pub admin_socket: Option<std::path::PathBuf>,
     /// The metrics listener, when `metrics.listen` is set.
     pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
@@ -136,6 +141,18 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let identity =
         Identity::start(&config.providers, client.clone()).map_err(StartError::Identity)?;
 
+    // Every connection is a file: the configured connections must fit the
+    // open-file limit with room for upstreams, the IdP and the admin API.
+    let scrape = if config.metrics.listen.is_some() {
+        crate::scrape::MAX_CONNECTIONS
+    } else {
+        0
+    };
+    crate::proxy::nofile::ensure(
+        config.server.max_connections,
+        crate::admin::MAX_CONNECTIONS + scrape,
+        config.server.reserved_fds,
+    )?;
     let tls = match &config.server.tls {
         Some(t) => Some(listener::tls_acceptor(t)?),
         None => None,
@@ -143,14 +160,18 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let proxy_listener = bind("OTLP listener", config.server.listen).await?;
     let admin_listener = crate::admin::bind(&config.admin).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
-    let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
+    // A Unix-socket admin listener has no TCP address: `admin_addr` is then
+    // the unspecified 0.0.0.0:0 and `admin_socket` names the path.
+    let admin_socket = match &config.admin.listen {
+        crate::config::admin::AdminListen::Unix(p) => Some(p.clone()),
+        crate::config::admin::AdminListen::Tcp(_) => None,
+    };
+    let admin_addr = admin_listener
+        .local_addr()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
 
     let rate_limit_keys = config.server.rate_limit_keys;
-    let opts = ListenerOptions {
-        tls,
-        header_timeout: config.server.header_timeout,
-        max_connections: config.server.max_connections,
-    };
+    let opts = ListenerOptions::from_config(&config.server, tls);
     let metrics_listener = match config.metrics.listen {
         Some(addr) => Some(bind("metrics listener", addr).await?),
         None => None,
@@ -248,7 +269,11 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         tasks.push(tokio::spawn(spool.clone().run(shared.clone(), rx.clone())));
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
-    let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
+    let reloader = crate::reload::spawn_reloader(
+        shared.policy.clone(),
+        shared.audit.clone(),
+        shared.config.policies_quiet_period,
+    );
     reloader
         .reloader()
         .count_into(shared.metrics.policy_reloads.clone());
@@ -287,12 +312,13 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     }
 
     let metrics_at = metrics_addr.map(|a| format!("http://{a}/metrics"));
-    tracing::info!(otlp = %proxy_addr, admin = %admin_addr,
+    tracing::info!(otlp = %proxy_addr, admin = %shared.config.admin.listen,
         metrics = %metrics_at.as_deref().unwrap_or("admin listener only"),
         policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
         admin_addr,
+        admin_socket,
         metrics_addr,
         shared,
         shutdown,

@@ -29,6 +29,14 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_OVERLOAD_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CREDENTIAL_HEADER: &str = "lightstep-access-token";
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_RESERVED_FDS: u64 = 128;
+pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub const DEFAULT_POLICIES_QUIET_PERIOD: Duration = Duration::from_secs(2);
 
 /// The whole process config.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +63,11 @@ pub struct Config {
     /// Directory of policy YAML files (relative to the config file).
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
+    /// How long the policy directory must stay unchanged after a change
+    /// before the watcher reloads it (a file written in pieces is never
+    /// loaded half-written).
+    #[serde(default = "default_policies_quiet_period", with = "humantime_serde")]
+    pub policies_quiet_period: Duration,
     /// Audit log destination.
     #[serde(default)]
     pub audit: AuditConfig,
@@ -74,6 +87,10 @@ fn default_policies() -> PathBuf {
     PathBuf::from("policies")
 }
 
+fn default_policies_quiet_period() -> Duration {
+    DEFAULT_POLICIES_QUIET_PERIOD
+}
+
 /// The OTLP/HTTP listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -85,14 +102,42 @@ pub struct ServerConfig {
     /// Body cap, measured after decompression (e.g. `16MiB`).
     #[serde(deserialize_with = "size::deserialize")]
     pub max_body: bytesize::ByteSize,
-    /// Time allowed to read the request head.
+    /// Time allowed from accept to the first complete request head: TLS
+    /// handshake, protocol detection (the HTTP/2 preface and SETTINGS) and
+    /// the HTTP/1 head all count. Also bounds each later HTTP/1 head.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// Time allowed for the whole request, upstream included.
+    /// Time allowed for the whole request, upstream included (bounds the
+    /// request body as well).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Maximum concurrent connections (excess connections wait in the accept queue).
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 with GOAWAY).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A connection older than this is asked to close (HTTP/2 GOAWAY, HTTP/1
+    /// `Connection: close` on the next response); requests in flight finish
+    /// within `request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    /// Maximum concurrent connections. When full, the connection idle the
+    /// longest is closed to admit a new one; with none idle, new connections
+    /// wait in the accept queue.
     pub max_connections: usize,
+    /// Open files kept out of `max_connections` for upstream and IdP
+    /// connections, the spool, the audit file and the admin listener's own
+    /// connections come on top. Start-up refuses a `max_connections` that
+    /// does not fit the open-file limit with this reserve.
+    pub reserved_fds: u64,
+    /// HTTP/2 keep-alive PING interval; a connection whose PING is not
+    /// answered within `h2_keepalive_timeout` is closed.
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_interval: Duration,
+    /// Time allowed for a PING answer.
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
     /// Most rate-limit keys (identities) tracked at once; idle keys expire.
     pub rate_limit_keys: u64,
     /// Memory for request bodies in flight, all requests together (decoded
@@ -113,7 +158,13 @@ impl Default for ServerConfig {
             max_body: bytesize::ByteSize::b(DEFAULT_MAX_BODY),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_connections: 4096,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            reserved_fds: DEFAULT_RESERVED_FDS,
+            h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,
+            h2_keepalive_timeout: DEFAULT_H2_KEEPALIVE_TIMEOUT,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             rate_limit_keys: 100_000,
             memory_budget: bytesize::ByteSize::b(DEFAULT_MEMORY_BUDGET),
             overload_wait: DEFAULT_OVERLOAD_WAIT,
@@ -300,6 +351,39 @@ impl Config {
                 "server.max_body must be greater than zero".into(),
             );
         }
+        if self.server.max_connections == 0 {
+            err(
+                &["server", "max_connections"],
+                "server.max_connections must be at least 1".into(),
+            );
+        }
+        for (key, d) in [
+            ("header_timeout", self.server.header_timeout),
+            ("request_timeout", self.server.request_timeout),
+            ("idle_timeout", self.server.idle_timeout),
+            ("max_connection_age", self.server.max_connection_age),
+            ("h2_keepalive_interval", self.server.h2_keepalive_interval),
+            ("h2_keepalive_timeout", self.server.h2_keepalive_timeout),
+        ] {
+            if d.is_zero() {
+                err(
+                    &["server", key],
+                    format!("server.{key} must be longer than 0s"),
+                );
+            }
+        }
+        if self.server.h2_max_concurrent_streams == 0 {
+            err(
+                &["server", "h2_max_concurrent_streams"],
+                "server.h2_max_concurrent_streams must be at least 1".into(),
+            );
+        }
+        if self.policies_quiet_period > Duration::from_secs(300) {
+            err(
+                &["policies_quiet_period"],
+                "policies_quiet_period must be at most 5m".into(),
+            );
+        }
         if self.server.memory_budget < self.server.max_body {
             err(
                 &["server", "memory_budget"],
@@ -344,7 +428,7 @@ impl Config {
         }
         if let Some(m) = self.metrics.listen
             && m.port() != 0
-            && (m == self.server.listen || m == self.admin.listen)
+            && (m == self.server.listen || self.admin.listen.tcp() == Some(m))
         {
             err(
                 &["metrics", "listen"],
@@ -399,7 +483,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/spangate.yaml");
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.server.listen.port(), 4318);
-        assert_eq!(cfg.admin.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(
+            cfg.admin.listen.tcp().expect("tcp").ip().to_string(),
+            "127.0.0.1"
+        );
         assert!(cfg.upstreams.contains_key("lightstep"));
         assert!(cfg.secrets.bootstrap.contains_key("lightstep-prod"));
     }
@@ -443,7 +530,7 @@ mod tests {
         let cfg = Config::parse(Path::new("t.yaml"), "{}").unwrap();
         assert_eq!(cfg.server.max_body.as_u64(), DEFAULT_MAX_BODY);
         assert!(
-            cfg.admin.listen.ip().is_loopback(),
+            cfg.admin.listen.tcp().expect("tcp").ip().is_loopback(),
             "admin is loopback by default"
         );
         assert!(cfg.providers.is_empty());

@@ -35,7 +35,7 @@ pub mod model;
 pub mod template;
 
 pub use explain::{Explanation, explain};
-pub use holder::PolicyHolder;
+pub use holder::{PolicyHolder, Widening, widening_changes};
 pub use lint::{CheckReport, LintContext, VERCEL_CLAIMS, check_dir};
 pub use model::{EndpointAuth, Mode, OnViolation};
 

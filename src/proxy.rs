@@ -8,6 +8,7 @@
 //! ends in exactly one audit line and one metrics update.
 
 pub mod listener;
+pub mod nofile;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -499,27 +500,29 @@ fn record_deployments(
 /// `/readyz`: 200 when at least one identity provider has keys (or none is
 /// configured). One IdP being down must not take the whole fleet out of
 /// service: its tokens get a retryable 503 while the others keep working.
+///
+/// Anyone who reaches the OTLP port may ask, so the answer is only ready or
+/// not ready: issuers, key URLs, algorithms and the policy version stay on
+/// the admin listener's `/readyz` and status.
 fn readiness(shared: &Shared) -> Response<RespBody> {
     let providers = shared.identity.status();
     let ready = providers.is_empty()
         || providers
             .iter()
             .any(|p| p.state == "ready" || p.state == "degraded");
-    let body = serde_json::json!({
-        "ready": ready,
-        "policy_version": shared.policy.current().version(),
-        "providers": providers,
-    });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = if ready {
-        StatusCode::OK
+    let (status, body): (_, &'static [u8]) = if ready {
+        (StatusCode::OK, b"ready\n")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, b"not ready\n")
     };
+    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

@@ -32,6 +32,10 @@ use tokio::sync::watch;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::proxy::listener::{self, ListenerOptions};
+
+/// Concurrent connections of the metrics listener (counted in the
+/// open-file budget at start).
+pub const MAX_CONNECTIONS: usize = 64;
 use crate::secrets::SecretStore;
 use crate::spool::Spool;
 
@@ -257,9 +261,8 @@ pub async fn serve(l: TcpListener, metrics: Arc<Metrics>, shutdown: watch::Recei
         async move { Ok::<_, Infallible>(respond(&metrics, req.method(), req.uri().path())) }
     };
     let opts = ListenerOptions {
-        tls: None,
-        header_timeout: Duration::from_secs(10),
-        max_connections: 64,
+        max_connections: MAX_CONNECTIONS,
+        ..ListenerOptions::from_config(&crate::config::ServerConfig::default(), None)
     };
     listener::serve(l, opts, handler, shutdown, Duration::from_secs(1)).await;
 }

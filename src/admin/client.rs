@@ -464,6 +464,8 @@ fn trim_newline(mut s: Zeroizing<String>) -> Zeroizing<String> {
 struct Client {
     http: HttpClient,
     base: String,
+    /// `--admin unix:/path`: the admin API's Unix socket.
+    unix: Option<std::path::PathBuf>,
     token: Option<Secret>,
 }
 
@@ -473,6 +475,23 @@ impl Client {
             url: admin_url.to_string(),
             reason,
         };
+        let http = HttpClient::new(ClientOptions::default()).map_err(|e| {
+            AdminClientError::Unreachable {
+                url: admin_url.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        if let Some(path) = admin_url.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("unix: needs a socket path"));
+            }
+            return Ok(Self {
+                http,
+                base: admin_url.to_string(),
+                unix: Some(std::path::PathBuf::from(path)),
+                token,
+            });
+        }
         let url = url::Url::parse(admin_url).map_err(|_| bad("not a URL"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("scheme must be http or https"));
@@ -480,15 +499,10 @@ impl Client {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("no query or fragment allowed"));
         }
-        let http = HttpClient::new(ClientOptions::default()).map_err(|e| {
-            AdminClientError::Unreachable {
-                url: admin_url.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
         Ok(Self {
             http,
             base: admin_url.trim_end_matches('/').to_string(),
+            unix: None,
             token,
         })
     }
@@ -499,7 +513,10 @@ impl Client {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<T, AdminClientError> {
-        let url = format!("{}{}", self.base, path);
+        let url = match &self.unix {
+            Some(_) => format!("http://admin{path}"),
+            None => format!("{}{}", self.base, path),
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(&url)
@@ -516,14 +533,18 @@ impl Client {
                 url: self.base.clone(),
                 reason: "cannot build a request for this URL",
             })?;
-        let resp = self
-            .http
-            .send(req, CALL_TIMEOUT, 4 << 20)
-            .await
-            .map_err(|e| AdminClientError::Unreachable {
-                url: self.base.clone(),
-                reason: e.to_string(),
-            })?;
+        let sent = match &self.unix {
+            Some(sock) => send_unix(sock, req).await,
+            None => self
+                .http
+                .send(req, CALL_TIMEOUT, 4 << 20)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let resp = sent.map_err(|reason| AdminClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        })?;
         let status = resp.status();
         let resp_request_id = resp
             .headers()
@@ -555,6 +576,44 @@ impl Client {
             },
         })
     }
+}
+
+/// One request over the admin API's Unix socket (HTTP/1.1), body capped at 4 MiB.
+#[cfg(unix)]
+async fn send_unix(
+    sock: &std::path::Path,
+    req: Request<OutBody>,
+) -> Result<http::Response<Bytes>, String> {
+    use http_body_util::BodyExt;
+    let work = async {
+        let stream = tokio::net::UnixStream::connect(sock)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::Limited::new(body, 4 << 20)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    };
+    tokio::time::timeout(CALL_TIMEOUT, work)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+#[cfg(not(unix))]
+async fn send_unix(
+    _sock: &std::path::Path,
+    _req: Request<OutBody>,
+) -> Result<http::Response<Bytes>, String> {
+    Err("Unix sockets are not supported on this platform".into())
 }
 
 /// `Authorization: Bearer <token>`, sensitive, its bytes wiped on drop.

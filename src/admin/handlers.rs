@@ -16,7 +16,6 @@
 //! `provider/subject`), the action, the result and fingerprints — never values.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +29,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
+use super::AdminPeer;
 use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
 use super::respond::{AdminBody, ApiError, finish, json_response};
-use super::throttle::{Attempt, AuthThrottle, PeerKey, Scope, Verdict, retry_after_secs};
+use super::throttle::{Attempt, AuthThrottle, Presented, Scope, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::metrics::{AdminLabels, ThrottleLabels};
@@ -199,6 +199,13 @@ struct AdminAudit {
     #[serde(skip_serializing_if = "Option::is_none")]
     token_fingerprint: Option<String>,
     remote: String,
+    /// Unix-socket peer credentials (kernel-verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<String>,
     result: &'static str,
@@ -296,7 +303,12 @@ impl AdminState {
 
     /// Handle one request. Every response gets a fresh `x-request-id` (also
     /// in the audit line and in error bodies) and the common headers.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: impl Into<AdminPeer>,
+    ) -> Response<AdminBody> {
+        let peer = peer.into();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut resp = self.dispatch(req, peer, &request_id).await;
         finish(&mut resp, &request_id);
@@ -306,7 +318,7 @@ impl AdminState {
     async fn dispatch(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         request_id: &str,
     ) -> Response<AdminBody> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -330,7 +342,7 @@ impl AdminState {
         &self,
         route: Route,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         request_id: &str,
     ) -> Response<AdminBody> {
         let started = Instant::now();
@@ -339,7 +351,19 @@ impl AdminState {
             request_id: request_id.to_string(),
             action: route.action(),
             actor: "anonymous".into(),
-            remote: peer.to_string(),
+            remote: peer.describe(),
+            peer_uid: match peer {
+                AdminPeer::Unix { uid, .. } => Some(uid),
+                AdminPeer::Tcp(_) => None,
+            },
+            peer_gid: match peer {
+                AdminPeer::Unix { gid, .. } => Some(gid),
+                AdminPeer::Tcp(_) => None,
+            },
+            peer_pid: match peer {
+                AdminPeer::Unix { pid, .. } => pid,
+                AdminPeer::Tcp(_) => None,
+            },
             target: route.target(),
             ..Default::default()
         };
@@ -407,12 +431,12 @@ impl AdminState {
 
     /// Record a failed authentication (here and, in a fleet, in the shared
     /// count); note and report a lockout it starts.
-    async fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
+    async fn auth_failed(&self, attempt: Attempt<'_>, peer: AdminPeer, audit: &mut AdminAudit) {
         let local = attempt.failed(Instant::now());
         let cfg = self.throttle.config();
         let shared = match &self.shared.fleet {
             Some(f) if cfg.enabled => {
-                let key = PeerKey::of(peer.ip()).to_string();
+                let key = peer.throttle_key().to_string();
                 f.auth_failed(&key, cfg.max_failures, cfg.window, cfg.lockout)
                     .await
             }
@@ -421,10 +445,10 @@ impl AdminState {
         if let Some(lockout) = local.or(shared) {
             let secs = retry_after_secs(lockout);
             audit.lockout_s = Some(secs);
-            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            audit.peer = Some(peer.throttle_key().to_string());
             self.shared.metrics.admin_auth_lockouts.inc();
             tracing::warn!(
-                peer = %PeerKey::of(peer.ip()),
+                peer = %peer.throttle_key(),
                 lockout_s = secs,
                 "admin API: too many failed authentications; peer locked out"
             );
@@ -435,33 +459,47 @@ impl AdminState {
         &self,
         route: &Route,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
-        // Before the token is looked at: a locked-out peer learns nothing,
-        // whichever replica of a fleet it locked itself out on.
+        // Before the token is checked: a locked-out peer learns nothing
+        // about a credential that is neither known good nor signed (the
+        // throttle sees only its fingerprint and shape).
+        let presented = bearer(req.headers());
+        let cred = match &presented {
+            Bearer::Token(t) => Some(Presented::of(t)),
+            Bearer::Missing | Bearer::Malformed => None,
+        };
+        // In a fleet, a peer locked out on any replica is locked out here
+        // too, with the same exemptions as the local throttle (credentials
+        // known good from this peer, signed tokens).
         if let Some(f) = &self.shared.fleet
             && self.throttle.config().enabled
-            && let Some(retry_after) = f.auth_locked(&PeerKey::of(peer.ip()).to_string()).await
+            && !self.throttle.exempt(peer.throttle_key(), cred.as_ref())
+            && let Some(retry_after) = f.auth_locked(&peer.throttle_key().to_string()).await
         {
             audit.throttle = Some(Scope::Peer.as_str());
-            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            audit.peer = Some(peer.throttle_key().to_string());
             audit.retry_after_s = Some(retry_after_secs(retry_after));
             return Err(ApiError::Throttled {
                 retry_after,
                 scope: Scope::Peer,
             });
         }
-        let attempt = match self.throttle.check(peer.ip(), Instant::now()) {
-            Verdict::Proceed(a) => a,
-            Verdict::Throttled { scope, retry_after } => {
-                audit.throttle = Some(scope.as_str());
-                audit.peer = Some(PeerKey::of(peer.ip()).to_string());
-                audit.retry_after_s = Some(retry_after_secs(retry_after));
-                return Err(ApiError::Throttled { retry_after, scope });
-            }
-        };
-        let caller = match bearer(req.headers()) {
+        let attempt =
+            match self
+                .throttle
+                .check_credential(peer.throttle_key(), cred.as_ref(), Instant::now())
+            {
+                Verdict::Proceed(a) => a,
+                Verdict::Throttled { scope, retry_after } => {
+                    audit.throttle = Some(scope.as_str());
+                    audit.peer = Some(peer.throttle_key().to_string());
+                    audit.retry_after_s = Some(retry_after_secs(retry_after));
+                    return Err(ApiError::Throttled { retry_after, scope });
+                }
+            };
+        let caller = match presented {
             // No token is no guess: neither a failure nor a success.
             Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
             Bearer::Malformed => {
@@ -499,10 +537,9 @@ impl AdminState {
             audit.permission = Some(p.as_str());
             return Err(ApiError::Forbidden(p));
         }
+        // A success does not clear the peer's shared failure count either:
+        // another caller at the same address must not reset a guesser.
         attempt.succeeded();
-        if let Some(f) = &self.shared.fleet {
-            f.auth_succeeded(&PeerKey::of(peer.ip()).to_string()).await;
-        }
         let body = read_body(req, self.body_timeout).await?;
         self.run(route, body, &caller, audit).await
     }
@@ -834,6 +871,7 @@ impl AdminState {
             "lockouts": c.lockouts.load(Ordering::Relaxed),
             "throttled_peer": c.throttled_peer.load(Ordering::Relaxed),
             "throttled_global": c.throttled_global.load(Ordering::Relaxed),
+            "passed_known_or_signed": c.passed_known.load(Ordering::Relaxed),
         })
     }
 

@@ -92,9 +92,8 @@ impl RecordingUpstream {
             async move { Ok::<_, Infallible>(handle(&s, req).await) }
         };
         let opts = ListenerOptions {
-            tls,
-            header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            ..ListenerOptions::from_config(&crate::config::ServerConfig::default(), tls)
         };
         tokio::spawn(listener::serve(
             l,

@@ -186,6 +186,13 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<Diagnostic>> {
             continue;
         }
         match std::fs::read_to_string(&path) {
+            // A 0-byte (or blank) file is a write in progress or a mistake,
+            // never a policy: refusing it keeps the last good set serving.
+            Ok(text) if text.trim().is_empty() => errors.push(whole(
+                &path,
+                "policy file is empty (a file without rules must say so, e.g. with a comment)"
+                    .into(),
+            )),
             Ok(text) => out.push(Source {
                 display: path.display().to_string(),
                 name,

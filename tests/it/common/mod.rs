@@ -43,6 +43,10 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// `admin.listen` (default `127.0.0.1:0`).
+    pub admin_listen: Option<String>,
+    /// Use this policy directory as it is (overrides `policies`).
+    pub policies_dir: Option<PathBuf>,
     /// Extra entries of the `secrets.bootstrap` flow map (e.g. `, drain: { file: "x" }`).
     pub bootstrap_extra: String,
     /// Extra top-level YAML (e.g. `drains:`), appended at the end.
@@ -65,6 +69,8 @@ impl Default for Options {
             reuse_dir: None,
             upstream_url: None,
             upstream_extra: String::new(),
+            policies_dir: None,
+            admin_listen: None,
             bootstrap_extra: String::new(),
             top_extra: String::new(),
             idp_alg: spangate::dev::idp::DevKeyAlg::Es256,
@@ -133,9 +139,10 @@ impl Harness {
             .reuse_dir
             .clone()
             .unwrap_or_else(|| dir.path().to_path_buf());
-        let policies = match &opts.policies {
-            None => repo_policies(),
-            Some(files) => {
+        let policies = match (&opts.policies_dir, &opts.policies) {
+            (Some(d), _) => d.clone(),
+            (None, None) => repo_policies(),
+            (None, Some(files)) => {
                 let p = dir.path().join("policies");
                 std::fs::create_dir_all(&p).unwrap();
                 for (name, text) in files {
@@ -164,7 +171,7 @@ server:
   max_body: 64KiB
 {server_extra}
 admin:
-  listen: 127.0.0.1:0
+  listen: "{admin_listen}"
 {admin_extra}
 providers:
   dev:
@@ -179,6 +186,7 @@ secrets:
 policies: "{policies}"
 {top_extra}
 "#,
+            admin_listen = opts.admin_listen.as_deref().unwrap_or("127.0.0.1:0"),
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
