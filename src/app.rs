@@ -40,6 +40,8 @@ pub enum StartError {
     Audit(std::io::Error),
     #[error("admin listener: {0}")]
     AdminBind(#[from] crate::admin::AdminBindError),
+    #[error("{0}")]
+    Spool(#[from] crate::spool::SpoolOpenError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -126,15 +128,16 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
-    let spools = config
-        .upstreams
-        .iter()
-        .filter_map(|(name, up)| {
-            let cfg = up.spool.clone()?;
-            let spool = crate::spool::Spool::new(name, cfg, spool_metrics.clone());
-            Some((name.clone(), Arc::new(spool)))
-        })
-        .collect();
+    // Open spools before serving: what a previous run left on disk is
+    // recovered (torn tails cut and audited) and replayed first.
+    let mut spools = std::collections::BTreeMap::new();
+    for (name, up) in &config.upstreams {
+        if let Some(cfg) = up.spool.clone() {
+            let spool =
+                crate::spool::Spool::open(name, cfg, up.ack, spool_metrics.clone(), audit.clone())?;
+            spools.insert(name.clone(), Arc::new(spool));
+        }
+    }
     let budget = crate::budget::MemoryBudget::new(
         config.server.memory_budget.as_u64(),
         metrics.inflight_body_bytes.clone(),
@@ -164,8 +167,19 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         rx.clone(),
         DRAIN_TIMEOUT,
     )));
-    for spool in shared.spools.values() {
-        tasks.push(tokio::spawn(spool.clone().run(shared.clone(), rx.clone())));
+    for (name, spool) in &shared.spools {
+        let Some(up) = shared.config.upstreams.get(name) else {
+            continue;
+        };
+        let deps = crate::spool::SpoolDeps {
+            name: name.clone(),
+            client: shared.upstream_client(name).clone(),
+            secrets: shared.secrets.clone(),
+            metrics: shared.metrics.clone(),
+            audit: shared.audit.clone(),
+            upstream: up.clone(),
+        };
+        tasks.push(tokio::spawn(spool.clone().run(deps, rx.clone())));
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
     let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
