@@ -1,6 +1,7 @@
 //! Glue for CLI verbs that are more than a call: `policy explain`, `policy test`.
 
 pub mod policy_test;
+pub mod spool;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -44,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Inspect and operate the running proxy's spools (admin API).
+    Spool(spangate::cli::spool::SpoolArgs),
     /// Show the running proxy's status (admin API).
     Status {
         #[command(flatten)]
@@ -175,6 +177,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev(args) => spangate::dev::run(args).await,
+        Command::Spool(args) => spangate::cli::spool::run(args).await,
         Command::Status { admin } => admin_call(admin, AdminCommand::Status).await,
         Command::Secrets { admin, command } => {
             let cmd = match command {

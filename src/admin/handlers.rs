@@ -75,6 +75,14 @@ pub enum Route {
     PolicyReload,
     /// `POST /admin/v1/policies/validate`.
     PolicyValidate,
+    /// `GET /admin/v1/spools`.
+    Spools,
+    /// `GET /admin/v1/spools/{upstream}`: queued batches and dead letters (metadata).
+    SpoolInspect(String),
+    /// `POST /admin/v1/spools/{upstream}/replay-dead`.
+    SpoolReplayDead(String),
+    /// `POST /admin/v1/spools/{upstream}/purge` (body `{"confirm": true, "dead": bool}`).
+    SpoolPurge(String),
 }
 
 impl Route {
@@ -124,6 +132,16 @@ impl Route {
             ["admin", "v1", "policies", "validate"] => {
                 want(Method::POST, "POST", Route::PolicyValidate)
             }
+            ["admin", "v1", "spools"] => want(Method::GET, "GET, HEAD", Route::Spools),
+            ["admin", "v1", "spools", n] => {
+                want(Method::GET, "GET, HEAD", Route::SpoolInspect(name(n)?))
+            }
+            ["admin", "v1", "spools", n, "replay-dead"] => {
+                want(Method::POST, "POST", Route::SpoolReplayDead(name(n)?))
+            }
+            ["admin", "v1", "spools", n, "purge"] => {
+                want(Method::POST, "POST", Route::SpoolPurge(name(n)?))
+            }
             _ => Err(ApiError::NotFound),
         }
     }
@@ -142,6 +160,10 @@ impl Route {
             Route::Retire(..) => "secrets.retire",
             Route::PolicyReload => "policy.reload",
             Route::PolicyValidate => "policy.validate",
+            Route::Spools => "spool.status",
+            Route::SpoolInspect(_) => "spool.inspect",
+            Route::SpoolReplayDead(_) => "spool.replay_dead",
+            Route::SpoolPurge(_) => "spool.purge",
         }
     }
 
@@ -156,6 +178,8 @@ impl Route {
             }
             Route::PolicyReload => Some(Permission::PolicyReload),
             Route::PolicyValidate => Some(Permission::PolicyValidate),
+            Route::Spools | Route::SpoolInspect(_) => Some(Permission::StatusRead),
+            Route::SpoolReplayDead(_) | Route::SpoolPurge(_) => Some(Permission::SpoolManage),
         }
     }
 
@@ -165,7 +189,11 @@ impl Route {
                 Some(n.clone())
             }
             Route::PolicyReload | Route::PolicyValidate => Some("policies".into()),
-            Route::Healthz
+            Route::SpoolInspect(n) | Route::SpoolReplayDead(n) | Route::SpoolPurge(n) => {
+                Some(n.clone())
+            }
+            Route::Spools
+            | Route::Healthz
             | Route::Readyz
             | Route::Metrics
             | Route::Status
@@ -525,6 +553,41 @@ impl AdminState {
                 }
             }
             Route::PolicyValidate => self.validate(body, audit).await,
+            Route::Spools => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "spools": self.spools_status() }),
+            )),
+            Route::SpoolInspect(n) => {
+                let spool = self.spool(n)?;
+                Ok(json_response(StatusCode::OK, &spool.inspect(100)))
+            }
+            Route::SpoolReplayDead(n) => {
+                let spool = self.spool(n)?;
+                let replayed = spool.replay_dead().await.map_err(spool_failed)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "upstream": n, "replayed": replayed }),
+                ))
+            }
+            Route::SpoolPurge(n) => {
+                let spool = self.spool(n)?;
+                let req: PurgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                    PurgeRequest::default()
+                } else {
+                    parse_json(&body)?
+                };
+                if !req.confirm {
+                    return Err(ApiError::BadRequest {
+                        code: "confirm_required",
+                        message: "purge deletes batches for good: send \"confirm\": true".into(),
+                    });
+                }
+                let purged = spool.purge(req.dead).await.map_err(spool_failed)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "upstream": n, "purged": purged, "dead": req.dead }),
+                ))
+            }
             Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::NotFound),
         }
     }
@@ -737,6 +800,33 @@ impl AdminState {
         json_response(status, &body)
     }
 
+    fn spools_status(&self) -> BTreeMap<String, serde_json::Value> {
+        self.shared
+            .spools
+            .iter()
+            .map(|(name, s)| (name.clone(), s.status()))
+            .collect()
+    }
+
+    fn spool(&self, name: &str) -> Result<&crate::spool::Spool, ApiError> {
+        self.shared
+            .spools
+            .get(name)
+            .map(|s| s.as_ref())
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "unknown_spool",
+                message: format!(
+                    "no spool for that upstream; spooled upstreams: {}",
+                    self.shared
+                        .spools
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
     fn throttle_status(&self) -> serde_json::Value {
         let t = &self.throttle;
         let c = t.counters();
@@ -773,7 +863,7 @@ impl AdminState {
             "proxy": {
                 "memory_budget_bytes": self.shared.config.server.memory_budget.as_u64(),
                 "memory_in_use_bytes": self.shared.budget.in_use_bytes(),
-                "spools": self.shared.spools.iter().map(|(name, s)| (name.clone(), s.status())).collect::<std::collections::BTreeMap<_, _>>(),
+                "spools": self.spools_status(),
             },
             "admin": {
                 "requests": c.requests.load(Ordering::Relaxed),
@@ -790,6 +880,23 @@ impl AdminState {
 
 fn yes() -> bool {
     true
+}
+
+/// Body of `POST /admin/v1/spools/{upstream}/purge`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    /// Must be true: a purge cannot be undone.
+    #[serde(default)]
+    confirm: bool,
+    /// Purge the dead letters instead of the queue.
+    #[serde(default)]
+    dead: bool,
+}
+
+fn spool_failed(e: crate::spool::SpoolOpError) -> ApiError {
+    tracing::error!(error = %e, "spool operation failed");
+    ApiError::Internal
 }
 
 /// Body of `POST /admin/v1/secrets/{name}/rotate`.
