@@ -19,7 +19,7 @@
 //!   non-retryable answer (dead letter), `max_age` or a purge. A timed-out
 //!   attempt may have been processed: it counts as a possible duplicate and
 //!   the attempt timeout jumps to `max_attempt_timeout` (halving back after
-//!   fast answers), so a slow-but-working upstream is not hammered and
+//!   answers faster than a quarter of it), so a slow-but-working upstream is not hammered and
 //!   duplicates stay within what was in flight;
 //! - **shutdown**: delivery goes on for `drain`, then what is left stays on
 //!   disk (audited `kept`) or, memory only, is audited `lost`.
@@ -544,6 +544,7 @@ impl Spool {
             main: appender,
             dead: dead_appender,
             next_seq: rec.next_seq,
+            dead_seq: dead.next_seq,
             last_sync: Instant::now(),
         };
         std::thread::Builder::new()
@@ -871,7 +872,8 @@ impl Spool {
                         Settled::Delivered => {
                             healthy = true;
                             backoff = FIRST_BACKOFF;
-                            if started < attempt_timeout / 2 {
+                            // Shrink back only after clearly fast answers.
+                            if started < attempt_timeout / 4 {
                                 attempt_timeout = (attempt_timeout / 2).max(base_timeout);
                             }
                         }
@@ -1286,6 +1288,8 @@ struct Writer {
     main: Appender,
     dead: Appender,
     next_seq: u64,
+    /// Sequence of the next dead letter (dead letters number their own).
+    dead_seq: u64,
     last_sync: Instant,
 }
 
@@ -1422,10 +1426,12 @@ impl Writer {
 
     fn append_dead(
         &mut self,
-        frame: Vec<u8>,
+        mut frame: Vec<u8>,
         item: Spooled,
         status: Option<u16>,
     ) -> io::Result<()> {
+        log::stamp_seq(&mut frame, self.dead_seq);
+        self.dead_seq += 1;
         let len = frame.len() as u64;
         let before = self.dead.len;
         self.dead.write(&frame)?;
