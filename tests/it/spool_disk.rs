@@ -433,3 +433,51 @@ async fn a_slow_upstream_gets_at_most_a_window_of_duplicates() {
     );
     h.stop().await;
 }
+
+async fn cli(h: &Harness, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_spangate"))
+        .arg("spool")
+        .args(args)
+        .args(["--admin", &format!("http://{}", h.app.admin_addr)])
+        .env("SPANGATE_ADMIN_TOKEN", ADMIN)
+        .output()
+        .await
+        .expect("run spangate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_spool_cli_shows_inspects_and_purges_only_with_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(opts(dir.path(), "", "2s")).await;
+    h.upstream.set_behavior(Behavior::Status(503));
+    let token = h.token("edge-prod");
+    for n in 0..2 {
+        assert_eq!(send(&h, &token, n).await.status(), 200);
+    }
+    let (ok, out) = cli(&h, &["status"]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("lightstep  disk  spooled  2"), "{out}");
+    let (ok, out) = cli(&h, &["inspect", "lightstep"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("2 queued") && out.contains("credential=lightstep-prod"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(crate::common::LIGHTSTEP_TOKEN),
+        "never the value"
+    );
+    let (ok, out) = cli(&h, &["purge", "lightstep"]).await;
+    assert!(!ok && out.contains("--yes"), "{out}");
+    assert_eq!(h.app.shared.spools["lightstep"].len(), 2);
+    let (ok, out) = cli(&h, &["purge", "lightstep", "--yes"]).await;
+    assert!(ok && out.contains("2 queued batches purged"), "{out}");
+    assert!(h.app.shared.spools["lightstep"].is_empty());
+    h.stop().await;
+}
