@@ -300,7 +300,7 @@ enum Cmd {
 struct Disk {
     dir: PathBuf,
     tx: Mutex<mpsc::Sender<Cmd>>,
-    ledger: Mutex<Ledger>,
+    ledger: Arc<Mutex<Ledger>>,
 }
 
 /// Shared between the spool handle, its delivery task and its writer thread.
@@ -536,11 +536,12 @@ impl Spool {
         let disk = Arc::new(Disk {
             dir: dir.clone(),
             tx: Mutex::new(tx),
-            ledger: Mutex::new(ledger),
+            ledger: Arc::new(Mutex::new(ledger)),
         });
         let writer = Writer {
             inner: inner.clone(),
-            disk: disk.clone(),
+            dir: dir.clone(),
+            ledger: disk.ledger.clone(),
             main: appender,
             dead: dead_appender,
             next_seq: rec.next_seq,
@@ -1284,7 +1285,9 @@ pub fn spoolable(outcome: &Result<upstream::Answer, ProxyError>) -> bool {
 /// group-commits appends and indexes them once durable.
 struct Writer {
     inner: Arc<Inner>,
-    disk: Arc<Disk>,
+    /// Not the `Disk` (it holds the sender: the thread ends when the spool drops).
+    dir: PathBuf,
+    ledger: Arc<Mutex<Ledger>>,
     main: Appender,
     dead: Appender,
     next_seq: u64,
@@ -1452,7 +1455,7 @@ impl Writer {
     }
 
     fn dead_dir(&self) -> PathBuf {
-        self.disk.dir.join("dead")
+        self.dir.join("dead")
     }
 
     fn replay_dead(&mut self) -> io::Result<usize> {
@@ -1529,17 +1532,17 @@ impl Writer {
             st.watermark = st.last_seq;
             st.segments.clear();
             let w = st.watermark;
-            lock(&self.disk.ledger).write(w)?;
-            lock(&self.disk.ledger).sync()?;
+            lock(&self.ledger).write(w)?;
+            lock(&self.ledger).sync()?;
             let items = st.entries.drain(..).map(|e| e.item).collect();
             self.inner.gauges(&st);
             items
         };
         let next = self.main.id + 1;
-        for id in log::list_segments(&self.disk.dir)? {
-            std::fs::remove_file(self.disk.dir.join(log::segment_name(id)))?;
+        for id in log::list_segments(&self.dir)? {
+            std::fs::remove_file(self.dir.join(log::segment_name(id)))?;
         }
-        self.main = Appender::create(&self.disk.dir, next)?;
+        self.main = Appender::create(&self.dir, next)?;
         lock(&self.inner.state).active_segment = self.main.id;
         Ok(items)
     }
@@ -1629,6 +1632,30 @@ mod tests {
         let (_, it, loc, _) = s.next_pending().unwrap();
         assert_eq!(it.request_id, "r20");
         assert_eq!(log::read(dir.path(), loc.unwrap()).unwrap().body.len(), 20);
+        // Group commit within an interval: concurrent appends all land.
+        let mut c = cfg(1 << 20, Some(dir.path().join("iv")));
+        c.fsync = FsyncPolicy::Interval(Duration::from_millis(5));
+        let s = Arc::new(
+            Spool::open(
+                "iv",
+                c.clone(),
+                AckMode::Spooled,
+                SpoolMetrics::default(),
+                audit(),
+            )
+            .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for n in 0..20 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move { s.append(item(100 + n)).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        drop(s);
+        let s = Spool::open("iv", c, AckMode::Spooled, SpoolMetrics::default(), audit()).unwrap();
+        assert_eq!(s.len(), 20);
         // Full: refused, nothing evicted.
         let small = Spool::open(
             "x",

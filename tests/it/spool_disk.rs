@@ -305,7 +305,9 @@ async fn shutdown_keeps_undelivered_batches_on_disk_and_the_next_start_delivers_
 #[tokio::test]
 async fn a_non_retryable_answer_dead_letters_and_replay_dead_delivers_it() {
     let dir = tempfile::tempdir().unwrap();
-    let h = Harness::start_with(opts(dir.path(), "", "2s")).await;
+    let spool_dir = dir.path().join("spool");
+    let o = || opts(&spool_dir, "", "2s");
+    let h = Harness::start_with(o()).await;
     h.upstream.set_behavior(Behavior::Status(400));
     let token = h.token("edge-prod");
     assert_eq!(send(&h, &token, 1).await.status(), 200);
@@ -313,8 +315,10 @@ async fn a_non_retryable_answer_dead_letters_and_replay_dead_delivers_it() {
         !spool_lines(&h, "dead_lettered").is_empty()
     })
     .await;
-    let dead = &spool_lines(&h, "dead_lettered")[0];
+    let dead = spool_lines(&h, "dead_lettered")[0].clone();
     assert_eq!(dead["upstream_status"], 400);
+    // Dead letters are on disk: they survive a restart.
+    let h = restart(h, o()).await;
     let (code, v) = h
         .admin(
             http::Method::GET,
