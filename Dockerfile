@@ -15,6 +15,6 @@ COPY --from=build /src/target/release/spangate /usr/local/bin/spangate
 COPY deploy/spangate.yaml /etc/spangate/spangate.yaml
 COPY policies /etc/spangate/policies
 USER 65532:65532
-EXPOSE 4318 9901
+EXPOSE 4318 9464 9901
 ENTRYPOINT ["/usr/local/bin/spangate"]
 CMD ["serve", "--config", "/etc/spangate/spangate.yaml", "--log-format", "json"]

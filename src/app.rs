@@ -28,20 +28,22 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum StartError {
     #[error("identity providers: {}", .0.join("; "))]
     Identity(Vec<String>),
-    #[error("policy {0} is invalid:\n{1}")]
+    #[error("policy directory {0} is invalid:\n{1}")]
     Policy(String, crate::policy::PolicyErrors),
+    // The wrapped errors are printed in the message and are not `source()`s:
+    // `{:#}` at the binary edge would print them a second time.
     #[error("secrets: {0}")]
-    Secrets(#[from] crate::secrets::SecretsError),
+    Secrets(crate::secrets::SecretsError),
     #[error("TLS: {0}")]
-    Tls(#[from] listener::TlsError),
+    Tls(listener::TlsError),
     #[error("HTTP client: {0}")]
-    Client(#[from] crate::client::ClientError),
+    Client(crate::client::ClientError),
     #[error("audit file: {0}")]
     Audit(std::io::Error),
     #[error("admin listener: {0}")]
-    AdminBind(#[from] crate::admin::AdminBindError),
+    AdminBind(crate::admin::AdminBindError),
     #[error("{0}")]
-    Spool(#[from] crate::spool::SpoolOpenError),
+    Spool(crate::spool::SpoolOpenError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -50,10 +52,33 @@ pub enum StartError {
     },
 }
 
+impl From<crate::secrets::SecretsError> for StartError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        StartError::Secrets(e)
+    }
+}
+impl From<listener::TlsError> for StartError {
+    fn from(e: listener::TlsError) -> Self {
+        StartError::Tls(e)
+    }
+}
+impl From<crate::client::ClientError> for StartError {
+    fn from(e: crate::client::ClientError) -> Self {
+        StartError::Client(e)
+    }
+}
+impl From<crate::admin::AdminBindError> for StartError {
+    fn from(e: crate::admin::AdminBindError) -> Self {
+        StartError::AdminBind(e)
+    }
+}
+
 /// A running app.
 pub struct App {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The metrics listener, when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -126,20 +151,60 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         header_timeout: config.server.header_timeout,
         max_connections: config.server.max_connections,
     };
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(bind("metrics listener", addr).await?),
+        None => None,
+    };
+    let metrics_addr = match (&metrics_listener, config.metrics.listen) {
+        (Some(l), Some(addr)) => Some(local_addr(l, addr)?),
+        _ => None,
+    };
     let mut metrics = Metrics::default();
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());
-    let metrics = Arc::new(metrics);
+    let deployments = Arc::new(crate::deployments::DeploymentTracker::new(
+        &config.deployments,
+    ));
+    metrics
+        .registry_mut()
+        .register_collector(Box::new(crate::deployments::DeploymentCollector(
+            deployments.clone(),
+        )));
     // Open spools before serving: what a previous run left on disk is
     // recovered (torn tails cut and audited) and replayed first.
-    let mut spools = std::collections::BTreeMap::new();
+    let mut spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>> =
+        std::collections::BTreeMap::new();
     for (name, up) in &config.upstreams {
         if let Some(cfg) = up.spool.clone() {
-            let spool =
-                crate::spool::Spool::open(name, cfg, up.ack, spool_metrics.clone(), audit.clone())?;
+            spool_metrics.precreate(name);
+            let spool = crate::spool::Spool::open(
+                name,
+                cfg,
+                up.ack,
+                spool_metrics.clone(),
+                audit.clone(),
+            )
+            .map_err(StartError::Spool)?;
             spools.insert(name.clone(), Arc::new(spool));
         }
     }
+    // Every family with its known label values at zero, before the first event.
+    let current = policy.current();
+    metrics.precreate(
+        current.endpoints().iter().map(|e| e.name.as_str()),
+        config.upstreams.keys().map(String::as_str),
+    );
+    metrics
+        .memory_budget_bytes
+        .set(i64::try_from(config.server.memory_budget.as_u64()).unwrap_or(i64::MAX));
+    metrics
+        .registry_mut()
+        .register_collector(Box::new(crate::scrape::StateCollector {
+            identity: identity.clone(),
+            secrets: secrets.clone(),
+            spools: spools.values().cloned().collect(),
+        }));
+    let metrics = Arc::new(metrics);
     let budget = crate::budget::MemoryBudget::new(
         config.server.memory_budget.as_u64(),
         metrics.inflight_body_bytes.clone(),
@@ -155,6 +220,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         metrics,
         limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
         budget,
+        deployments,
         spools,
     });
     let (shutdown, rx) = watch::channel(false);
@@ -185,6 +251,20 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
     let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
+    reloader
+        .reloader()
+        .count_into(shared.metrics.policy_reloads.clone());
+    // Endpoints a reload adds get their zero series too.
+    let s = Arc::downgrade(&shared);
+    reloader.reloader().after_reload(Box::new(move || {
+        if let Some(s) = s.upgrade() {
+            let set = s.policy.current();
+            s.metrics.precreate(
+                set.endpoints().iter().map(|e| e.name.as_str()),
+                s.config.upstreams.keys().map(String::as_str),
+            );
+        }
+    }));
     let metrics = shared.metrics.clone();
     let extras = crate::admin::AdminExtras {
         reloader: Some(reloader.reloader()),
@@ -197,14 +277,25 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     tasks.push(tokio::spawn(crate::admin::serve_with(
         admin_listener,
         shared.clone(),
-        rx,
+        rx.clone(),
         extras,
     )));
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(crate::scrape::serve(
+            l,
+            shared.metrics.clone(),
+            rx.clone(),
+        )));
+    }
 
-    tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
+    let metrics_at = metrics_addr.map(|a| format!("http://{a}/metrics"));
+    tracing::info!(otlp = %proxy_addr, admin = %admin_addr,
+        metrics = %metrics_at.as_deref().unwrap_or("admin listener only"),
+        policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
         admin_addr,
+        metrics_addr,
         shared,
         shutdown,
         tasks,

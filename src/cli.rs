@@ -1,5 +1,6 @@
 //! Glue for CLI verbs that are more than a call: `policy explain`, `policy test`.
 
+pub mod deployments;
 pub mod policy_test;
 pub mod spool;
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod admin;
+pub mod size;
 pub mod spool;
 
 use crate::config::admin::AdminConfig;
@@ -54,6 +55,16 @@ pub struct Config {
     /// Audit log destination.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Vercel Trace Drains by name: the secrets-store credential that signs
+    /// each drain's deliveries.
+    #[serde(default)]
+    pub drains: BTreeMap<String, crate::drains::DrainConfig>,
+    /// How many deployments per project (and projects) spangate remembers.
+    #[serde(default)]
+    pub deployments: crate::deployments::DeploymentsConfig,
 }
 
 fn default_policies() -> PathBuf {
@@ -69,6 +80,7 @@ pub struct ServerConfig {
     /// Optional TLS termination.
     pub tls: Option<TlsConfig>,
     /// Body cap, measured after decompression (e.g. `16MiB`).
+    #[serde(deserialize_with = "size::deserialize")]
     pub max_body: bytesize::ByteSize,
     /// Time allowed to read the request head.
     #[serde(with = "humantime_serde")]
@@ -82,6 +94,7 @@ pub struct ServerConfig {
     pub rate_limit_keys: u64,
     /// Memory for request bodies in flight, all requests together (decoded
     /// batches and re-encoded bodies included); at least `max_body`.
+    #[serde(deserialize_with = "size::deserialize")]
     pub memory_budget: bytesize::ByteSize,
     /// How long a request waits for room in `memory_budget` before a
     /// retryable 503 `overloaded`.
@@ -148,6 +161,17 @@ fn default_upstream_timeout() -> Duration {
     DEFAULT_UPSTREAM_TIMEOUT
 }
 
+/// `metrics:`: a listener of its own that serves only `GET /metrics`
+/// (read-only aggregate numbers, no token), so Prometheus can scrape it
+/// while the admin API stays on loopback. Off when `listen` is absent; the
+/// admin listener's `/metrics` serves the same text either way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to bind, e.g. `0.0.0.0:9464`.
+    pub listen: Option<SocketAddr>,
+}
+
 /// Where audit lines go.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -192,8 +216,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     /// Read, parse and validate a config file. Relative paths inside it are
-    /// resolved against the file's directory.
+    /// resolved against the file's directory; messages and resolved paths
+    /// are absolute.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![ConfigError::new(path, format!("cannot read: {e}"))]))?;
         let mut cfg = Self::parse(path, &text)?;
@@ -217,7 +244,7 @@ impl Config {
             ConfigErrors(vec![ConfigError {
                 file: path.display().to_string(),
                 location: e.location().map(|l| (l.line(), l.column())),
-                message: e.to_string(),
+                message: yaml_message(&e),
                 yaml_path: Vec::new(),
             }])
         })?;
@@ -242,7 +269,9 @@ impl Config {
     fn resolve_relative(&mut self, dir: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !dir.as_os_str().is_empty() {
-                *p = dir.join(&*p);
+                let joined = dir.join(&*p);
+                // Normalises `./` away when `dir` is absolute (as `load` makes it).
+                *p = std::path::absolute(&joined).unwrap_or(joined);
             }
         };
         fix(&mut self.policies);
@@ -348,13 +377,38 @@ impl Config {
                 );
             }
         }
+        if let Some(m) = self.metrics.listen
+            && m.port() != 0
+            && (m == self.server.listen || m == self.admin.listen)
+        {
+            err(
+                &["metrics", "listen"],
+                format!("metrics.listen ({m}) must differ from server.listen and admin.listen"),
+            );
+        }
         for m in self.secrets.validate() {
             err(&["secrets"], format!("secrets: {m}"));
         }
         for m in self.admin.validate() {
             err(&["admin"], format!("admin: {m}"));
         }
+        for (name, m) in crate::drains::validate(&self.drains) {
+            err(&["drains", &name], m);
+        }
+        for m in self.deployments.validate() {
+            err(&["deployments"], m);
+        }
         errors
+    }
+}
+
+/// serde_yaml's message without its trailing ` at line L column C` (the
+/// error already starts with `file:line:column`).
+pub fn yaml_message(e: &serde_yaml::Error) -> String {
+    let m = e.to_string();
+    match (e.location(), m.rfind(" at line ")) {
+        (Some(_), Some(at)) if m[at..].contains(" column ") => m[..at].to_string(),
+        _ => m,
     }
 }
 

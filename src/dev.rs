@@ -3,6 +3,7 @@
 //! policies. Tests reuse the issuer and the upstream.
 
 pub mod idp;
+pub mod report;
 pub mod upstream;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,9 @@ pub struct DevArgs {
     /// Recording upstream.
     #[arg(long, default_value = "127.0.0.1:9411")]
     pub upstream_listen: SocketAddr,
+    /// Prometheus metrics listener (`GET /metrics`, no token).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
     /// Policy directory (default: the embedded example policies).
     #[arg(long)]
     pub policies: Option<PathBuf>,
@@ -128,6 +132,8 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
         addr: args.idp_listen,
         audience: DEV_AUDIENCE.to_string(),
         identities: demo_identities(),
+        // Vercel-shaped: RS256 tokens with owner/project/environment claims.
+        alg: crate::dev::idp::DevKeyAlg::Rs256,
         ..Default::default()
     })
     .await
@@ -155,8 +161,9 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
         r#"
 server: {{ listen: "{listen}" }}
 admin: {{ listen: "{admin}" }}
+metrics: {{ listen: "{metrics}" }}
 providers:
-  dev: {{ issuer: "{issuer}", audiences: [{aud}] }}
+  dev: {{ issuer: "{issuer}", audiences: [{aud}], preset: vercel }}
 upstreams:
   lightstep: {{ url: "{up}", credential_header: lightstep-access-token }}
 secrets:
@@ -165,6 +172,7 @@ policies: "{policies}"
 "#,
         listen = args.listen,
         admin = args.admin_listen,
+        metrics = args.metrics_listen,
         issuer = idp.issuer(),
         aud = DEV_AUDIENCE,
         up = upstream.url(UPSTREAM_PATH),
@@ -220,31 +228,19 @@ pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
             args.admin_listen,
             args.idp_listen,
             args.upstream_listen,
-        ) = (any, any, any, any);
+            args.metrics_listen,
+        ) = (any, any, any, any, any);
         return demo(&args).await;
     }
     let stack = start(&args, Audit::stdout()).await?;
     print_banner(&stack);
-    let mut feed = stack.upstream.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Ok(r) = feed.recv().await {
-            let fp = r
-                .header("lightstep-access-token")
-                .map(|v| crate::fingerprint(v.as_bytes()));
-            eprintln!(
-                "upstream <- {} {} bytes, lightstep-access-token={}, authorization header {}",
-                r.path,
-                r.body.len(),
-                fp.map(|f| format!("sha256:{f}"))
-                    .unwrap_or_else(|| "(none)".into()),
-                if r.header("authorization").is_some() {
-                    "PRESENT (bug!)"
-                } else {
-                    "stripped"
-                },
-            );
-        }
-    });
+    // What arrives upstream, per batch: services, span names, stamped
+    // identity and the injected credential version.
+    let printer = tokio::spawn(report::print_feed(
+        stack.upstream.subscribe(),
+        stack.app.shared.clone(),
+        Box::new(std::io::stderr()),
+    ));
     wait_ctrl_c().await;
     printer.abort();
     stack.app.shutdown().await;
@@ -263,7 +259,8 @@ fn print_banner(s: &DevStack) {
         r#"
 spangate dev is running; everything is on loopback and nothing leaves this machine.
   OTLP/HTTP  {otlp}
-  admin      http://{admin}   (/healthz, /metrics, /admin/v1/...)
+  admin      http://{admin}   (/healthz, /admin/v1/...)
+  metrics    {metrics}   (Prometheus text, no token)
   dev IdP    {idp}   identities: edge-prod, edge-dev, contractor, admin
   upstream   {up}   (records what it receives; the proxy injects a dev token sha256:{fp})
 
@@ -285,9 +282,16 @@ secrets:rotate through the example policy; the proxy keeps serving throughout):
   spangate secrets list --admin http://{admin}
   echo "dev-lightstep-rotated" | spangate secrets rotate lightstep-prod --grace 5m --admin http://{admin}
 
-Audit lines (one per batch) follow on stdout; Ctrl-C stops.
+Audit lines (one per batch) follow on stdout. For each batch the upstream receives,
+stderr shows its services, first span names, span count, the identity attributes
+spangate stamped and the credential version it injected. Ctrl-C stops.
 "#,
         admin = s.app.admin_addr,
+        metrics = s
+            .app
+            .metrics_addr
+            .map(|a| format!("http://{a}/metrics"))
+            .unwrap_or_else(|| format!("http://{}/metrics", s.app.admin_addr)),
         up = s.upstream.url(UPSTREAM_PATH),
         fp = s.lightstep_token_fp,
     );

@@ -64,6 +64,18 @@ pub struct ForwardResult {
     pub used_previous: bool,
 }
 
+/// Outcomes of `spangate_upstream_attempts_total`: `ok` (2xx), `status`
+/// (another final answer), `retryable` (429/502/503/504, retried),
+/// `auth_refused` (401/403), `timeout`, `transport` (connect/TLS/IO).
+pub const ATTEMPT_OUTCOMES: [&str; 6] = [
+    "ok",
+    "status",
+    "retryable",
+    "auth_refused",
+    "timeout",
+    "transport",
+];
+
 /// OTLP/HTTP's retryable statuses: 429, 502, 503, 504.
 pub fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)

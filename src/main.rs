@@ -51,6 +51,13 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Deployments seen per project: first/last seen, batches, spans, denied (admin API).
+    Deployments {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(flatten)]
+        args: spangate::cli::deployments::DeploymentsArgs,
+    },
 }
 
 /// How to reach the admin API.
@@ -181,6 +188,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => spangate::dev::run(args).await,
         Command::Spool(args) => spangate::cli::spool::run(args).await,
         Command::Status { admin } => admin_call(admin, AdminCommand::Status).await,
+        Command::Deployments { admin, args } => {
+            let token = spangate::admin::client::token_from(admin.token);
+            let out = spangate::cli::deployments::run(&args, &admin.admin, token).await?;
+            println!("{}", out.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Secrets { admin, command } => {
             let cmd = match command {
                 SecretsCommand::List => AdminCommand::SecretsList,
@@ -269,14 +282,5 @@ async fn wait_for_signal() {
 }
 
 fn init_logging(format: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SPANGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    spangate::logging::init(format);
 }

@@ -27,9 +27,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
+pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, inflate, read_body, read_wire};
 pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
-pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
+pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite, strip_resource_keys};
 
 /// Longest error detail kept in [`OtlpError::Malformed`] (it goes back to the
 /// client in a `google.rpc.Status` and into the audit line).

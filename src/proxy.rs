@@ -20,12 +20,14 @@ use http_body_util::Full;
 
 use crate::audit::{DropCount, RequestAudit};
 use crate::budget;
+use crate::deployments;
+use crate::drains::{self, DrainError};
 use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
 use crate::otlp::{self, Encoding};
-use crate::policy::ResourceVerdict;
+use crate::policy::{EndpointAuth, ResourceVerdict};
 use crate::shared::Shared;
 
 /// Response body type of both listeners.
@@ -70,13 +72,7 @@ where
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
-            rec.decision = match err {
-                ProxyError::Forbidden { .. }
-                | ProxyError::Auth(_)
-                | ProxyError::RateLimited { .. }
-                | ProxyError::BatchExceedsBurst { .. } => "deny",
-                _ => rec.decision,
-            };
+            rec.decision = err.decision(rec.decision);
             rec.reason = er.reason;
             if rec.detail.is_none() {
                 rec.detail = Some(err.to_string());
@@ -94,7 +90,7 @@ where
     );
     rec.status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    rec.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    rec.duration_ms = crate::logging::round_ms(elapsed);
     record_metrics(&shared, &rec, elapsed.as_secs_f64());
     shared.audit.emit(&rec);
     Ok(resp)
@@ -117,23 +113,37 @@ where
 
     // Authenticate first: nothing about the deployment (endpoints, limits) is
     // revealed to a caller without a valid token. After this stage nothing
-    // reads the Authorization header again.
-    let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
-    rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
-    let principal = shared
-        .identity
-        .authenticate(token)
-        .await
-        .map_err(ProxyError::Auth)?;
-    rec.provider = Some(principal.provider.clone());
-    rec.subject = Some(principal.subject.clone());
+    // reads the Authorization header again. A Trace Drain delivery (a
+    // signature and no Authorization header) is signed over its body, so it
+    // is verified once the body is read, below.
+    let drain_delivery = parts.headers.contains_key(drains::SIGNATURE_HEADER)
+        && !parts.headers.contains_key(header::AUTHORIZATION);
+    let bearer = if drain_delivery {
+        None
+    } else {
+        let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
+        rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
+        let principal = shared
+            .identity
+            .authenticate(token)
+            .await
+            .map_err(ProxyError::Auth)?;
+        rec.provider = Some(principal.provider.clone());
+        rec.subject = Some(principal.subject.clone());
+        Some(principal)
+    };
 
     // Route: one policy snapshot serves the whole request, even across a reload.
+    // An unverified drain delivery learns nothing about other paths: anything
+    // but a drain endpoint is a 401 for it.
     let policy = shared.policy.current();
-    let endpoint = policy
-        .endpoint_by_path(parts.uri.path())
-        .cloned()
-        .ok_or(ProxyError::NotFound)?;
+    let endpoint = policy.endpoint_by_path(parts.uri.path()).cloned();
+    let endpoint = match (endpoint, drain_delivery) {
+        (Some(ep), false) if ep.auth == EndpointAuth::Bearer => ep,
+        (Some(ep), true) if ep.auth == EndpointAuth::VercelDrain => ep,
+        (None, false) => return Err(ProxyError::NotFound),
+        _ => return Err(ProxyError::Drain(DrainError::WrongEndpoint)),
+    };
     rec.endpoint = Some(endpoint.name.clone());
     if parts.method != Method::POST {
         return Err(ProxyError::MethodNotAllowed);
@@ -157,12 +167,44 @@ where
         .reserve(declared, wait)
         .await
         .map_err(ProxyError::Overloaded)?;
-    let raw = tokio::time::timeout_at(
+    let wire = tokio::time::timeout_at(
         deadline.into(),
-        otlp::read_body(body, content_encoding, cap),
+        otlp::read_wire(body, content_encoding, cap),
     )
     .await
     .map_err(|_| ProxyError::RequestTimeout)??;
+    let inflate = |wire| async move {
+        tokio::time::timeout_at(deadline.into(), otlp::inflate(wire, content_encoding, cap))
+            .await
+            .map_err(|_| ProxyError::RequestTimeout)?
+            .map_err(ProxyError::from)
+    };
+    let (principal, raw) = match bearer {
+        Some(p) => (p, inflate(wire).await?),
+        None => {
+            // The signature covers the body as sent; for a compressed
+            // delivery it is also accepted over the decompressed body (the
+            // bytes Vercel's own verification example hashes).
+            let compressed =
+                content_encoding.is_some_and(|ce| !ce.eq_ignore_ascii_case("identity"));
+            let (verified, raw) = match verify_drain(shared, &parts, &wire) {
+                Ok(v) => (v, inflate(wire).await?),
+                Err(ProxyError::Drain(DrainError::Mismatch(_))) if compressed => {
+                    let raw = inflate(wire).await?;
+                    (verify_drain(shared, &parts, &raw)?, raw)
+                }
+                Err(e) => return Err(e),
+            };
+            rec.drain_secret = Some(match verified.matched {
+                drains::Matched::Current => "current",
+                drains::Matched::Previous => "previous",
+            });
+            let p = verified.principal();
+            rec.provider = Some(p.provider.clone());
+            rec.subject = Some(p.subject.clone());
+            (p, raw)
+        }
+    };
     rec.bytes = raw.len();
     shared
         .budget
@@ -179,6 +221,10 @@ where
     rec.spans = batch.summary.spans;
     rec.services = Some(service_names(&batch.summary));
 
+    // Deployment link: which resources' deployment ids the identity vouches
+    // for (recorded whatever the decision, so denials count per deployment).
+    let links = deployment_links(shared, &principal, &batch.summary);
+
     // Authorize: a pure function of (policy, principal, endpoint, batch).
     let decision = policy.decide(&principal, &endpoint, &batch.summary);
     rec.rule = Some(decision.rule.clone());
@@ -190,6 +236,7 @@ where
         .filter_map(|h| serde_json::to_value(h).ok())
         .collect();
     if !decision.allowed {
+        record_deployments(shared, &links, &batch.summary, &decision, false, rec);
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -203,7 +250,7 @@ where
     if let Some(spec) = &decision.rate {
         let spec = crate::ratelimit::RateSpec::from(spec);
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        shared
+        let checked = shared
             .limiter
             .check(
                 &decision.rate_key,
@@ -219,8 +266,14 @@ where
                     retry_after: e.retry_after,
                     limit: e.limit,
                 },
-            })?;
+            });
+        if checked.is_err() {
+            record_deployments(shared, &links, &batch.summary, &decision, false, rec);
+        }
+        checked?;
     }
+    // Counted as published once policy and the rate limit let it through.
+    record_deployments(shared, &links, &batch.summary, &decision, true, rec);
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
     // stamp verified identity. Re-encodes only when something changed.
@@ -242,7 +295,18 @@ where
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    let outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
+    // Deployment attributes the identity cannot vouch for go first (indexes
+    // are the summary's until `rewrite` drops resources).
+    let mut link_stripped = 0;
+    for (i, l) in links.iter().enumerate() {
+        if let deployments::ResourceLink::Strip { keys, why } = l {
+            link_stripped += otlp::strip_resource_keys(&mut batch, i, keys);
+            rec.deployment_stripped
+                .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
+        }
+    }
+    let mut outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
+    outcome.changed |= link_stripped > 0;
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
     if batch.request.resource_spans.is_empty() {
         // Everything was dropped: nothing to forward, the client still gets
@@ -374,6 +438,86 @@ where
         rejected_spans,
         &drop_message(rec),
     ))
+}
+
+/// Verify a Trace Drain delivery's signature over the body as received.
+fn verify_drain(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    wire: &[u8],
+) -> Result<drains::Verified, ProxyError> {
+    let mut values = parts.headers.get_all(drains::SIGNATURE_HEADER).iter();
+    let value = values
+        .next()
+        .ok_or(ProxyError::Drain(DrainError::Missing))?;
+    if values.next().is_some() {
+        return Err(ProxyError::Drain(DrainError::Malformed));
+    }
+    let signature = drains::parse_signature(value.as_bytes()).map_err(ProxyError::Drain)?;
+    let (name, cfg) =
+        drains::drain_name(parts.uri.query(), &shared.config.drains).map_err(ProxyError::Drain)?;
+    drains::verify(&shared.secrets, name, cfg, &signature, wire).map_err(ProxyError::Drain)
+}
+
+/// The deployment link for a Vercel identity (a provider with the Vercel
+/// preset, or a Trace Drain); empty for everyone else.
+fn deployment_links(
+    shared: &Shared,
+    principal: &crate::identity::Principal,
+    summary: &otlp::BatchSummary,
+) -> Vec<deployments::ResourceLink> {
+    let trust = if principal.provider == drains::PROVIDER {
+        deployments::Trust::Drain
+    } else if shared
+        .config
+        .providers
+        .get(&principal.provider)
+        .and_then(|p| p.preset)
+        == Some(crate::identity::Preset::Vercel)
+    {
+        deployments::Trust::Token {
+            project_id: principal
+                .claims
+                .get("project_id")
+                .and_then(serde_json::Value::as_str),
+        }
+    } else {
+        return Vec::new();
+    };
+    deployments::link(trust, summary)
+}
+
+/// Count each linked resource against its deployment: published when the
+/// batch `passed` (policy and rate limit) and the decision kept the
+/// resource, denied otherwise.
+fn record_deployments(
+    shared: &Shared,
+    links: &[deployments::ResourceLink],
+    summary: &otlp::BatchSummary,
+    decision: &crate::policy::Decision,
+    passed: bool,
+    rec: &mut RequestAudit,
+) {
+    for (i, l) in links.iter().enumerate() {
+        if let deployments::ResourceLink::Linked {
+            project,
+            deployment,
+            revision,
+        } = l
+        {
+            let kept = passed
+                && decision.allowed
+                && matches!(decision.resources.get(i), Some(ResourceVerdict::Keep));
+            let spans = summary.resources.get(i).map_or(0, |r| r.spans);
+            shared
+                .deployments
+                .record(project, deployment, revision.as_deref(), spans, kept);
+            let id = format!("{project}/{deployment}");
+            if !rec.deployments.contains(&id) {
+                rec.deployments.push(id);
+            }
+        }
+    }
 }
 
 /// `/readyz`: 200 when at least one identity provider has keys (or none is

@@ -32,6 +32,23 @@ pub enum Trigger {
     Admin,
 }
 
+impl Trigger {
+    /// The one spelling of this trigger, in logs and audit lines alike.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A diagnostic as JSON (admin responses, audit lines, status).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DiagnosticView {
@@ -97,6 +114,9 @@ struct ReloadAudit<'a> {
 /// (see [`Reloader::with_precheck`]).
 pub type Precheck = Arc<dyn Fn(&Path) -> Result<(), PolicyErrors> + Send + Sync>;
 
+/// Called after a successful reload.
+pub type AfterReload = Box<dyn Fn() + Send + Sync>;
+
 /// Runs reloads one at a time and keeps their history.
 pub struct Reloader {
     holder: Arc<PolicyHolder>,
@@ -104,6 +124,11 @@ pub struct Reloader {
     precheck: Option<Precheck>,
     gate: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
+    /// `spangate_policy_reloads_total`, once the app wires it.
+    counter: std::sync::OnceLock<crate::metrics::ReloadCounter>,
+    /// Run after each successful reload (the app creates the metric series
+    /// of new endpoints).
+    after_reload: std::sync::OnceLock<AfterReload>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -138,7 +163,19 @@ impl Reloader {
             precheck,
             gate: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
+            counter: std::sync::OnceLock::new(),
+            after_reload: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Count every reload attempt in `counter` (by trigger and result).
+    pub fn count_into(&self, counter: crate::metrics::ReloadCounter) {
+        let _ = self.counter.set(counter);
+    }
+
+    /// Run `f` after every successful reload.
+    pub fn after_reload(&self, f: AfterReload) {
+        let _ = self.after_reload.set(f);
     }
 
     /// Validate `dir` as a reload would, without touching the running set (blocking).
@@ -178,10 +215,12 @@ impl Reloader {
         };
         let dir = self.holder.dir().display().to_string();
         match &result {
-            Ok(()) => tracing::info!(trigger = ?trigger, actor, dir = %dir, "policy reloaded"),
+            Ok(()) => {
+                tracing::info!(trigger = trigger.as_str(), actor, dir = %dir, "policy reloaded")
+            }
             Err(e) => {
                 for d in &e.0 {
-                    tracing::warn!(trigger = ?trigger, file = %d.file, line = d.line, column = d.column,
+                    tracing::warn!(trigger = trigger.as_str(), file = %d.file, line = d.line, column = d.column,
                         problem = %d.message, "policy reload failed; keeping the last good policy set");
                 }
             }
@@ -202,6 +241,18 @@ impl Reloader {
                     st.last_error = Some(diagnostics(e));
                 }
             }
+        }
+        if result.is_ok()
+            && let Some(f) = self.after_reload.get()
+        {
+            f();
+        }
+        if let Some(c) = self.counter.get() {
+            c.get_or_create(&crate::metrics::ReloadLabels {
+                trigger: trigger.as_str(),
+                result: if result.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
         }
         self.audit.emit_now(&ReloadAudit {
             kind: "policy_reload",

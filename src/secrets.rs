@@ -431,7 +431,7 @@ pub enum SecretsError {
     },
     /// The encryption key is missing or malformed.
     #[error("secrets encryption key: {0}")]
-    Key(#[from] crypto::CryptoError),
+    Key(crypto::CryptoError),
     /// Serialization or sealing failed.
     #[error("cannot encode the secrets store: {reason}")]
     Encode {
@@ -462,6 +462,13 @@ impl SecretsError {
             SecretsError::Key(_) => "bad_key",
             SecretsError::Encode { .. } => "store_encode",
         }
+    }
+}
+
+// Not a `source()`: the message already prints it.
+impl From<crypto::CryptoError> for SecretsError {
+    fn from(e: crypto::CryptoError) -> Self {
+        SecretsError::Key(e)
     }
 }
 
@@ -823,6 +830,17 @@ pub struct CredentialInfo {
     pub versions: Vec<VersionInfo>,
 }
 
+/// The current version of one credential (metadata only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentVersion {
+    /// Credential name.
+    pub name: String,
+    /// Current version number.
+    pub version: u64,
+    /// When it became current.
+    pub since: SystemTime,
+}
+
 /// Counters of secrets operations (plain atomics, shown in status).
 #[derive(Debug, Default)]
 pub struct SecretCounters {
@@ -1003,6 +1021,25 @@ impl SecretStore {
         self.encrypted
     }
 
+    /// The current version of every credential and when it became current
+    /// (for the credential age metrics). Never a value.
+    pub fn current_versions(&self) -> Vec<CurrentVersion> {
+        let inner = self.lock();
+        inner
+            .state
+            .credentials
+            .iter()
+            .filter_map(|(name, rec)| {
+                let cur = rec.current()?;
+                Some(CurrentVersion {
+                    name: name.clone(),
+                    version: cur.version,
+                    since: cur.activated_at.unwrap_or(cur.created_at),
+                })
+            })
+            .collect()
+    }
+
     /// Metadata of every credential.
     pub fn list(&self) -> Vec<CredentialInfo> {
         let now = SystemTime::now();
@@ -1051,8 +1088,9 @@ impl SecretStore {
                 .map(|r| (r, true))
         })?;
         self.counters.rotations.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(credential = %name, old_version = ?r.old_version, old_fingerprint = ?r.old_fingerprint,
-            new_version = r.new_version, new_fingerprint = %r.new_fingerprint, grace_until = ?r.grace_until,
+        use crate::logging::OrNone;
+        tracing::info!(credential = %name, old_version = %OrNone(&r.old_version), old_fingerprint = %OrNone(&r.old_fingerprint),
+            new_version = r.new_version, new_fingerprint = %r.new_fingerprint, grace_until = %OrNone(&r.grace_until),
             "credential rotated");
         Ok(r)
     }

@@ -29,6 +29,8 @@ pub struct Shared {
     pub limiter: crate::ratelimit::RateLimiter,
     /// Memory for request bodies in flight, all requests together.
     pub budget: crate::budget::MemoryBudget,
+    /// Deployments seen per project (the deployment link).
+    pub deployments: Arc<crate::deployments::DeploymentTracker>,
     /// Spool per upstream that has `spool` configured.
     pub spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>>,
 }

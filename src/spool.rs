@@ -118,12 +118,8 @@ pub struct SpoolDeps {
 /// Metrics of all spools.
 #[derive(Clone, Default)]
 pub struct SpoolMetrics {
-    /// Batches queued, by upstream.
-    pub depth: Family<UpstreamLabel, Gauge>,
     /// Bytes queued (records, dead letters included), by upstream.
     pub bytes: Family<UpstreamLabel, Gauge>,
-    /// Age of the oldest queued batch, by upstream.
-    pub oldest_age_seconds: Family<UpstreamLabel, Gauge>,
     /// Batches by upstream and outcome.
     pub batches: Family<SpoolLabels, Counter>,
     /// Deliveries that may have reached the upstream twice (timed-out
@@ -150,19 +146,9 @@ impl SpoolMetrics {
     /// Register with the process registry.
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
-            "spool_depth",
-            "Batches queued in the spool",
-            self.depth.clone(),
-        );
-        registry.register(
             "spool_bytes",
             "Bytes held by the spool (queued and dead-lettered records)",
             self.bytes.clone(),
-        );
-        registry.register(
-            "spool_oldest_age_seconds",
-            "Age of the oldest queued batch",
-            self.oldest_age_seconds.clone(),
         );
         registry.register(
             "spool_batches",
@@ -181,6 +167,20 @@ impl SpoolMetrics {
         );
     }
 
+    /// Create the outcome series of `upstream` with zero values.
+    pub fn precreate(&self, upstream: &str) {
+        for outcome in SPOOL_OUTCOMES {
+            let _ = self.batches.get_or_create(&SpoolLabels {
+                upstream: upstream.to_string(),
+                outcome,
+            });
+        }
+        let l = Self::label(upstream);
+        let _ = self.bytes.get_or_create(&l);
+        let _ = self.possible_duplicates.get_or_create(&l);
+        let _ = self.discarded_bytes.get_or_create(&l);
+    }
+
     fn count(&self, upstream: &str, outcome: &'static str) {
         self.batches
             .get_or_create(&SpoolLabels {
@@ -196,6 +196,28 @@ impl SpoolMetrics {
         }
     }
 }
+
+/// Depth of one spool at one instant (read by the scrape-time collector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolDepth {
+    pub batches: usize,
+    pub bytes: u64,
+    /// Age of the oldest queued batch.
+    pub oldest: Option<Duration>,
+}
+
+/// Outcomes of `spangate_spool_batches_total`.
+pub const SPOOL_OUTCOMES: [&str; 9] = [
+    "spooled",
+    "full",
+    "delivered",
+    "dead_lettered",
+    "expired",
+    "purged",
+    "replayed",
+    "kept",
+    "lost",
+];
 
 /// Why the spool did not take a batch. Every refusal is a retryable 503.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -394,16 +416,10 @@ impl Inner {
         });
     }
 
-    /// Refresh the depth, bytes and oldest-age gauges.
+    /// Refresh the bytes gauge (depth and oldest age are read at scrape time).
     fn gauges(&self, st: &State) {
         let l = SpoolMetrics::label(&self.upstream);
-        let m = &self.metrics;
-        m.depth
-            .get_or_create(&l)
-            .set(gauge(st.entries.len() as u64));
-        m.bytes.get_or_create(&l).set(gauge(st.bytes));
-        let oldest = st.entries.front().map_or(0, |e| e.item.age().as_secs());
-        m.oldest_age_seconds.get_or_create(&l).set(gauge(oldest));
+        self.metrics.bytes.get_or_create(&l).set(gauge(st.bytes));
     }
 }
 
@@ -562,6 +578,21 @@ impl Spool {
     /// The upstream this spool belongs to.
     pub fn upstream(&self) -> &str {
         &self.inner.upstream
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &SpoolConfig {
+        &self.inner.config
+    }
+
+    /// Queue depth now (for the spool gauges).
+    pub fn depth(&self) -> SpoolDepth {
+        let st = lock(&self.inner.state);
+        SpoolDepth {
+            batches: st.entries.len(),
+            bytes: st.entries.iter().map(|e| e.bytes).sum(),
+            oldest: st.entries.front().map(|e| e.item.age()),
+        }
     }
 
     /// The acknowledgement mode of its upstream.

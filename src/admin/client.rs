@@ -717,6 +717,18 @@ fn render_rotation(r: &RotateView) -> String {
     s
 }
 
+/// `GET` an admin API path and return its JSON body (for CLI verbs that
+/// render the answer themselves, e.g. `spangate deployments`).
+pub async fn get_json(
+    admin_url: &str,
+    token: Option<Secret>,
+    path: &str,
+) -> Result<serde_json::Value, AdminClientError> {
+    Client::new(admin_url, token)?
+        .call(Method::GET, path, None)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,8 @@ pub enum Route {
     SpoolReplayDead(String),
     /// `POST /admin/v1/spools/{upstream}/purge` (body `{"confirm": true, "dead": bool}`).
     SpoolPurge(String),
+    /// `GET /admin/v1/deployments` and `/admin/v1/deployments/{project}`.
+    Deployments(Option<String>),
 }
 
 impl Route {
@@ -142,6 +144,12 @@ impl Route {
             ["admin", "v1", "spools", n, "purge"] => {
                 want(Method::POST, "POST", Route::SpoolPurge(name(n)?))
             }
+            ["admin", "v1", "deployments"] => {
+                want(Method::GET, "GET, HEAD", Route::Deployments(None))
+            }
+            ["admin", "v1", "deployments", p] => {
+                want(Method::GET, "GET, HEAD", Route::Deployments(Some(name(p)?)))
+            }
             _ => Err(ApiError::NotFound),
         }
     }
@@ -164,6 +172,7 @@ impl Route {
             Route::SpoolInspect(_) => "spool.inspect",
             Route::SpoolReplayDead(_) => "spool.replay_dead",
             Route::SpoolPurge(_) => "spool.purge",
+            Route::Deployments(_) => "deployments.read",
         }
     }
 
@@ -171,7 +180,7 @@ impl Route {
     pub fn permission(&self) -> Option<Permission> {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics => None,
-            Route::Status => Some(Permission::StatusRead),
+            Route::Status | Route::Deployments(_) => Some(Permission::StatusRead),
             Route::ListSecrets | Route::GetSecret(_) => Some(Permission::SecretsRead),
             Route::Rotate(_) | Route::Rollback(_) | Route::Retire(..) => {
                 Some(Permission::SecretsRotate)
@@ -194,6 +203,8 @@ impl Route {
             }
             Route::Spools
             | Route::Healthz
+            Route::Deployments(p) => p.clone(),
+            Route::Healthz
             | Route::Readyz
             | Route::Metrics
             | Route::Status
@@ -418,7 +429,7 @@ impl AdminState {
                 "admin call refused")
             }
         }
-        audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        audit.duration_ms = crate::logging::round_ms(started.elapsed());
         self.shared.audit.emit_now(&audit);
         resp
     }
@@ -586,6 +597,18 @@ impl AdminState {
                 Ok(json_response(
                     StatusCode::OK,
                     &serde_json::json!({ "upstream": n, "purged": purged, "dead": req.dead }),
+            Route::Deployments(project) => {
+                let projects = self.shared.deployments.snapshot(project.as_deref());
+                if project.is_some() && projects.is_empty() {
+                    return Err(ApiError::NotFound);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "per_project": self.shared.config.deployments.per_project,
+                        "max_projects": self.shared.config.deployments.max_projects,
+                        "projects": projects,
+                    }),
                 ))
             }
             Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::NotFound),

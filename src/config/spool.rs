@@ -21,6 +21,7 @@ pub struct SpoolConfig {
     /// Directory of the on-disk spool; memory only when absent.
     pub dir: Option<PathBuf>,
     /// Bytes of queued records at most (bodies plus metadata).
+    #[serde(deserialize_with = "crate::config::size::deserialize")]
     pub max_bytes: bytesize::ByteSize,
     /// A batch older than this is given up (audited `expired`).
     #[serde(with = "humantime_serde")]

@@ -40,6 +40,12 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// Extra entries of the `secrets.bootstrap` flow map (e.g. `, drain: { file: "x" }`).
+    pub bootstrap_extra: String,
+    /// Extra top-level YAML (e.g. `drains:`), appended at the end.
+    pub top_extra: String,
+    /// The dev IdP's signing algorithm (Vercel-shaped tokens are RS256).
+    pub idp_alg: spangate::dev::idp::DevKeyAlg,
 }
 
 impl Default for Options {
@@ -56,6 +62,9 @@ impl Default for Options {
             reuse_dir: None,
             upstream_url: None,
             upstream_extra: String::new(),
+            bootstrap_extra: String::new(),
+            top_extra: String::new(),
+            idp_alg: spangate::dev::idp::DevKeyAlg::Es256,
         }
     }
 }
@@ -94,6 +103,7 @@ impl Harness {
             audience: AUDIENCE.to_string(),
             identities: demo_identities(),
             available: !opts.idp_down,
+            alg: opts.idp_alg,
             ..Default::default()
         })
         .await
@@ -161,15 +171,18 @@ providers:
 upstreams:
   lightstep: {{ url: "{up_url}", timeout: {timeout}{upstream_extra} }}
 secrets:
-  bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
+  bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }}{bootstrap_extra} }}
 {secrets_extra}
 policies: "{policies}"
+{top_extra}
 "#,
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
             secrets_extra = opts.secrets_extra,
             upstream_extra = opts.upstream_extra,
+            bootstrap_extra = opts.bootstrap_extra,
+            top_extra = opts.top_extra,
             issuer = idp.issuer(),
             timeout = opts.upstream_timeout,
             token_file = token_file.display(),
