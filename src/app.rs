@@ -177,14 +177,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     for (name, up) in &config.upstreams {
         if let Some(cfg) = up.spool.clone() {
             spool_metrics.precreate(name);
-            let spool = crate::spool::Spool::open(
-                name,
-                cfg,
-                up.ack,
-                spool_metrics.clone(),
-                audit.clone(),
-            )
-            .map_err(StartError::Spool)?;
+            let spool =
+                crate::spool::Spool::open(name, cfg, up.ack, spool_metrics.clone(), audit.clone())
+                    .map_err(StartError::Spool)?;
             spools.insert(name.clone(), Arc::new(spool));
         }
     }

@@ -201,10 +201,9 @@ impl Route {
             Route::SpoolInspect(n) | Route::SpoolReplayDead(n) | Route::SpoolPurge(n) => {
                 Some(n.clone())
             }
+            Route::Deployments(p) => p.clone(),
             Route::Spools
             | Route::Healthz
-            Route::Deployments(p) => p.clone(),
-            Route::Healthz
             | Route::Readyz
             | Route::Metrics
             | Route::Status
@@ -597,6 +596,8 @@ impl AdminState {
                 Ok(json_response(
                     StatusCode::OK,
                     &serde_json::json!({ "upstream": n, "purged": purged, "dead": req.dead }),
+                ))
+            }
             Route::Deployments(project) => {
                 let projects = self.shared.deployments.snapshot(project.as_deref());
                 if project.is_some() && projects.is_empty() {
