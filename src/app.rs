@@ -40,6 +40,8 @@ pub enum StartError {
     Client(crate::client::ClientError),
     #[error("audit file: {0}")]
     Audit(std::io::Error),
+    #[error("{0}")]
+    State(#[from] crate::state::redis::FleetError),
     #[error("admin listener: {0}")]
     AdminBind(crate::admin::AdminBindError),
     #[error("{0}")]
@@ -159,7 +161,20 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         (Some(l), Some(addr)) => Some(local_addr(l, addr)?),
         _ => None,
     };
+    let policy = Arc::new(policy);
+    let fleet = match &config.state.redis {
+        Some(r) => Some(crate::state::Fleet::new(
+            r,
+            Arc::clone(&secrets),
+            Arc::clone(&policy),
+            config.server.rate_limit_keys,
+        )?),
+        None => None,
+    };
     let mut metrics = Metrics::default();
+    if let Some(f) = &fleet {
+        f.metrics().register(metrics.registry_mut());
+    }
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());
     let deployments = Arc::new(crate::deployments::DeploymentTracker::new(
@@ -207,7 +222,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let shared = Arc::new(Shared {
         config,
         identity,
-        policy: Arc::new(policy),
+        policy,
         secrets,
         client,
         upstream_clients,
@@ -217,6 +232,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         budget,
         deployments,
         spools,
+        fleet,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -230,6 +246,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         rx.clone(),
         DRAIN_TIMEOUT,
     )));
+    if let Some(f) = &shared.fleet {
+        tasks.extend(f.spawn(rx.clone()));
+    }
     for (name, spool) in &shared.spools {
         let Some(up) = shared.config.upstreams.get(name) else {
             continue;

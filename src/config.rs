@@ -49,6 +49,9 @@ pub struct Config {
     /// Credential store and bootstrap values.
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Fleet state shared through Redis (unset: single node).
+    #[serde(default)]
+    pub state: crate::state::StateConfig,
     /// Directory of policy YAML files (relative to the config file).
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
@@ -291,6 +294,7 @@ impl Config {
             fix(f);
         }
         self.secrets.resolve_relative(dir);
+        self.state.resolve_relative(dir);
     }
 
     /// Semantic checks that serde cannot express. Never panics.
@@ -389,6 +393,9 @@ impl Config {
         for m in self.secrets.validate() {
             err(&["secrets"], format!("secrets: {m}"));
         }
+        for m in self.state.validate() {
+            err(&["state"], format!("state: {m}"));
+        }
         for m in self.admin.validate() {
             err(&["admin"], format!("admin: {m}"));
         }
@@ -434,6 +441,40 @@ mod tests {
         assert_eq!(cfg.admin.listen.ip().to_string(), "127.0.0.1");
         assert!(cfg.upstreams.contains_key("lightstep"));
         assert!(cfg.secrets.bootstrap.contains_key("lightstep-prod"));
+    }
+
+    #[test]
+    fn state_redis_section_is_validated_with_locations() {
+        let ok = "state:\n  redis:\n    url: redis://r:6379\n    encryption_key: { env: K }\n";
+        let cfg = Config::parse(Path::new("t.yaml"), ok).unwrap();
+        let r = cfg.state.redis.expect("redis");
+        assert_eq!(r.key_prefix, crate::state::DEFAULT_KEY_PREFIX);
+        assert_eq!(r.on_state_unavailable, crate::state::OnUnavailable::Local);
+        for (bad, want) in [
+            (
+                "state:\n  redis:\n    url: http://r\n    encryption_key: { env: K }\n",
+                "unsupported scheme",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://u:pw@r\n    encryption_key: { env: K }\n",
+                "must not hold credentials",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://r\n    key_prefix: \"a{b}\"\n    encryption_key: { env: K }\n",
+                "key_prefix",
+            ),
+            ("state:\n  redis:\n    url: redis://r\n", "encryption_key"),
+            (
+                "state:\n  redis:\n    url: redis://r\n    encryption_key: { env: K }\n    on_state_unavailable: open\n",
+                "unknown variant",
+            ),
+        ] {
+            let err = Config::parse(Path::new("t.yaml"), bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want) && err.starts_with("t.yaml:"), "{err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
     }
 
     #[test]

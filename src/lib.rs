@@ -29,6 +29,7 @@ pub mod scrape;
 pub mod secrets;
 pub mod shared;
 pub mod spool;
+pub mod state;
 
 /// Short, stable, non-reversible fingerprint of a secret or token: the first
 /// 12 hex digits of its SHA-256. Safe to log.

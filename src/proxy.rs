@@ -251,13 +251,13 @@ where
         let spec = crate::ratelimit::RateSpec::from(spec);
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let checked = shared
-            .limiter
-            .check(
+            .check_rate(
                 &decision.rate_key,
                 &spec,
                 n(batch.summary.spans),
                 n(batch.summary.bytes),
             )
+            .await
             .map_err(|e| match e.reason {
                 crate::ratelimit::REASON_BATCH_EXCEEDS_BURST => {
                     ProxyError::BatchExceedsBurst { limit: e.limit }

@@ -34,12 +34,12 @@ use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
 use super::respond::{AdminBody, ApiError, finish, json_response};
-use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
+use super::throttle::{Attempt, AuthThrottle, PeerKey, Scope, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::metrics::{AdminLabels, ThrottleLabels};
 use crate::reload::{DiagnosticView, Reloader, Trigger, diagnostics};
-use crate::secrets::{Secret, check_value, valid_name};
+use crate::secrets::{Change, Changed, Secret, check_value, valid_name};
 use crate::shared::Shared;
 
 /// A request body, wiped when dropped (a rotate body carries a secret value).
@@ -433,9 +433,20 @@ impl AdminState {
         resp
     }
 
-    /// Record a failed authentication; note and report a lockout it starts.
-    fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
-        if let Some(lockout) = attempt.failed(Instant::now()) {
+    /// Record a failed authentication (here and, in a fleet, in the shared
+    /// count); note and report a lockout it starts.
+    async fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
+        let local = attempt.failed(Instant::now());
+        let cfg = self.throttle.config();
+        let shared = match &self.shared.fleet {
+            Some(f) if cfg.enabled => {
+                let key = PeerKey::of(peer.ip()).to_string();
+                f.auth_failed(&key, cfg.max_failures, cfg.window, cfg.lockout)
+                    .await
+            }
+            _ => None,
+        };
+        if let Some(lockout) = local.or(shared) {
             let secs = retry_after_secs(lockout);
             audit.lockout_s = Some(secs);
             audit.peer = Some(PeerKey::of(peer.ip()).to_string());
@@ -455,7 +466,20 @@ impl AdminState {
         peer: SocketAddr,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
-        // Before the token is looked at: a locked-out peer learns nothing.
+        // Before the token is looked at: a locked-out peer learns nothing,
+        // whichever replica of a fleet it locked itself out on.
+        if let Some(f) = &self.shared.fleet
+            && self.throttle.config().enabled
+            && let Some(retry_after) = f.auth_locked(&PeerKey::of(peer.ip()).to_string()).await
+        {
+            audit.throttle = Some(Scope::Peer.as_str());
+            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            audit.retry_after_s = Some(retry_after_secs(retry_after));
+            return Err(ApiError::Throttled {
+                retry_after,
+                scope: Scope::Peer,
+            });
+        }
         let attempt = match self.throttle.check(peer.ip(), Instant::now()) {
             Verdict::Proceed(a) => a,
             Verdict::Throttled { scope, retry_after } => {
@@ -469,7 +493,7 @@ impl AdminState {
             // No token is no guess: neither a failure nor a success.
             Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
             Bearer::Malformed => {
-                self.auth_failed(attempt, peer, audit);
+                self.auth_failed(attempt, peer, audit).await;
                 return Err(ApiError::Unauthenticated(AdminAuthError::Invalid(
                     "malformed",
                 )));
@@ -479,7 +503,7 @@ impl AdminState {
                 match self.auth.authenticate(&t).await {
                     Ok(caller) => caller,
                     Err(e @ AdminAuthError::Invalid(_)) => {
-                        self.auth_failed(attempt, peer, audit);
+                        self.auth_failed(attempt, peer, audit).await;
                         return Err(ApiError::Unauthenticated(e));
                     }
                     // An unreachable IdP is not the caller's failure.
@@ -504,6 +528,9 @@ impl AdminState {
             return Err(ApiError::Forbidden(p));
         }
         attempt.succeeded();
+        if let Some(f) = &self.shared.fleet {
+            f.auth_succeeded(&PeerKey::of(peer.ip()).to_string()).await;
+        }
         let body = read_body(req, self.body_timeout).await?;
         self.run(route, body, &caller, audit).await
     }
@@ -532,9 +559,14 @@ impl AdminState {
             }
             Route::Rotate(name) => self.rotate(name, body, audit).await,
             Route::Rollback(name) => {
-                let store = Arc::clone(&self.shared.secrets);
-                let n = name.clone();
-                let r = blocking(move || store.rollback(&n)).await??;
+                let Changed::RolledBack(r) = self
+                    .shared
+                    .credentials()
+                    .change(name, Change::Rollback)
+                    .await?
+                else {
+                    return Err(ApiError::Internal);
+                };
                 audit.old_version = Some(r.from_version);
                 audit.old_fingerprint = Some(r.from_fingerprint.clone());
                 audit.new_version = Some(r.to_version);
@@ -542,9 +574,14 @@ impl AdminState {
                 Ok(json_response(StatusCode::OK, &r))
             }
             Route::Retire(name, version) => {
-                let store = Arc::clone(&self.shared.secrets);
-                let (n, v) = (name.clone(), *version);
-                let r = blocking(move || store.retire(&n, v)).await??;
+                let Changed::Retired(r) = self
+                    .shared
+                    .credentials()
+                    .change(name, Change::Retire(*version))
+                    .await?
+                else {
+                    return Err(ApiError::Internal);
+                };
                 audit.old_version = Some(r.version);
                 audit.old_fingerprint = Some(r.fingerprint.clone());
                 Ok(json_response(StatusCode::OK, &r))
@@ -698,9 +735,14 @@ impl AdminState {
         } else {
             audit.verify = Some("skipped");
         }
-        let store = Arc::clone(&self.shared.secrets);
-        let n = name.to_string();
-        let r = blocking(move || store.rotate(&n, value, grace, not_after)).await??;
+        let change = Change::Rotate {
+            value,
+            grace,
+            not_after,
+        };
+        let Changed::Rotated(r) = self.shared.credentials().change(name, change).await? else {
+            return Err(ApiError::Internal);
+        };
         audit.old_version = r.old_version;
         audit.old_fingerprint = r.old_fingerprint.clone();
         audit.new_version = Some(r.new_version);
@@ -813,6 +855,9 @@ impl AdminState {
             "policy": "loaded",
             "policy_last_reload": if self.reloader.status().last_error.is_some() { "error" } else { "ok" },
             "secrets_store": if self.shared.secrets.persistent() { "file" } else { "memory" },
+            // Informational: a replica serves with its last known credentials
+            // while the state store is down, so it stays ready.
+            "state_store": self.shared.fleet.as_ref().map(|f| if f.is_up() { "ok" } else { "degraded: state store unreachable" }),
             "providers": providers,
             "shutting_down": shutting_down,
         });
@@ -897,6 +942,7 @@ impl AdminState {
                 "throttled": c.throttled.load(Ordering::Relaxed),
                 "auth_throttle": self.throttle_status(),
             },
+            "fleet": self.shared.fleet.as_ref().map(|f| f.status()),
         });
         json_response(StatusCode::OK, &body)
     }

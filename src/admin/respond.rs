@@ -152,6 +152,13 @@ impl ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self {
             // Store failures: details go to the log, the client gets a summary.
+            // Said plainly: the operator must know to wait for the state store.
+            ApiError::Secrets(
+                e @ (SecretsError::StateUnavailable | SecretsError::StateConflict { .. }),
+            ) => {
+                tracing::warn!(reason = e.reason(), "credential change refused: {e}");
+                e.to_string()
+            }
             ApiError::Secrets(e) if status.is_server_error() => {
                 tracing::error!(reason = e.reason(), error = %e, "secrets store operation failed");
                 "the secrets store could not be updated; nothing changed".to_string()
@@ -247,7 +254,11 @@ fn secrets_status(e: &SecretsError) -> StatusCode {
         | SecretsError::EncryptedNoKey { .. }
         | SecretsError::WrongKey { .. }
         | SecretsError::Key(_)
-        | SecretsError::Encode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        | SecretsError::Encode { .. }
+        | SecretsError::StateCorrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        SecretsError::StateUnavailable | SecretsError::StateConflict { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

@@ -326,10 +326,10 @@ const adminAuditLines = () => readJsonl(auditFile).filter((l) => l.kind === 'adm
  * request is answered (off the request path): wait until the audit file has
  * stopped growing, bounded at 2 s.
  */
-async function auditSettled() {
+async function auditSettled(file = auditFile) {
   let size = -1;
   for (let i = 0; i < 80; i++) {
-    const now = existsSync(auditFile) ? statSync(auditFile).size : 0;
+    const now = existsSync(file) ? statSync(file).size : 0;
     if (now === size) return;
     size = now;
     await sleep(25);
@@ -1188,11 +1188,13 @@ const metricsSummary = (m) => `status ${m.status}, spangate_spool_batches_total 
  * { label, kind, clientId, tok, service, spans, contentType, gzip, spec }.
  */
 async function spoolExports(specs) {
+  await auditSettled(spoolAuditFile);
   const au0 = spoolAuditLines('otlp').length;
   const up0 = spoolRecords().length;
   const results = await Promise.all(specs.map((x) => exporter(x.kind, {
     endpoint: spoolGate.otlp, token: x.tok, ...x.spec, spans: x.spans,
   })));
+  await auditSettled(spoolAuditFile);
   return { results, audit: spoolAuditLines('otlp').slice(au0), upstream: spoolRecords().slice(up0) };
 }
 
@@ -1304,9 +1306,11 @@ async function upstreamSpool() {
     return resp.status === 404;
   }, { timeoutMs: 20_000, intervalMs: 200 });
   {
+    await auditSettled(spoolAuditFile);
     const up0 = spoolRecords().length;
     const au0 = spoolAuditLines('otlp').length;
     const resp = await post(spoolGate.otlp, tEdge, otlpJson('checkout', 'before the outage'));
+    await auditSettled(spoolAuditFile);
     const up = spoolRecords().slice(up0);
     const au = spoolAuditLines('otlp').slice(au0);
     check('spool instance, upstream up: a batch is forwarded at once (200, reason allowed, not spooled; the upstream got it with the injected token)',
@@ -1463,6 +1467,7 @@ async function upstreamSpool() {
     check(`/metrics: spangate_spool_batches_total{upstream="lightstep"} spooled = delivered = every exported batch (${exported}); no full, dead_lettered, expired or lost; spangate_spool_bytes 0`,
       rids.length === exported && m.batches.spooled === rids.length && m.batches.delivered === rids.length
         && ['full', 'dead_lettered', 'expired', 'lost'].every((k) => !m.batches[k]) && m.bytes === 0, metricsSummary(m));
+    await auditSettled(spoolAuditFile);
     const spooled = spoolAuditLines('otlp').filter((l) => l.reason === 'spooled').map((l) => l.request_id).sort();
     const outcomes = spoolAuditLines('spool');
     check(`audit: exactly one kind: spool line per spooled request (${spooled.length}), all delivered`,

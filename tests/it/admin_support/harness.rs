@@ -316,6 +316,7 @@ impl Harness {
                 &Default::default(),
             )),
             spools: Default::default(),
+            fleet: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -2,6 +2,9 @@
 //! a recording upstream, all on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod redis;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
