@@ -14,6 +14,10 @@
 //! | DELETE | `/admin/v1/secrets/{name}/versions/{v}` | `secrets:rotate` |
 //! | POST | `/admin/v1/policies/reload` | `policy:reload` |
 //! | POST | `/admin/v1/policies/validate` | `policy:validate` |
+//! | GET | `/admin/v1/spools` | `status:read` |
+//! | GET | `/admin/v1/spools/{upstream}` | `status:read` |
+//! | POST | `/admin/v1/spools/{upstream}/replay-dead` | `spool:manage` |
+//! | POST | `/admin/v1/spools/{upstream}/purge` | `spool:manage` |
 //!
 //! Every authenticated endpoint writes one audit line per call, refused calls
 //! included (see [`handlers`]), with the same `request_id` as the response's

@@ -46,6 +46,8 @@ pub enum StartError {
     AdminBind(crate::admin::AdminBindError),
     #[error("{0}")]
     Nofile(#[from] crate::proxy::nofile::NofileError),
+    #[error("{0}")]
+    Spool(crate::spool::SpoolOpenError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -204,16 +206,19 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         .register_collector(Box::new(crate::deployments::DeploymentCollector(
             deployments.clone(),
         )));
-    let spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>> = config
-        .upstreams
-        .iter()
-        .filter_map(|(name, up)| {
-            let cfg = up.spool.clone()?;
+    // Open spools before serving: what a previous run left on disk is
+    // recovered (torn tails cut and audited) and replayed first.
+    let mut spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>> =
+        std::collections::BTreeMap::new();
+    for (name, up) in &config.upstreams {
+        if let Some(cfg) = up.spool.clone() {
             spool_metrics.precreate(name);
-            let spool = crate::spool::Spool::new(name, cfg, spool_metrics.clone());
-            Some((name.clone(), Arc::new(spool)))
-        })
-        .collect();
+            let spool =
+                crate::spool::Spool::open(name, cfg, up.ack, spool_metrics.clone(), audit.clone())
+                    .map_err(StartError::Spool)?;
+            spools.insert(name.clone(), Arc::new(spool));
+        }
+    }
     // Every family with its known label values at zero, before the first event.
     let current = policy.current();
     metrics.precreate(
@@ -265,8 +270,19 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     if let Some(f) = &shared.fleet {
         tasks.extend(f.spawn(rx.clone()));
     }
-    for spool in shared.spools.values() {
-        tasks.push(tokio::spawn(spool.clone().run(shared.clone(), rx.clone())));
+    for (name, spool) in &shared.spools {
+        let Some(up) = shared.config.upstreams.get(name) else {
+            continue;
+        };
+        let deps = crate::spool::SpoolDeps {
+            name: name.clone(),
+            client: shared.upstream_client(name).clone(),
+            secrets: shared.secrets.clone(),
+            metrics: shared.metrics.clone(),
+            audit: shared.audit.clone(),
+            upstream: up.clone(),
+        };
+        tasks.push(tokio::spawn(spool.clone().run(deps, rx.clone())));
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
     let reloader = crate::reload::spawn_reloader(

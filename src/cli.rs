@@ -10,6 +10,7 @@ pub mod config_check;
 pub mod deployments;
 pub mod policy_diff;
 pub mod policy_test;
+pub mod spool;
 pub mod status;
 
 use std::path::PathBuf;

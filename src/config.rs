@@ -202,6 +202,10 @@ pub struct UpstreamConfig {
     /// (for exporters that never retry); off when absent. See `spool`.
     #[serde(default)]
     pub spool: Option<crate::config::spool::SpoolConfig>,
+    /// When the client is answered: `upstream` (after the upstream answered)
+    /// or `spooled` (once the batch is durably spooled; needs `spool.dir`).
+    #[serde(default)]
+    pub ack: crate::config::spool::AckMode,
 }
 
 fn default_credential_header() -> String {
@@ -333,6 +337,9 @@ impl Config {
             if let Some(ca) = &mut up.ca_file {
                 fix(ca);
             }
+            if let Some(dir) = up.spool.as_mut().and_then(|s| s.dir.as_mut()) {
+                fix(dir);
+            }
         }
         if let Some(f) = &mut self.audit.file {
             fix(f);
@@ -418,6 +425,38 @@ impl Config {
                     &["upstreams", name, "url"],
                     format!("upstreams.{name}.url: unsupported scheme {s:?}"),
                 ),
+            }
+            if let Some(sp) = &up.spool {
+                for (key, m) in sp.validate() {
+                    err(
+                        &["upstreams", name, "spool", key],
+                        format!("upstreams.{name}.spool.{key}: {m}"),
+                    );
+                }
+                if let Some(dir) = &sp.dir
+                    && let Some((other, _)) = self.upstreams.iter().find(|(o, u)| {
+                        o.as_str() < name.as_str()
+                            && u.spool.as_ref().and_then(|s| s.dir.as_ref()) == Some(dir)
+                    })
+                {
+                    err(
+                        &["upstreams", name, "spool", "dir"],
+                        format!(
+                            "upstreams.{name}.spool.dir: {} is already the spool of upstream {other}",
+                            dir.display()
+                        ),
+                    );
+                }
+            }
+            if up.ack == crate::config::spool::AckMode::Spooled
+                && up.spool.as_ref().and_then(|s| s.dir.as_ref()).is_none()
+            {
+                err(
+                    &["upstreams", name, "ack"],
+                    format!(
+                        "upstreams.{name}.ack: spooled needs a durable spool (set upstreams.{name}.spool.dir)"
+                    ),
+                );
             }
             if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
                 err(
@@ -582,5 +621,43 @@ mod tests {
             err.contains("plain http") && err.starts_with("c.yaml:2:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ack_spooled_needs_a_spool_dir_and_spool_keys_are_checked() {
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    ack: spooled\n    spool: { max_bytes: 1MiB }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.yaml:4:") && err.contains("spool.dir"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    spool:\n      dir: /tmp/x\n      window: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.yaml:6:") && err.contains("window"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    spool: { dir: /tmp/x, fsync: often }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("interval(DURATION)"), "{err}");
+        let ok = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    ack: spooled\n    spool: { dir: /tmp/x, fsync: interval(5ms), window: 8 }\n",
+        )
+        .unwrap();
+        let sp = ok.upstreams["u"].spool.as_ref().unwrap();
+        assert_eq!(sp.window, 8);
     }
 }

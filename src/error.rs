@@ -54,6 +54,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("request memory budget exhausted: {0}")]
     Overloaded(crate::budget::Overloaded),
+    #[error("not spooled: {0}")]
+    SpoolRefused(crate::spool::SpoolRefused),
 }
 
 /// How an error is answered.
@@ -225,6 +227,15 @@ impl ProxyError {
                     UNAVAILABLE,
                     "upstream refused the gateway credential",
                     "upstream_auth_failed",
+                )
+            },
+            ProxyError::SpoolRefused(e) => ErrorResponse {
+                retry_after: Some(crate::spool::FULL_RETRY_AFTER),
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "batch not stored, retry later",
+                    e.reason(),
                 )
             },
             ProxyError::Overloaded(_) => ErrorResponse {

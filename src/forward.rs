@@ -40,6 +40,11 @@ pub struct Forward<'a> {
     pub request_id: &'a str,
     pub credential: &'a Credential,
     pub deadline: Instant,
+    /// Timeout of one attempt (the upstream's `timeout`, or the spool's
+    /// derived one).
+    pub attempt_timeout: Duration,
+    /// Attempts on retryable answers and transport errors (first included).
+    pub max_attempts: u32,
 }
 
 /// What the upstream answered.
@@ -105,7 +110,7 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
         else {
             break Err(ProxyError::UpstreamTimeout);
         };
-        let timeout = job.config.timeout.min(left);
+        let timeout = job.attempt_timeout.min(left);
         let req = match build_request(&job, &body, secret) {
             Ok(r) => r,
             Err(e) => break Err(e),
@@ -139,7 +144,7 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
                         "upstream refused the injected credential: rotate it through the admin API");
                     break Err(ProxyError::UpstreamAuthFailed);
                 }
-                if retryable(status) && attempts < MAX_ATTEMPTS {
+                if retryable(status) && attempts < job.max_attempts {
                     count("retryable");
                     let wait = retry_after_secs(answer.retry_after.as_ref())
                         .map(Duration::from_secs)
@@ -160,7 +165,8 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
             Err(e) => {
                 count("transport");
                 tracing::warn!(upstream = job.name, attempt = attempts, error = %e, "upstream attempt failed");
-                if attempts < MAX_ATTEMPTS && Instant::now() + backoff(attempts) < job.deadline {
+                if attempts < job.max_attempts && Instant::now() + backoff(attempts) < job.deadline
+                {
                     tokio::time::sleep(backoff(attempts)).await;
                     continue;
                 }

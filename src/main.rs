@@ -70,6 +70,8 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Inspect and operate the running proxy's spools (admin API).
+    Spool(spangate::cli::spool::SpoolArgs),
     /// Show the running proxy's status (admin API): identity providers,
     /// policy version and reloads, credentials, memory and spools.
     #[command(after_help = exits!(
@@ -286,6 +288,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev(args) => spangate::dev::run(args).await,
+        Command::Spool(args) => spangate::cli::spool::run(args).await,
         Command::Status { admin, format } => {
             use std::io::IsTerminal;
             let token = spangate::admin::client::token_from(admin.token);

@@ -328,15 +328,47 @@ where
     rec.credential = Some(cred_name);
     rec.credential_version = Some(credential.version);
 
-    // Forward with retries on retryable upstream answers, inside the deadline.
     let up_cfg = shared
         .config
         .upstreams
         .get(&endpoint.upstream)
         .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
     rec.upstream = Some(endpoint.upstream.clone());
-    let spool_body = body.clone();
     let fwd_gzip = content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip"));
+    let spool = shared.spools.get(&endpoint.upstream);
+    let spooled = |body: Bytes, rec: &RequestAudit| crate::spool::Spooled {
+        body,
+        encoding,
+        gzip: fwd_gzip,
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+        credential: credential.name.clone(),
+        request_id: rec.request_id.clone(),
+        endpoint: endpoint.name.clone(),
+        provider: rec.provider.clone(),
+        subject: rec.subject.clone(),
+        spans: rec.spans - spans_dropped,
+        enqueued_ms: crate::spool::now_ms(),
+    };
+
+    // `ack: spooled`: durable in the spool is the answer; delivery is the
+    // spool's (its own audit line records it). Never a 200 for a batch that
+    // is not stored.
+    if let Some(spool) = spool
+        && spool.ack() == crate::spool::AckMode::Spooled
+    {
+        let item = spooled(body, rec);
+        return match spool.append(item).await {
+            Ok(()) => {
+                rec.reason = "spooled";
+                rec.detail = Some("acknowledged once durably spooled (ack: spooled)".into());
+                Ok(export_ok(encoding, rejected_spans, &drop_message(rec)))
+            }
+            Err(e) => Err(ProxyError::SpoolRefused(e)),
+        };
+    }
+
+    // Forward with retries on retryable upstream answers, inside the deadline.
+    let spool_body = body.clone();
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,
@@ -347,6 +379,8 @@ where
         request_id: &rec.request_id,
         credential: &credential,
         deadline,
+        attempt_timeout: up_cfg.timeout,
+        max_attempts: upstream::MAX_ATTEMPTS,
     };
     let result = upstream::forward(
         shared.upstream_client(&endpoint.upstream),
@@ -363,22 +397,10 @@ where
     // The upstream could not take it: with a spool, keep the batch and let
     // the exporter (which may never retry) see success; the spool's own
     // audit line records the delivery.
-    if let Some(spool) = shared.spools.get(&endpoint.upstream)
+    if let Some(spool) = spool
         && crate::spool::spoolable(&result.outcome)
     {
-        let item = crate::spool::Spooled {
-            body: spool_body,
-            encoding,
-            gzip: fwd_gzip,
-            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
-            credential: credential.name.clone(),
-            request_id: rec.request_id.clone(),
-            endpoint: endpoint.name.clone(),
-            provider: rec.provider.clone(),
-            subject: rec.subject.clone(),
-            spans: rec.spans - spans_dropped,
-            enqueued: Instant::now(),
-        };
+        let item = spooled(spool_body, rec);
         let upstream_said = match &result.outcome {
             Ok(a) => {
                 rec.upstream_status = Some(a.status.as_u16());
@@ -386,12 +408,14 @@ where
             }
             Err(e) => e.to_string(),
         };
-        if spool.try_push(item).is_ok() {
-            rec.reason = "spooled";
-            rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
-            return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+        match spool.append(item).await {
+            Ok(()) => {
+                rec.reason = "spooled";
+                rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
+                return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+            }
+            Err(e) => rec.detail = Some(format!("{upstream_said}; {e}")),
         }
-        rec.detail = Some(format!("{upstream_said}; spool full"));
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());

@@ -37,19 +37,23 @@ pub enum Permission {
     /// Validate policy files (dry run).
     #[serde(rename = "policy:validate")]
     PolicyValidate,
-    /// Read the status page.
+    /// Read the status page (and the spools' contents, metadata only).
     #[serde(rename = "status:read")]
     StatusRead,
+    /// Replay dead letters and purge spools.
+    #[serde(rename = "spool:manage")]
+    SpoolManage,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::SecretsRead,
         Permission::SecretsRotate,
         Permission::PolicyReload,
         Permission::PolicyValidate,
         Permission::StatusRead,
+        Permission::SpoolManage,
     ];
 
     /// The policy spelling (`secrets:rotate`, ...).
@@ -60,6 +64,7 @@ impl Permission {
             Permission::PolicyReload => "policy:reload",
             Permission::PolicyValidate => "policy:validate",
             Permission::StatusRead => "status:read",
+            Permission::SpoolManage => "spool:manage",
         }
     }
 

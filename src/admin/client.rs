@@ -461,6 +461,21 @@ fn trim_newline(mut s: Zeroizing<String>) -> Zeroizing<String> {
     s
 }
 
+/// One admin API call returning its JSON answer (for verbs that render it
+/// themselves, such as `spangate spool`).
+pub async fn call_json(
+    admin_url: &str,
+    token: Option<Secret>,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, AdminClientError> {
+    let client = Client::new(admin_url, token)?;
+    client
+        .call(method, path, body.map(|b| Bytes::from(b.to_string())))
+        .await
+}
+
 struct Client {
     http: HttpClient,
     base: String,

@@ -75,6 +75,14 @@ pub enum Route {
     PolicyReload,
     /// `POST /admin/v1/policies/validate`.
     PolicyValidate,
+    /// `GET /admin/v1/spools`.
+    Spools,
+    /// `GET /admin/v1/spools/{upstream}`: queued batches and dead letters (metadata).
+    SpoolInspect(String),
+    /// `POST /admin/v1/spools/{upstream}/replay-dead`.
+    SpoolReplayDead(String),
+    /// `POST /admin/v1/spools/{upstream}/purge` (body `{"confirm": true, "dead": bool}`).
+    SpoolPurge(String),
     /// `GET /admin/v1/deployments` and `/admin/v1/deployments/{project}`.
     Deployments(Option<String>),
 }
@@ -126,6 +134,16 @@ impl Route {
             ["admin", "v1", "policies", "validate"] => {
                 want(Method::POST, "POST", Route::PolicyValidate)
             }
+            ["admin", "v1", "spools"] => want(Method::GET, "GET, HEAD", Route::Spools),
+            ["admin", "v1", "spools", n] => {
+                want(Method::GET, "GET, HEAD", Route::SpoolInspect(name(n)?))
+            }
+            ["admin", "v1", "spools", n, "replay-dead"] => {
+                want(Method::POST, "POST", Route::SpoolReplayDead(name(n)?))
+            }
+            ["admin", "v1", "spools", n, "purge"] => {
+                want(Method::POST, "POST", Route::SpoolPurge(name(n)?))
+            }
             ["admin", "v1", "deployments"] => {
                 want(Method::GET, "GET, HEAD", Route::Deployments(None))
             }
@@ -150,6 +168,10 @@ impl Route {
             Route::Retire(..) => "secrets.retire",
             Route::PolicyReload => "policy.reload",
             Route::PolicyValidate => "policy.validate",
+            Route::Spools => "spool.status",
+            Route::SpoolInspect(_) => "spool.inspect",
+            Route::SpoolReplayDead(_) => "spool.replay_dead",
+            Route::SpoolPurge(_) => "spool.purge",
             Route::Deployments(_) => "deployments.read",
         }
     }
@@ -165,6 +187,8 @@ impl Route {
             }
             Route::PolicyReload => Some(Permission::PolicyReload),
             Route::PolicyValidate => Some(Permission::PolicyValidate),
+            Route::Spools | Route::SpoolInspect(_) => Some(Permission::StatusRead),
+            Route::SpoolReplayDead(_) | Route::SpoolPurge(_) => Some(Permission::SpoolManage),
         }
     }
 
@@ -174,8 +198,12 @@ impl Route {
                 Some(n.clone())
             }
             Route::PolicyReload | Route::PolicyValidate => Some("policies".into()),
+            Route::SpoolInspect(n) | Route::SpoolReplayDead(n) | Route::SpoolPurge(n) => {
+                Some(n.clone())
+            }
             Route::Deployments(p) => p.clone(),
-            Route::Healthz
+            Route::Spools
+            | Route::Healthz
             | Route::Readyz
             | Route::Metrics
             | Route::Status
@@ -609,6 +637,41 @@ impl AdminState {
                 }
             }
             Route::PolicyValidate => self.validate(body, audit).await,
+            Route::Spools => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "spools": self.spools_status() }),
+            )),
+            Route::SpoolInspect(n) => {
+                let spool = self.spool(n)?;
+                Ok(json_response(StatusCode::OK, &spool.inspect(100)))
+            }
+            Route::SpoolReplayDead(n) => {
+                let spool = self.spool(n)?;
+                let replayed = spool.replay_dead().await.map_err(spool_failed)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "upstream": n, "replayed": replayed }),
+                ))
+            }
+            Route::SpoolPurge(n) => {
+                let spool = self.spool(n)?;
+                let req: PurgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                    PurgeRequest::default()
+                } else {
+                    parse_json(&body)?
+                };
+                if !req.confirm {
+                    return Err(ApiError::BadRequest {
+                        code: "confirm_required",
+                        message: "purge deletes batches for good: send \"confirm\": true".into(),
+                    });
+                }
+                let purged = spool.purge(req.dead).await.map_err(spool_failed)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "upstream": n, "purged": purged, "dead": req.dead }),
+                ))
+            }
             Route::Deployments(project) => {
                 let projects = self.shared.deployments.snapshot(project.as_deref());
                 if project.is_some() && projects.is_empty() {
@@ -860,6 +923,33 @@ impl AdminState {
         json_response(status, &body)
     }
 
+    fn spools_status(&self) -> BTreeMap<String, serde_json::Value> {
+        self.shared
+            .spools
+            .iter()
+            .map(|(name, s)| (name.clone(), s.status()))
+            .collect()
+    }
+
+    fn spool(&self, name: &str) -> Result<&crate::spool::Spool, ApiError> {
+        self.shared
+            .spools
+            .get(name)
+            .map(|s| s.as_ref())
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "unknown_spool",
+                message: format!(
+                    "no spool for that upstream; spooled upstreams: {}",
+                    self.shared
+                        .spools
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
     fn throttle_status(&self) -> serde_json::Value {
         let t = &self.throttle;
         let c = t.counters();
@@ -897,7 +987,7 @@ impl AdminState {
             "proxy": {
                 "memory_budget_bytes": self.shared.config.server.memory_budget.as_u64(),
                 "memory_in_use_bytes": self.shared.budget.in_use_bytes(),
-                "spools": self.shared.spools.iter().map(|(name, s)| (name.clone(), s.status())).collect::<std::collections::BTreeMap<_, _>>(),
+                "spools": self.spools_status(),
             },
             "admin": {
                 "requests": c.requests.load(Ordering::Relaxed),
@@ -915,6 +1005,23 @@ impl AdminState {
 
 fn yes() -> bool {
     true
+}
+
+/// Body of `POST /admin/v1/spools/{upstream}/purge`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    /// Must be true: a purge cannot be undone.
+    #[serde(default)]
+    confirm: bool,
+    /// Purge the dead letters instead of the queue.
+    #[serde(default)]
+    dead: bool,
+}
+
+fn spool_failed(e: crate::spool::SpoolOpError) -> ApiError {
+    tracing::error!(error = %e, "spool operation failed");
+    ApiError::Internal
 }
 
 /// Body of `POST /admin/v1/secrets/{name}/rotate`.

@@ -46,6 +46,8 @@ pub enum Behavior {
     Status(u16),
     /// Never answer (until the client gives up).
     Hang,
+    /// Accept, but answer only after this long (a slow-but-working backend).
+    Delay(Duration),
 }
 
 struct State {
@@ -121,6 +123,11 @@ impl RecordingUpstream {
     /// Everything received so far (oldest first).
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state.received).iter().cloned().collect()
+    }
+
+    /// Everything received so far, removed from the recorder in one step.
+    pub fn take(&self) -> Vec<Received> {
+        lock(&self.state.received).drain(..).collect()
     }
 
     pub fn clear(&self) {
@@ -225,6 +232,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         Behavior::Hang => {
             std::future::pending::<()>().await;
             reply(StatusCode::OK, None, Bytes::new())
+        }
+        Behavior::Delay(d) => {
+            tokio::time::sleep(d).await;
+            reply(StatusCode::OK, ct.as_deref(), Bytes::new())
         }
     }
 }

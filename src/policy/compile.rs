@@ -28,6 +28,7 @@ pub const KNOWN_ADMIN_PERMISSIONS: &[&str] = &[
     "policy:reload",
     "policy:validate",
     "status:read",
+    "spool:manage",
 ];
 
 /// One policy file's text.

@@ -1250,7 +1250,7 @@ async function spoolMetrics() {
     const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     if (labels.upstream === 'lightstep') attempts[labels.outcome] = Number(m[2]);
   }
-  const bytes = text.match(/^spangate_spool_bytes (\d+)/m);
+  const bytes = text.match(/^spangate_spool_bytes\{upstream="lightstep"\} (\d+)/m);
   return { status: resp.status, batches, attempts, bytes: bytes ? Number(bytes[1]) : null };
 }
 const metricsSummary = (m) => `status ${m.status}, spangate_spool_batches_total ${JSON.stringify(m.batches)}, spangate_spool_bytes ${m.bytes}`;
@@ -1536,9 +1536,9 @@ async function upstreamSpool() {
   const rids = [...rids1, ...rids2, ...rids3].filter(Boolean);
   {
     const m = await spoolMetrics();
-    check(`/metrics: spangate_spool_batches_total{upstream="lightstep"} spooled = delivered = every exported batch (${exported}); no full, rejected, expired or lost; spangate_spool_bytes 0`,
+    check(`/metrics: spangate_spool_batches_total{upstream="lightstep"} spooled = delivered = every exported batch (${exported}); no full, dead_lettered, expired or lost; spangate_spool_bytes 0`,
       rids.length === exported && m.batches.spooled === rids.length && m.batches.delivered === rids.length
-        && ['full', 'rejected', 'expired', 'lost'].every((k) => !m.batches[k]) && m.bytes === 0, metricsSummary(m));
+        && ['full', 'dead_lettered', 'expired', 'lost'].every((k) => !m.batches[k]) && m.bytes === 0, metricsSummary(m));
     await auditSettled(spoolAuditFile);
     const spooled = spoolAuditLines('otlp').filter((l) => l.reason === 'spooled').map((l) => l.request_id).sort();
     const outcomes = spoolAuditLines('spool');

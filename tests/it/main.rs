@@ -52,4 +52,6 @@ mod proxy_core;
 mod proxy_spool;
 mod proxy_transport;
 mod secrets_store;
+mod spool_crash;
+mod spool_disk;
 mod vercel;
