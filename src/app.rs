@@ -328,7 +328,12 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     }
 
     let metrics_at = metrics_addr.map(|a| format!("http://{a}/metrics"));
-    tracing::info!(otlp = %proxy_addr, admin = %shared.config.admin.listen,
+    // The bound addresses (port 0 resolved), which scripts read off this line.
+    let admin_at = match &admin_socket {
+        Some(p) => format!("unix:{}", p.display()),
+        None => admin_addr.to_string(),
+    };
+    tracing::info!(otlp = %proxy_addr, admin = %admin_at,
         metrics = %metrics_at.as_deref().unwrap_or("admin listener only"),
         policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
