@@ -185,6 +185,76 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
     })
 }
 
+/// A received body ready for policy: its summary, and what is needed to
+/// rewrite it. Protobuf is scanned at the wire level ([`wire::scan`]: spans,
+/// data points and log records are never decoded); OTLP/JSON is fully
+/// decoded ([`decode`]).
+#[derive(Debug, Clone)]
+pub enum Received {
+    /// Protobuf, scanned.
+    Wire(wire::Scan),
+    /// OTLP/JSON (traces), decoded.
+    Decoded(Batch),
+}
+
+/// What [`Received::rewrite`] produced.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    /// The body to forward; `None` when every resource was dropped.
+    pub body: Option<Bytes>,
+    /// What changed.
+    pub outcome: RewriteOutcome,
+}
+
+/// Read a decompressed body of `signal` in `encoding` for policy.
+///
+/// OTLP/JSON is only supported for traces so far (a clear 400 otherwise).
+pub fn receive(signal: Signal, encoding: Encoding, raw: Bytes) -> Result<Received, OtlpError> {
+    match (encoding, signal) {
+        (Encoding::Protobuf, _) => wire::scan(signal, raw).map(Received::Wire),
+        (Encoding::Json, Signal::Traces) => decode(encoding, raw).map(Received::Decoded),
+        (Encoding::Json, _) => Err(OtlpError::malformed(format!(
+            "OTLP/JSON {} are not supported; send protobuf",
+            signal.as_str()
+        ))),
+    }
+}
+
+impl Received {
+    /// The summary of the body as received.
+    pub fn summary(&self) -> &BatchSummary {
+        match self {
+            Received::Wire(scan) => &scan.summary,
+            Received::Decoded(batch) => &batch.summary,
+        }
+    }
+
+    /// Drop, strip and stamp (see [`rewrite`] and [`wire::Scan::splice`]:
+    /// the same semantics), producing the body to forward.
+    pub fn rewrite(
+        self,
+        keep: &[bool],
+        stamp: &[(String, String)],
+        protected: &[String],
+    ) -> Result<Rewritten, OtlpError> {
+        match self {
+            Received::Wire(scan) => {
+                let out = scan.splice(keep, stamp, protected)?;
+                Ok(Rewritten {
+                    body: (out.kept_resources > 0).then_some(out.body),
+                    outcome: out.outcome,
+                })
+            }
+            Received::Decoded(mut batch) => {
+                let outcome = rewrite(&mut batch, keep, stamp, protected);
+                let body = (!batch.request.resource_spans.is_empty())
+                    .then(|| forward_body(&batch, &outcome));
+                Ok(Rewritten { body, outcome })
+            }
+        }
+    }
+}
+
 /// [`decode`] on tokio's blocking pool for bodies of [`OFF_THREAD_BYTES`] or
 /// more (inline for small ones or outside tokio), so decoding a 16 MiB batch
 /// does not stall the async worker other connections share.
