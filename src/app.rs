@@ -69,6 +69,7 @@ impl App {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.audit.flush();
     }
 
     /// Wait until the listeners exit (they exit only on shutdown).
@@ -76,6 +77,7 @@ impl App {
         for t in self.tasks {
             let _ = t.await;
         }
+        self.shared.audit.flush();
     }
 
     /// A handle that triggers shutdown from elsewhere (signal handlers).

@@ -245,7 +245,7 @@ impl ProxyError {
     pub fn to_http(&self, encoding: Encoding) -> http::Response<bytes::Bytes> {
         let er = self.response();
         // A malformed body is the one case where the client needs the detail
-        // to fix its exporter (README, OTLP): it describes only the client's
+        // to fix its exporter (docs/otlp.md): it describes only the client's
         // own payload and is bounded (`otlp::MAX_ERROR_DETAIL`).
         let message = match self {
             ProxyError::Malformed(detail) => format!("{}: {detail}", er.message),

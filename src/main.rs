@@ -160,9 +160,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let cfg = spangate::config::Config::load(&config)?;
             let audit = match &cfg.audit.file {
-                Some(p) => spangate::audit::Audit::file(p)
+                Some(p) => spangate::audit::Audit::background_file(p)
                     .with_context(|| format!("audit file {}", p.display()))?,
-                None => spangate::audit::Audit::stdout(),
+                None => {
+                    spangate::audit::Audit::background_stdout().context("audit writer thread")?
+                }
             };
             let app = spangate::app::build(cfg, audit).await?;
             let trigger = app.shutdown_trigger();

@@ -203,7 +203,7 @@ impl Reloader {
                 }
             }
         }
-        self.audit.emit(&ReloadAudit {
+        self.audit.emit_now(&ReloadAudit {
             kind: "policy_reload",
             trigger,
             actor,

@@ -16,6 +16,27 @@
 //!   encrypted at rest (see [`crypto`]); otherwise it lives in memory.
 //!
 //! Values are never logged, serialized into responses, or put into errors.
+//!
+//! ## Secret values in memory
+//! A new value is kept out of ordinary heap copies on its way in: the admin
+//! API reads the body into one zeroizing buffer allocated once (declared
+//! length, or the 64 KiB cap for a chunked body) and never grown; the rotate
+//! body's `value` deserializes as a borrowed raw value unescaped straight into
+//! a zeroizing buffer (see [`json`]), so neither a `String` copy nor
+//! serde_json's scratch buffer ever holds it; the body buffer is wiped as soon
+//! as the value is out. The CLI side is described in `admin::client`. The
+//! store file is serialized (and, when encrypted, its plaintext) into
+//! zeroizing buffers sized exactly by a counting pass, and read back straight
+//! into [`Secret`]. The proxy's per-request credential header comes from
+//! [`Secret::header_value`]: marked sensitive, wiped when hyper drops the
+//! request.
+//!
+//! Not covered: hyper's own read and write buffers (request bytes pass
+//! through the server connection's buffer; header bytes are copied into its
+//! write buffer), rustls' buffers when the admin URL is https, kernel socket,
+//! pipe and page-cache buffers, the process environment (`--value-env` and
+//! `bootstrap: { env: ... }` values stay in it for the process's life), swap
+//! and core dumps.
 
 pub mod crypto;
 pub mod file;

@@ -391,7 +391,7 @@ impl AdminState {
             }
         }
         audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        self.shared.audit.emit(&audit);
+        self.shared.audit.emit_now(&audit);
         resp
     }
 

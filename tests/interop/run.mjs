@@ -321,13 +321,30 @@ const upstreamRecords = () => readJsonl(recordFile);
 const auditLines = () => readJsonl(auditFile).filter((l) => l.kind === 'otlp');
 const adminAuditLines = () => readJsonl(auditFile).filter((l) => l.kind === 'admin');
 
+/**
+ * spangate's audit writer thread writes a request's line just after the
+ * request is answered (off the request path): wait until the audit file has
+ * stopped growing, bounded at 2 s.
+ */
+async function auditSettled() {
+  let size = -1;
+  for (let i = 0; i < 80; i++) {
+    const now = existsSync(auditFile) ? statSync(auditFile).size : 0;
+    if (now === size) return;
+    size = now;
+    await sleep(25);
+  }
+}
+
 /** Run `fn`, returning what reached the upstream and the audit log meanwhile. */
 async function observe(fn) {
+  await auditSettled();
   const up0 = upstreamRecords().length;
   const au0 = auditLines().length;
-  // No wait needed afterwards: the recorder appends its line before it
-  // answers, and spangate writes the audit line before it answers the client.
+  // The recorder appends its line before it answers; spangate's audit line
+  // follows its answer, so wait for the audit file to settle.
   const result = await fn();
+  await auditSettled();
   return { result, upstream: upstreamRecords().slice(up0), audit: auditLines().slice(au0) };
 }
 
@@ -340,7 +357,7 @@ const secretsStore = join(WORK, 'state', 'secrets.json');
 const sha256hex = (s) => createHash('sha256').update(s).digest('hex');
 
 function spangateConfig(recorderPort) {
-  // The shape of deploy/spangate.yaml (docs/core.md "Process configuration"),
+  // The shape of deploy/spangate.yaml (docs/configuration.md),
   // with loopback listeners on ephemeral ports and test-speed key timing.
   return `# spangate process config for the interop run (see deploy/spangate.yaml).
 server:
@@ -835,6 +852,7 @@ async function credentialRotation(recPort) {
   const v2 = newLightstepToken();
   const v3 = newLightstepToken();
   const seqA = lastSeq();
+  await auditSettled();
   const auditA = auditLines().length;
   const adminA = adminAuditLines().length;
   const loadA = startLoad('load-a', tEdge, 'checkout-load');
@@ -893,6 +911,7 @@ async function credentialRotation(recPort) {
     statsA = await loadA.stop();
     pyResA = await pyA.stop();
   }
+  await auditSettled();
   const windowA = checkLoadWindow('phase A', {
     load: statsA, py: pyResA, records: upstreamRecords().filter((r) => r.seq > seqA), audit: auditLines().slice(auditA),
   });
@@ -930,6 +949,7 @@ async function credentialRotation(recPort) {
   const v4 = newLightstepToken();
   const v5 = newLightstepToken();
   const seqB = lastSeq();
+  await auditSettled();
   const auditB = auditLines().length;
   const adminB0 = adminAuditLines().length;
   const fallbacksBefore = (await adminCall('GET', '/admin/v1/status', { bearer: tAdmin })).json?.secrets?.counters?.fallbacks;
@@ -985,6 +1005,7 @@ async function credentialRotation(recPort) {
     pyResB = await pyB.stop();
   }
   const recordsB = upstreamRecords().filter((r) => r.seq > seqB);
+  await auditSettled();
   const windowB = checkLoadWindow('phase B', { load: statsB, py: pyResB, records: recordsB, audit: auditLines().slice(auditB) });
   const fbD = windowB.fallbacks;
   check(`phase B: grace fallbacks happened (${fbD.length}), each a v5 401 retried with v4 and accepted`,
@@ -1507,7 +1528,7 @@ async function main() {
 
   section('allowed: the README walk-through batch (curl-equivalent POST, OTLP/JSON)');
   {
-    // The body of the README's curl example, verbatim.
+    // The body of the curl example in docs/getting-started.md, verbatim.
     const readmeBody = '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},'
       + '"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",'
       + '"name":"GET /","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000"}]}]}]}';

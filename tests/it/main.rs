@@ -13,6 +13,7 @@ mod admin_reload;
 mod admin_secrets;
 mod admin_throttle;
 mod deploy_files;
+mod docs_commands;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
