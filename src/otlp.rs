@@ -28,9 +28,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
+pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, inflate, read_body, read_wire};
 pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
-pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
+pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite, strip_resource_keys};
 pub use wire::Signal;
 
 /// Longest error detail kept in [`OtlpError::Malformed`] (it goes back to the
@@ -226,6 +226,15 @@ impl Received {
         match self {
             Received::Wire(scan) => &scan.summary,
             Received::Decoded(batch) => &batch.summary,
+        }
+    }
+
+    /// The whole batch decoded, for the rare rewrites splicing does not do
+    /// (per-resource key stripping for the deployment link).
+    pub fn into_decoded(self) -> Result<Batch, OtlpError> {
+        match self {
+            Received::Wire(scan) => decode(Encoding::Protobuf, scan.raw().clone()),
+            Received::Decoded(batch) => Ok(batch),
         }
     }
 

@@ -8,6 +8,7 @@
 //! ends in exactly one audit line and one metrics update.
 
 pub mod listener;
+pub mod nofile;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,12 +21,14 @@ use http_body_util::Full;
 
 use crate::audit::{DropCount, RequestAudit};
 use crate::budget;
+use crate::deployments;
+use crate::drains::{self, DrainError};
 use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
 use crate::otlp::{self, Encoding, Signal};
-use crate::policy::ResourceVerdict;
+use crate::policy::{EndpointAuth, ResourceVerdict};
 use crate::shared::Shared;
 
 /// Response body type of both listeners.
@@ -70,13 +73,7 @@ where
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
-            rec.decision = match err {
-                ProxyError::Forbidden { .. }
-                | ProxyError::Auth(_)
-                | ProxyError::RateLimited { .. }
-                | ProxyError::BatchExceedsBurst { .. } => "deny",
-                _ => rec.decision,
-            };
+            rec.decision = err.decision(rec.decision);
             rec.reason = er.reason;
             if rec.detail.is_none() {
                 rec.detail = Some(err.to_string());
@@ -94,7 +91,7 @@ where
     );
     rec.status = resp.status().as_u16();
     let elapsed = started.elapsed();
-    rec.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    rec.duration_ms = crate::logging::round_ms(elapsed);
     record_metrics(&shared, &rec, elapsed.as_secs_f64());
     shared.audit.emit(&rec);
     Ok(resp)
@@ -117,23 +114,37 @@ where
 
     // Authenticate first: nothing about the deployment (endpoints, limits) is
     // revealed to a caller without a valid token. After this stage nothing
-    // reads the Authorization header again.
-    let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
-    rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
-    let principal = shared
-        .identity
-        .authenticate(token)
-        .await
-        .map_err(ProxyError::Auth)?;
-    rec.provider = Some(principal.provider.clone());
-    rec.subject = Some(principal.subject.clone());
+    // reads the Authorization header again. A Trace Drain delivery (a
+    // signature and no Authorization header) is signed over its body, so it
+    // is verified once the body is read, below.
+    let drain_delivery = parts.headers.contains_key(drains::SIGNATURE_HEADER)
+        && !parts.headers.contains_key(header::AUTHORIZATION);
+    let bearer = if drain_delivery {
+        None
+    } else {
+        let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
+        rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
+        let principal = shared
+            .identity
+            .authenticate(token)
+            .await
+            .map_err(ProxyError::Auth)?;
+        rec.provider = Some(principal.provider.clone());
+        rec.subject = Some(principal.subject.clone());
+        Some(principal)
+    };
 
     // Route: one policy snapshot serves the whole request, even across a reload.
+    // An unverified drain delivery learns nothing about other paths: anything
+    // but a drain endpoint is a 401 for it.
     let policy = shared.policy.current();
-    let endpoint = policy
-        .endpoint_by_path(parts.uri.path())
-        .cloned()
-        .ok_or(ProxyError::NotFound)?;
+    let endpoint = policy.endpoint_by_path(parts.uri.path()).cloned();
+    let endpoint = match (endpoint, drain_delivery) {
+        (Some(ep), false) if ep.auth == EndpointAuth::Bearer => ep,
+        (Some(ep), true) if ep.auth == EndpointAuth::VercelDrain => ep,
+        (None, false) => return Err(ProxyError::NotFound),
+        _ => return Err(ProxyError::Drain(DrainError::WrongEndpoint)),
+    };
     rec.endpoint = Some(endpoint.name.clone());
     if parts.method != Method::POST {
         return Err(ProxyError::MethodNotAllowed);
@@ -157,12 +168,44 @@ where
         .reserve(declared, wait)
         .await
         .map_err(ProxyError::Overloaded)?;
-    let raw = tokio::time::timeout_at(
+    let wire = tokio::time::timeout_at(
         deadline.into(),
-        otlp::read_body(body, content_encoding, cap),
+        otlp::read_wire(body, content_encoding, cap),
     )
     .await
     .map_err(|_| ProxyError::RequestTimeout)??;
+    let inflate = |wire| async move {
+        tokio::time::timeout_at(deadline.into(), otlp::inflate(wire, content_encoding, cap))
+            .await
+            .map_err(|_| ProxyError::RequestTimeout)?
+            .map_err(ProxyError::from)
+    };
+    let (principal, raw) = match bearer {
+        Some(p) => (p, inflate(wire).await?),
+        None => {
+            // The signature covers the body as sent; for a compressed
+            // delivery it is also accepted over the decompressed body (the
+            // bytes Vercel's own verification example hashes).
+            let compressed =
+                content_encoding.is_some_and(|ce| !ce.eq_ignore_ascii_case("identity"));
+            let (verified, raw) = match verify_drain(shared, &parts, &wire) {
+                Ok(v) => (v, inflate(wire).await?),
+                Err(ProxyError::Drain(DrainError::Mismatch(_))) if compressed => {
+                    let raw = inflate(wire).await?;
+                    (verify_drain(shared, &parts, &raw)?, raw)
+                }
+                Err(e) => return Err(e),
+            };
+            rec.drain_secret = Some(match verified.matched {
+                drains::Matched::Current => "current",
+                drains::Matched::Previous => "previous",
+            });
+            let p = verified.principal();
+            rec.provider = Some(p.provider.clone());
+            rec.subject = Some(p.subject.clone());
+            (p, raw)
+        }
+    };
     rec.bytes = raw.len();
     shared
         .budget
@@ -182,6 +225,10 @@ where
     rec.spans = summary.spans;
     rec.services = Some(service_names(summary));
 
+    // Deployment link: which resources' deployment ids the identity vouches
+    // for (recorded whatever the decision, so denials count per deployment).
+    let links = deployment_links(shared, &principal, summary);
+
     // Authorize: a pure function of (policy, principal, endpoint, batch).
     let decision = policy.decide(&principal, &endpoint, summary);
     rec.rule = Some(decision.rule.clone());
@@ -193,6 +240,7 @@ where
         .filter_map(|h| serde_json::to_value(h).ok())
         .collect();
     if !decision.allowed {
+        record_deployments(shared, &links, summary, &decision, false, rec);
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -206,14 +254,14 @@ where
     if let Some(spec) = &decision.rate {
         let spec = crate::ratelimit::RateSpec::from(spec);
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        shared
-            .limiter
-            .check(
+        let checked = shared
+            .check_rate(
                 &decision.rate_key,
                 &spec,
                 n(summary.spans),
                 n(summary.bytes),
             )
+            .await
             .map_err(|e| match e.reason {
                 crate::ratelimit::REASON_BATCH_EXCEEDS_BURST => {
                     ProxyError::BatchExceedsBurst { limit: e.limit }
@@ -222,8 +270,14 @@ where
                     retry_after: e.retry_after,
                     limit: e.limit,
                 },
-            })?;
+            });
+        if checked.is_err() {
+            record_deployments(shared, &links, summary, &decision, false, rec);
+        }
+        checked?;
     }
+    // Counted as published once policy and the rate limit let it through.
+    record_deployments(shared, &links, summary, &decision, true, rec);
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
     // stamp verified identity. Protobuf is spliced (only changed resources
@@ -246,7 +300,31 @@ where
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    let rewritten = received.rewrite(&keep, &decision.stamp, &decision.protected)?;
+    let any_strip = links
+        .iter()
+        .any(|l| matches!(l, deployments::ResourceLink::Strip { .. }));
+    let rewritten = if any_strip {
+        // Deployment attributes the identity cannot vouch for are stripped
+        // per resource on a full decode (rare: a resource claiming another
+        // project's deployment). Indexes are the summary's until `rewrite`
+        // drops resources.
+        let mut batch = received.into_decoded()?;
+        let mut link_stripped = 0;
+        for (i, l) in links.iter().enumerate() {
+            if let deployments::ResourceLink::Strip { keys, why } = l {
+                link_stripped += otlp::strip_resource_keys(&mut batch, i, keys);
+                rec.deployment_stripped
+                    .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
+            }
+        }
+        let mut outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
+        outcome.changed |= link_stripped > 0;
+        let body = (!batch.request.resource_spans.is_empty())
+            .then(|| otlp::forward_body(&batch, &outcome));
+        otlp::Rewritten { body, outcome }
+    } else {
+        received.rewrite(&keep, &decision.stamp, &decision.protected)?
+    };
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
     let Some(body) = rewritten.body else {
         // Everything was dropped: nothing to forward, the client still gets
@@ -266,15 +344,47 @@ where
     rec.credential = Some(cred_name);
     rec.credential_version = Some(credential.version);
 
-    // Forward with retries on retryable upstream answers, inside the deadline.
     let up_cfg = shared
         .config
         .upstreams
         .get(&endpoint.upstream)
         .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
     rec.upstream = Some(endpoint.upstream.clone());
-    let spool_body = body.clone();
     let fwd_gzip = content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip"));
+    let spool = shared.spools.get(&endpoint.upstream);
+    let spooled = |body: Bytes, rec: &RequestAudit| crate::spool::Spooled {
+        body,
+        encoding,
+        gzip: fwd_gzip,
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+        credential: credential.name.clone(),
+        request_id: rec.request_id.clone(),
+        endpoint: endpoint.name.clone(),
+        provider: rec.provider.clone(),
+        subject: rec.subject.clone(),
+        spans: rec.spans - spans_dropped,
+        enqueued_ms: crate::spool::now_ms(),
+    };
+
+    // `ack: spooled`: durable in the spool is the answer; delivery is the
+    // spool's (its own audit line records it). Never a 200 for a batch that
+    // is not stored.
+    if let Some(spool) = spool
+        && spool.ack() == crate::spool::AckMode::Spooled
+    {
+        let item = spooled(body, rec);
+        return match spool.append(item).await {
+            Ok(()) => {
+                rec.reason = "spooled";
+                rec.detail = Some("acknowledged once durably spooled (ack: spooled)".into());
+                Ok(export_ok(encoding, rejected_spans, &drop_message(rec)))
+            }
+            Err(e) => Err(ProxyError::SpoolRefused(e)),
+        };
+    }
+
+    // Forward with retries on retryable upstream answers, inside the deadline.
+    let spool_body = body.clone();
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,
@@ -285,6 +395,8 @@ where
         request_id: &rec.request_id,
         credential: &credential,
         deadline,
+        attempt_timeout: up_cfg.timeout,
+        max_attempts: upstream::MAX_ATTEMPTS,
     };
     let result = upstream::forward(
         shared.upstream_client(&endpoint.upstream),
@@ -301,22 +413,10 @@ where
     // The upstream could not take it: with a spool, keep the batch and let
     // the exporter (which may never retry) see success; the spool's own
     // audit line records the delivery.
-    if let Some(spool) = shared.spools.get(&endpoint.upstream)
+    if let Some(spool) = spool
         && crate::spool::spoolable(&result.outcome)
     {
-        let item = crate::spool::Spooled {
-            body: spool_body,
-            encoding,
-            gzip: fwd_gzip,
-            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
-            credential: credential.name.clone(),
-            request_id: rec.request_id.clone(),
-            endpoint: endpoint.name.clone(),
-            provider: rec.provider.clone(),
-            subject: rec.subject.clone(),
-            spans: rec.spans - spans_dropped,
-            enqueued: Instant::now(),
-        };
+        let item = spooled(spool_body, rec);
         let upstream_said = match &result.outcome {
             Ok(a) => {
                 rec.upstream_status = Some(a.status.as_u16());
@@ -324,12 +424,14 @@ where
             }
             Err(e) => e.to_string(),
         };
-        if spool.try_push(item).is_ok() {
-            rec.reason = "spooled";
-            rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
-            return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+        match spool.append(item).await {
+            Ok(()) => {
+                rec.reason = "spooled";
+                rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
+                return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+            }
+            Err(e) => rec.detail = Some(format!("{upstream_said}; {e}")),
         }
-        rec.detail = Some(format!("{upstream_said}; spool full"));
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());
@@ -355,30 +457,112 @@ where
     ))
 }
 
+/// Verify a Trace Drain delivery's signature over the body as received.
+fn verify_drain(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    wire: &[u8],
+) -> Result<drains::Verified, ProxyError> {
+    let mut values = parts.headers.get_all(drains::SIGNATURE_HEADER).iter();
+    let value = values
+        .next()
+        .ok_or(ProxyError::Drain(DrainError::Missing))?;
+    if values.next().is_some() {
+        return Err(ProxyError::Drain(DrainError::Malformed));
+    }
+    let signature = drains::parse_signature(value.as_bytes()).map_err(ProxyError::Drain)?;
+    let (name, cfg) =
+        drains::drain_name(parts.uri.query(), &shared.config.drains).map_err(ProxyError::Drain)?;
+    drains::verify(&shared.secrets, name, cfg, &signature, wire).map_err(ProxyError::Drain)
+}
+
+/// The deployment link for a Vercel identity (a provider with the Vercel
+/// preset, or a Trace Drain); empty for everyone else.
+fn deployment_links(
+    shared: &Shared,
+    principal: &crate::identity::Principal,
+    summary: &otlp::BatchSummary,
+) -> Vec<deployments::ResourceLink> {
+    let trust = if principal.provider == drains::PROVIDER {
+        deployments::Trust::Drain
+    } else if shared
+        .config
+        .providers
+        .get(&principal.provider)
+        .and_then(|p| p.preset)
+        == Some(crate::identity::Preset::Vercel)
+    {
+        deployments::Trust::Token {
+            project_id: principal
+                .claims
+                .get("project_id")
+                .and_then(serde_json::Value::as_str),
+        }
+    } else {
+        return Vec::new();
+    };
+    deployments::link(trust, summary)
+}
+
+/// Count each linked resource against its deployment: published when the
+/// batch `passed` (policy and rate limit) and the decision kept the
+/// resource, denied otherwise.
+fn record_deployments(
+    shared: &Shared,
+    links: &[deployments::ResourceLink],
+    summary: &otlp::BatchSummary,
+    decision: &crate::policy::Decision,
+    passed: bool,
+    rec: &mut RequestAudit,
+) {
+    for (i, l) in links.iter().enumerate() {
+        if let deployments::ResourceLink::Linked {
+            project,
+            deployment,
+            revision,
+        } = l
+        {
+            let kept = passed
+                && decision.allowed
+                && matches!(decision.resources.get(i), Some(ResourceVerdict::Keep));
+            let spans = summary.resources.get(i).map_or(0, |r| r.spans);
+            shared
+                .deployments
+                .record(project, deployment, revision.as_deref(), spans, kept);
+            let id = format!("{project}/{deployment}");
+            if !rec.deployments.contains(&id) {
+                rec.deployments.push(id);
+            }
+        }
+    }
+}
+
 /// `/readyz`: 200 when at least one identity provider has keys (or none is
 /// configured). One IdP being down must not take the whole fleet out of
 /// service: its tokens get a retryable 503 while the others keep working.
+///
+/// Anyone who reaches the OTLP port may ask, so the answer is only ready or
+/// not ready: issuers, key URLs, algorithms and the policy version stay on
+/// the admin listener's `/readyz` and status.
 fn readiness(shared: &Shared) -> Response<RespBody> {
     let providers = shared.identity.status();
     let ready = providers.is_empty()
         || providers
             .iter()
             .any(|p| p.state == "ready" || p.state == "degraded");
-    let body = serde_json::json!({
-        "ready": ready,
-        "policy_version": shared.policy.current().version(),
-        "providers": providers,
-    });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = if ready {
-        StatusCode::OK
+    let (status, body): (_, &'static [u8]) = if ready {
+        (StatusCode::OK, b"ready\n")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, b"not ready\n")
     };
+    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

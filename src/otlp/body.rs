@@ -89,6 +89,34 @@ where
     }
 }
 
+/// [`read_body`] in two steps, for callers that need the body exactly as it
+/// came over the wire (a signature over the raw bytes): collect at most `cap`
+/// bytes after checking the coding is supported.
+pub async fn read_wire<B>(
+    body: B,
+    content_encoding: Option<&str>,
+    cap: usize,
+) -> Result<Bytes, OtlpError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    coding(content_encoding)?;
+    collect_capped(body, cap).await
+}
+
+/// The second step of [`read_body`]: decompress a body from [`read_wire`].
+pub async fn inflate(
+    wire: Bytes,
+    content_encoding: Option<&str>,
+    cap: usize,
+) -> Result<Bytes, OtlpError> {
+    match coding(content_encoding)? {
+        Coding::Identity => Ok(wire),
+        Coding::Gzip => maybe_off_thread(wire.len(), move || gunzip_capped(&wire, cap)).await,
+    }
+}
+
 /// Collect at most `cap` bytes of `body`. A single-chunk body is returned
 /// without copying; otherwise chunks are appended to one buffer whose
 /// capacity never exceeds `cap`.
