@@ -27,7 +27,7 @@ use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
-use crate::otlp::{self, Encoding};
+use crate::otlp::{self, Encoding, Signal};
 use crate::policy::{EndpointAuth, ResourceVerdict};
 use crate::shared::Shared;
 
@@ -217,17 +217,20 @@ where
         .await
         .map_err(ProxyError::Overloaded)?;
 
-    // Decode: the policy governs what is published, so it needs the batch.
-    let mut batch = otlp::decode(encoding, raw)?;
-    rec.spans = batch.summary.spans;
-    rec.services = Some(service_names(&batch.summary));
+    // Decode: the policy governs what is published, so it needs the batch
+    // summary. Protobuf is scanned at the wire level (resources decoded,
+    // spans only counted and checked); JSON is parsed in full.
+    let received = otlp::receive(Signal::Traces, encoding, raw)?;
+    let summary = received.summary();
+    rec.spans = summary.spans;
+    rec.services = Some(service_names(summary));
 
     // Deployment link: which resources' deployment ids the identity vouches
     // for (recorded whatever the decision, so denials count per deployment).
-    let links = deployment_links(shared, &principal, &batch.summary);
+    let links = deployment_links(shared, &principal, summary);
 
     // Authorize: a pure function of (policy, principal, endpoint, batch).
-    let decision = policy.decide(&principal, &endpoint, &batch.summary);
+    let decision = policy.decide(&principal, &endpoint, summary);
     rec.rule = Some(decision.rule.clone());
     rec.role = decision.role.clone();
     // Audit-mode rules are recorded whatever the outcome.
@@ -237,7 +240,7 @@ where
         .filter_map(|h| serde_json::to_value(h).ok())
         .collect();
     if !decision.allowed {
-        record_deployments(shared, &links, &batch.summary, &decision, false, rec);
+        record_deployments(shared, &links, summary, &decision, false, rec);
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -255,8 +258,8 @@ where
             .check_rate(
                 &decision.rate_key,
                 &spec,
-                n(batch.summary.spans),
-                n(batch.summary.bytes),
+                n(summary.spans),
+                n(summary.bytes),
             )
             .await
             .map_err(|e| match e.reason {
@@ -269,15 +272,16 @@ where
                 },
             });
         if checked.is_err() {
-            record_deployments(shared, &links, &batch.summary, &decision, false, rec);
+            record_deployments(shared, &links, summary, &decision, false, rec);
         }
         checked?;
     }
     // Counted as published once policy and the rate limit let it through.
-    record_deployments(shared, &links, &batch.summary, &decision, true, rec);
+    record_deployments(shared, &links, summary, &decision, true, rec);
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
-    // stamp verified identity. Re-encodes only when something changed.
+    // stamp verified identity. Protobuf is spliced (only changed resources
+    // re-encoded); JSON is re-encoded only when something changed.
     let keep: Vec<bool> = decision
         .resources
         .iter()
@@ -296,25 +300,37 @@ where
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    // Deployment attributes the identity cannot vouch for go first (indexes
-    // are the summary's until `rewrite` drops resources).
-    let mut link_stripped = 0;
-    for (i, l) in links.iter().enumerate() {
-        if let deployments::ResourceLink::Strip { keys, why } = l {
-            link_stripped += otlp::strip_resource_keys(&mut batch, i, keys);
-            rec.deployment_stripped
-                .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
+    let any_strip = links
+        .iter()
+        .any(|l| matches!(l, deployments::ResourceLink::Strip { .. }));
+    let rewritten = if any_strip {
+        // Deployment attributes the identity cannot vouch for are stripped
+        // per resource on a full decode (rare: a resource claiming another
+        // project's deployment). Indexes are the summary's until `rewrite`
+        // drops resources.
+        let mut batch = received.into_decoded()?;
+        let mut link_stripped = 0;
+        for (i, l) in links.iter().enumerate() {
+            if let deployments::ResourceLink::Strip { keys, why } = l {
+                link_stripped += otlp::strip_resource_keys(&mut batch, i, keys);
+                rec.deployment_stripped
+                    .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
+            }
         }
-    }
-    let mut outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
-    outcome.changed |= link_stripped > 0;
+        let mut outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
+        outcome.changed |= link_stripped > 0;
+        let body = (!batch.request.resource_spans.is_empty())
+            .then(|| otlp::forward_body(&batch, &outcome));
+        otlp::Rewritten { body, outcome }
+    } else {
+        received.rewrite(&keep, &decision.stamp, &decision.protected)?
+    };
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
-    if batch.request.resource_spans.is_empty() {
+    let Some(body) = rewritten.body else {
         // Everything was dropped: nothing to forward, the client still gets
         // an OTLP success with partial_success (exporters must not retry it).
         return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
-    }
-    let body = otlp::forward_body(&batch, &outcome);
+    };
 
     // Credential: one snapshot for the request's whole life, even across a rotation.
     let cred_name = decision
