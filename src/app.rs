@@ -126,12 +126,17 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let client = HttpClient::new(ClientOptions::default())?;
     let mut upstream_clients = std::collections::BTreeMap::new();
     for (name, up) in &config.upstreams {
-        let c = match &up.ca_file {
-            Some(ca) => HttpClient::new(ClientOptions {
-                extra_ca_file: Some(ca),
+        // gRPC upstreams get an HTTP/2-only client of their own (one
+        // multiplexed connection); the others share one unless they trust
+        // an extra CA.
+        let grpc = up.protocol == crate::config::upstream::Protocol::Grpc;
+        let c = match (&up.ca_file, grpc) {
+            (None, false) => client.clone(),
+            (ca, _) => HttpClient::new(ClientOptions {
+                extra_ca_file: ca.as_deref(),
+                http2_only: grpc,
                 ..Default::default()
             })?,
-            None => client.clone(),
         };
         upstream_clients.insert(name.clone(), c);
     }

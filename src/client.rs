@@ -40,6 +40,10 @@ pub struct ClientOptions<'a> {
     pub extra_ca_file: Option<&'a Path>,
     /// TCP connect timeout.
     pub connect_timeout: Option<Duration>,
+    /// HTTP/2 only (gRPC): ALPN `h2` over TLS, prior-knowledge h2c over
+    /// plain TCP; one multiplexed connection per host, reconnected by the
+    /// pool when it fails.
+    pub http2_only: bool,
 }
 
 impl HttpClient {
@@ -72,15 +76,21 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(opts.connect_timeout.unwrap_or(Duration::from_secs(5))));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+            .https_or_http();
+        let connector = if opts.http2_only {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        };
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
+            .http2_only(opts.http2_only)
+            .http2_keep_alive_interval(opts.http2_only.then_some(Duration::from_secs(30)))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
         Ok(Self { inner })
     }
@@ -93,6 +103,18 @@ impl HttpClient {
         timeout: Duration,
         max_body: usize,
     ) -> Result<http::Response<Bytes>, ClientError> {
+        self.send_with_trailers(req, timeout, max_body)
+            .await
+            .map(|(resp, _)| resp)
+    }
+
+    /// [`HttpClient::send`], keeping the response trailers (gRPC status).
+    pub async fn send_with_trailers(
+        &self,
+        req: http::Request<OutBody>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<(http::Response<Bytes>, Option<http::HeaderMap>), ClientError> {
         let fut = async {
             let resp = self
                 .inner
@@ -100,18 +122,18 @@ impl HttpClient {
                 .await
                 .map_err(|e| ClientError::Transport(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, max_body)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        ClientError::TooLarge(max_body)
-                    } else {
-                        ClientError::Transport(e.to_string())
-                    }
-                })?
-                .to_bytes();
-            Ok(http::Response::from_parts(parts, body))
+            let collected = Limited::new(body, max_body).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ClientError::TooLarge(max_body)
+                } else {
+                    ClientError::Transport(e.to_string())
+                }
+            })?;
+            let trailers = collected.trailers().cloned();
+            Ok((
+                http::Response::from_parts(parts, collected.to_bytes()),
+                trailers,
+            ))
         };
         tokio::time::timeout(timeout, fut)
             .await

@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub mod admin;
 pub mod size;
 pub mod spool;
+pub mod upstream;
+
+pub use upstream::UpstreamConfig;
 
 use crate::config::admin::AdminConfig;
 use crate::identity::ProviderConfig;
@@ -27,8 +30,7 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MEMORY_BUDGET: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_OVERLOAD_WAIT: Duration = Duration::from_secs(1);
-pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_CREDENTIAL_HEADER: &str = "lightstep-access-token";
+pub use upstream::{DEFAULT_CREDENTIAL_HEADER, DEFAULT_UPSTREAM_TIMEOUT};
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
@@ -178,41 +180,6 @@ impl Default for ServerConfig {
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
-}
-
-/// One upstream OTLP endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Full URL of the trace endpoint, e.g. `https://ingest.lightstep.com/traces/otlp/v0.9`.
-    pub url: url::Url,
-    /// Header that carries the injected credential.
-    #[serde(default = "default_credential_header")]
-    pub credential_header: String,
-    /// Timeout for one upstream attempt.
-    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Extra PEM CA bundle trusted for this upstream (in addition to webpki roots).
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Allow plain http:// to a non-loopback host (logged loudly).
-    #[serde(default)]
-    pub allow_insecure_http: bool,
-    /// Queue batches through an upstream outage and answer the client 200
-    /// (for exporters that never retry); off when absent. See `spool`.
-    #[serde(default)]
-    pub spool: Option<crate::config::spool::SpoolConfig>,
-    /// When the client is answered: `upstream` (after the upstream answered)
-    /// or `spooled` (once the batch is durably spooled; needs `spool.dir`).
-    #[serde(default)]
-    pub ack: crate::config::spool::AckMode,
-}
-
-fn default_credential_header() -> String {
-    DEFAULT_CREDENTIAL_HEADER.to_string()
-}
-fn default_upstream_timeout() -> Duration {
-    DEFAULT_UPSTREAM_TIMEOUT
 }
 
 /// `metrics:`: a listener of its own that serves only `GET /metrics`
@@ -412,19 +379,8 @@ impl Config {
             }
         }
         for (name, up) in &self.upstreams {
-            match up.url.scheme() {
-                "https" => {}
-                "http" if up.allow_insecure_http || is_loopback_url(&up.url) => {}
-                "http" => err(
-                    &["upstreams", name, "url"],
-                    format!(
-                        "upstreams.{name}.url: plain http to a non-loopback host; use https or set allow_insecure_http: true"
-                    ),
-                ),
-                s => err(
-                    &["upstreams", name, "url"],
-                    format!("upstreams.{name}.url: unsupported scheme {s:?}"),
-                ),
+            for (key, m) in up.validate(name) {
+                err(&["upstreams", name, key], m);
             }
             if let Some(sp) = &up.spool {
                 for (key, m) in sp.validate() {
@@ -456,12 +412,6 @@ impl Config {
                     format!(
                         "upstreams.{name}.ack: spooled needs a durable spool (set upstreams.{name}.spool.dir)"
                     ),
-                );
-            }
-            if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
-                err(
-                    &["upstreams", name, "credential_header"],
-                    format!("upstreams.{name}.credential_header: not a valid header name"),
                 );
             }
         }

@@ -388,6 +388,8 @@ where
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,
+        // LEAD: the batch's signal once endpoints carry one (branch grpc).
+        signal: crate::otlp::Signal::Traces,
         body,
         encoding,
         gzip: fwd_gzip,

@@ -8,11 +8,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, header};
+use http::HeaderValue;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use crate::client::{HttpClient, OutBody};
+use crate::client::HttpClient;
 use crate::config::UpstreamConfig;
 use crate::secrets::Secret;
 
@@ -68,55 +68,53 @@ pub async fn probe(
     candidate: &Secret,
     request_id: &str,
 ) -> ProbeOutcome {
-    let name = match HeaderName::from_bytes(upstream.credential_header.as_bytes()) {
-        Ok(n) => n,
-        Err(_) => {
+    let timeout = if upstream.timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        upstream.timeout
+    };
+    let req = crate::forward::probe_request(
+        upstream,
+        crate::otlp::Signal::Traces,
+        &empty_export(),
+        candidate,
+        request_id,
+        &HeaderValue::from_static(concat!(
+            "spangate/",
+            env!("CARGO_PKG_VERSION"),
+            " rotation-verify"
+        )),
+        timeout,
+    );
+    let req = match req {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return ProbeOutcome::Unavailable {
+                code: "verify_inconclusive",
+                detail: "the upstream has no traces target to probe".into(),
+            };
+        }
+        Err(crate::forward::HeaderError::Name) => {
             return ProbeOutcome::Unavailable {
                 code: "verify_inconclusive",
                 detail: "the upstream's credential_header is not a valid header name".into(),
             };
         }
-    };
-    let value = match candidate.header_value() {
-        Ok(v) => v,
-        Err(_) => {
+        Err(crate::forward::HeaderError::Value) => {
             return ProbeOutcome::Unavailable {
                 code: "verify_inconclusive",
                 detail: "the value is not a valid header value".into(),
             };
         }
     };
-    let mut req = Request::builder();
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        req = req.header("x-request-id", id);
-    }
-    let req = req
-        .method(Method::POST)
-        .uri(upstream.url.as_str())
-        .header(header::CONTENT_TYPE, "application/x-protobuf")
-        .header(
-            header::USER_AGENT,
-            concat!("spangate/", env!("CARGO_PKG_VERSION"), " rotation-verify"),
-        )
-        .header(name, value)
-        .body(OutBody::new(empty_export()));
-    let req = match req {
-        Ok(r) => r,
-        Err(_) => {
-            return ProbeOutcome::Unavailable {
-                code: "verify_inconclusive",
-                detail: "cannot build the probe request".into(),
-            };
-        }
-    };
-    let timeout = if upstream.timeout.is_zero() {
-        Duration::from_secs(10)
-    } else {
-        upstream.timeout
-    };
-    match client.send(req, timeout, MAX_PROBE_RESPONSE).await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
+    match client
+        .send_with_trailers(req, timeout, MAX_PROBE_RESPONSE)
+        .await
+    {
+        Ok((resp, trailers)) => {
+            let status = crate::forward::read_answer(upstream, resp, trailers.as_ref())
+                .status
+                .as_u16();
             match status {
                 200..=299 => ProbeOutcome::Accepted { status },
                 401 | 403 => ProbeOutcome::Rejected { status },

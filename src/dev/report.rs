@@ -42,7 +42,7 @@ impl ReportContext {
             .config
             .upstreams
             .values()
-            .map(|u| u.credential_header.to_ascii_lowercase())
+            .map(|u| u.credential_header())
             .collect();
         credential_headers.sort();
         credential_headers.dedup();

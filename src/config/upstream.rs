@@ -1,0 +1,599 @@
+//! `upstreams.<name>`: one OTLP backend spangate forwards to.
+//!
+//! An upstream is either spelled out (`url`, `credential_header`, optional
+//! `paths`) or named by a `preset` (`lightstep`, `honeycomb`,
+//! `grafana-cloud`, `newrelic`, `dynatrace`, `datadog`, `otlp`) that knows
+//! the backend's credential header and auth scheme, its per-signal paths,
+//! whether it takes OTLP/gRPC, and its request size limit. Everything a
+//! preset sets can be overridden where it makes sense (`paths`,
+//! `max_request_bytes`, the header of `otlp`); what would contradict the
+//! backend (gRPC to an HTTP-only backend, a second credential header) is a
+//! config error at file:line.
+//!
+//! The resolution (`target`, `credential_value`, `max_request_bytes`) is
+//! pure and cheap, so the forwarder calls it per batch and
+//! `spangate config check` prints the same answers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::otlp::Signal;
+use crate::secrets::Secret;
+
+/// Header of an upstream without a preset and without `credential_header`.
+pub const DEFAULT_CREDENTIAL_HEADER: &str = "lightstep-access-token";
+/// Timeout of one upstream attempt unless `timeout` says otherwise.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `protocol`: how batches travel to the upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OTLP/HTTP (`POST <url>` with a protobuf or JSON body).
+    #[default]
+    Http,
+    /// OTLP/gRPC (`Export` over HTTP/2, protobuf).
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// `preset`: a backend whose auth shape, paths and limits are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// Lightstep / ServiceNow Cloud Observability.
+    Lightstep,
+    Honeycomb,
+    GrafanaCloud,
+    Newrelic,
+    Dynatrace,
+    Datadog,
+    /// Any OTLP backend: standard paths, `Authorization: Bearer` by default.
+    Otlp,
+}
+
+/// How the credential is written into its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// The value as is.
+    Plain,
+    /// `<scheme> <value>` (e.g. `Bearer`, `Api-Token`).
+    Scheme(String),
+    /// `Basic base64(<user>:<value>)`.
+    Basic { user: String },
+}
+
+/// What a preset knows about its backend.
+#[derive(Debug, Clone, Copy)]
+pub struct PresetInfo {
+    pub name: &'static str,
+    /// Credential header (lowercase).
+    pub header: &'static str,
+    /// Default base URL (None: the operator must give `url`).
+    pub default_url: Option<&'static str>,
+    /// Path prefix used when `url` has no path.
+    pub default_prefix: &'static str,
+    /// Accepts OTLP/gRPC.
+    pub grpc: bool,
+    /// Accepts only protobuf bodies (OTLP/JSON clients are converted).
+    pub protobuf_only: bool,
+    /// Fixed extra headers the backend documents.
+    pub extra_headers: &'static [(&'static str, &'static str)],
+}
+
+impl Preset {
+    pub const ALL: [Preset; 7] = [
+        Preset::Lightstep,
+        Preset::Honeycomb,
+        Preset::GrafanaCloud,
+        Preset::Newrelic,
+        Preset::Dynatrace,
+        Preset::Datadog,
+        Preset::Otlp,
+    ];
+
+    /// The table entry (documented in `docs/upstreams.md`).
+    pub fn info(self) -> PresetInfo {
+        let base = PresetInfo {
+            name: "",
+            header: "authorization",
+            default_url: None,
+            default_prefix: "",
+            grpc: true,
+            protobuf_only: false,
+            extra_headers: &[],
+        };
+        match self {
+            Preset::Lightstep => PresetInfo {
+                name: "lightstep",
+                header: "lightstep-access-token",
+                default_url: Some("https://ingest.lightstep.com"),
+                ..base
+            },
+            Preset::Honeycomb => PresetInfo {
+                name: "honeycomb",
+                header: "x-honeycomb-team",
+                default_url: Some("https://api.honeycomb.io"),
+                ..base
+            },
+            Preset::GrafanaCloud => PresetInfo {
+                name: "grafana-cloud",
+                default_prefix: "/otlp",
+                grpc: false,
+                ..base
+            },
+            Preset::Newrelic => PresetInfo {
+                name: "newrelic",
+                header: "api-key",
+                default_url: Some("https://otlp.nr-data.net"),
+                ..base
+            },
+            Preset::Dynatrace => PresetInfo {
+                name: "dynatrace",
+                default_prefix: "/api/v2/otlp",
+                grpc: false,
+                protobuf_only: true,
+                ..base
+            },
+            Preset::Datadog => PresetInfo {
+                name: "datadog",
+                header: "dd-api-key",
+                default_url: Some("https://otlp.datadoghq.com"),
+                grpc: false,
+                protobuf_only: true,
+                extra_headers: &[("dd-protocol", "otlp")],
+                ..base
+            },
+            Preset::Otlp => PresetInfo {
+                name: "otlp",
+                ..base
+            },
+        }
+    }
+
+    /// The auth scheme the backend documents (`user` is Grafana Cloud's
+    /// instance id).
+    pub fn scheme(self, user: Option<&str>) -> AuthScheme {
+        match self {
+            Preset::Lightstep | Preset::Honeycomb | Preset::Newrelic | Preset::Datadog => {
+                AuthScheme::Plain
+            }
+            Preset::GrafanaCloud => AuthScheme::Basic {
+                user: user.unwrap_or_default().to_string(),
+            },
+            Preset::Dynatrace => AuthScheme::Scheme("Api-Token".into()),
+            Preset::Otlp => AuthScheme::Scheme("Bearer".into()),
+        }
+    }
+
+    /// Path of `signal` after the prefix.
+    pub fn suffix(self, signal: Signal) -> &'static str {
+        match (self, signal) {
+            (Preset::Lightstep, Signal::Traces) => "/traces/otlp/v0.9",
+            (Preset::Lightstep, Signal::Metrics) => "/metrics/otlp/v0.9",
+            (Preset::Lightstep, Signal::Logs) => "/logs/otlp/v0.9",
+            (_, Signal::Traces) => "/v1/traces",
+            (_, Signal::Metrics) => "/v1/metrics",
+            (_, Signal::Logs) => "/v1/logs",
+        }
+    }
+
+    /// The request size limit the backend documents for `signal`, in bytes
+    /// of the uncompressed protobuf request (None: none documented).
+    pub fn max_request_bytes(self, signal: Signal) -> Option<u64> {
+        match (self, signal) {
+            // "Payloads must be 1 MB (10^6 bytes) or less."
+            (Preset::Newrelic, _) => Some(1_000_000),
+            // Traces: 8 MB per request; metrics: 4 MB uncompressed.
+            (Preset::Dynatrace, Signal::Traces) => Some(8_000_000),
+            (Preset::Dynatrace, _) => Some(4_000_000),
+            _ => None,
+        }
+    }
+}
+
+/// `paths`: explicit per-signal paths (absolute, replacing the derived ones).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalPaths {
+    pub traces: Option<String>,
+    pub metrics: Option<String>,
+    pub logs: Option<String>,
+}
+
+impl SignalPaths {
+    fn get(&self, signal: Signal) -> Option<&str> {
+        match signal {
+            Signal::Traces => self.traces.as_deref(),
+            Signal::Metrics => self.metrics.as_deref(),
+            Signal::Logs => self.logs.as_deref(),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.traces.is_none() && self.metrics.is_none() && self.logs.is_none()
+    }
+}
+
+/// One upstream OTLP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Without a preset: the full URL of the traces endpoint, e.g.
+    /// `https://ingest.lightstep.com/traces/otlp/v0.9` (for `protocol: grpc`,
+    /// `https://host:port`). With a preset: the backend's base URL (optional
+    /// where the preset has a default).
+    #[serde(default)]
+    pub url: Option<url::Url>,
+    /// A known backend: credential header, auth scheme, paths, limits.
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// `http` (default) or `grpc`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Per-signal path overrides (OTLP/HTTP only).
+    #[serde(default)]
+    pub paths: SignalPaths,
+    /// Header that carries the injected credential (default: the preset's,
+    /// else `lightstep-access-token`). Only `otlp` and no preset take it.
+    #[serde(default)]
+    pub credential_header: Option<String>,
+    /// A word written before the credential (`Bearer`): `<scheme> <value>`.
+    /// Only `otlp` and no preset take it.
+    #[serde(default)]
+    pub credential_scheme: Option<String>,
+    /// Grafana Cloud's numeric instance id (the Basic auth user).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Largest request sent upstream (uncompressed protobuf); bigger
+    /// batches are split. Default: the preset's documented limit, else none.
+    #[serde(default, deserialize_with = "crate::config::size::deserialize_opt")]
+    pub max_request_bytes: Option<bytesize::ByteSize>,
+    /// Timeout for one upstream attempt.
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Extra PEM CA bundle trusted for this upstream (in addition to webpki roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow plain http:// to a non-loopback host (logged loudly); for gRPC
+    /// this is h2c (HTTP/2 without TLS).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Queue batches through an upstream outage and answer the client 200
+    /// (for exporters that never retry); off when absent. See `spool`.
+    #[serde(default)]
+    pub spool: Option<crate::config::spool::SpoolConfig>,
+    /// When the client is answered: `upstream` (after the upstream answered)
+    /// or `spooled` (once the batch is durably spooled; needs `spool.dir`).
+    #[serde(default)]
+    pub ack: crate::config::spool::AckMode,
+}
+
+fn default_upstream_timeout() -> Duration {
+    DEFAULT_UPSTREAM_TIMEOUT
+}
+
+/// Errors building the credential header value (never carry the value).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialValueError {
+    #[error("the credential is not a valid header value")]
+    InvalidValue,
+}
+
+impl UpstreamConfig {
+    /// A plain OTLP/HTTP upstream at `url` (tests, `spangate dev`).
+    pub fn http(url: url::Url) -> Self {
+        UpstreamConfig {
+            url: Some(url),
+            preset: None,
+            protocol: Protocol::Http,
+            paths: SignalPaths::default(),
+            credential_header: None,
+            credential_scheme: None,
+            instance_id: None,
+            max_request_bytes: None,
+            timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            ca_file: None,
+            allow_insecure_http: false,
+            spool: None,
+            ack: crate::config::spool::AckMode::default(),
+        }
+    }
+
+    /// The base URL: `url`, or the preset's default.
+    pub fn base_url(&self) -> Option<url::Url> {
+        if let Some(u) = &self.url {
+            return Some(u.clone());
+        }
+        self.preset?
+            .info()
+            .default_url
+            .and_then(|u| url::Url::parse(u).ok())
+    }
+
+    /// The header that carries the credential (lowercase).
+    pub fn credential_header(&self) -> String {
+        match (&self.credential_header, self.preset) {
+            (Some(h), _) => h.to_ascii_lowercase(),
+            (None, Some(p)) => p.info().header.to_string(),
+            (None, None) => DEFAULT_CREDENTIAL_HEADER.to_string(),
+        }
+    }
+
+    /// How the credential is written into its header.
+    pub fn auth_scheme(&self) -> AuthScheme {
+        if let Some(s) = &self.credential_scheme {
+            return AuthScheme::Scheme(s.clone());
+        }
+        match self.preset {
+            // A custom header on `otlp` carries the bare value.
+            Some(Preset::Otlp) if self.credential_header.is_some() => AuthScheme::Plain,
+            Some(p) => p.scheme(self.instance_id.as_deref()),
+            None => AuthScheme::Plain,
+        }
+    }
+
+    /// The credential header's value for `secret`: marked sensitive, its
+    /// bytes (and the intermediate buffers) wiped when dropped.
+    pub fn credential_value(
+        &self,
+        secret: &Secret,
+    ) -> Result<http::HeaderValue, CredentialValueError> {
+        let raw: Zeroizing<Vec<u8>> = match self.auth_scheme() {
+            AuthScheme::Plain => {
+                return secret
+                    .header_value()
+                    .map_err(|_| CredentialValueError::InvalidValue);
+            }
+            AuthScheme::Scheme(s) => {
+                let mut v = Zeroizing::new(Vec::with_capacity(s.len() + 1 + secret.expose().len()));
+                v.extend_from_slice(s.as_bytes());
+                v.push(b' ');
+                v.extend_from_slice(secret.expose().as_bytes());
+                v
+            }
+            AuthScheme::Basic { user } => {
+                let mut pair =
+                    Zeroizing::new(Vec::with_capacity(user.len() + 1 + secret.expose().len()));
+                pair.extend_from_slice(user.as_bytes());
+                pair.push(b':');
+                pair.extend_from_slice(secret.expose().as_bytes());
+                let encoded =
+                    Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*pair));
+                let mut v = Zeroizing::new(Vec::with_capacity(6 + encoded.len()));
+                v.extend_from_slice(b"Basic ");
+                v.extend_from_slice(encoded.as_bytes());
+                v
+            }
+        };
+        let mut v = http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(raw))
+            .map_err(|_| CredentialValueError::InvalidValue)?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+
+    /// Fixed extra headers of the preset.
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        self.preset.map(|p| p.info().extra_headers).unwrap_or(&[])
+    }
+
+    /// Whether bodies must be protobuf (gRPC, or a protobuf-only backend).
+    pub fn protobuf_only(&self) -> bool {
+        self.protocol == Protocol::Grpc || self.preset.is_some_and(|p| p.info().protobuf_only)
+    }
+
+    /// Largest request for `signal` (None: unlimited).
+    pub fn max_request_bytes(&self, signal: Signal) -> Option<usize> {
+        let b = match self.max_request_bytes {
+            Some(b) => Some(b.as_u64()),
+            None => self.preset.and_then(|p| p.max_request_bytes(signal)),
+        }?;
+        usize::try_from(b).ok()
+    }
+
+    /// The full URL a batch of `signal` goes to: for OTLP/HTTP the endpoint
+    /// URL, for OTLP/gRPC the base plus the `Export` method path. None when
+    /// this upstream has no target for the signal (an upstream without a
+    /// preset whose `url` is not a standard `/v1/traces` URL, and no
+    /// `paths.<signal>`).
+    pub fn target(&self, signal: Signal) -> Option<String> {
+        let base = self.base_url()?;
+        let mut u = base.clone();
+        if self.protocol == Protocol::Grpc {
+            u.set_path(grpc_method(signal));
+            u.set_query(None);
+            return Some(u.to_string());
+        }
+        let path = if let Some(p) = self.paths.get(signal) {
+            p.to_string()
+        } else if let Some(preset) = self.preset {
+            let prefix = base.path().trim_end_matches('/');
+            let prefix = if prefix.is_empty() {
+                preset.info().default_prefix
+            } else {
+                prefix
+            };
+            format!("{prefix}{}", preset.suffix(signal))
+        } else {
+            // No preset: `url` is the traces endpoint; the other signals
+            // are its standard siblings when it ends in `/v1/traces`.
+            let p = base.path();
+            match signal {
+                Signal::Traces => p.to_string(),
+                s => format!("{}/v1/{}", p.strip_suffix("/v1/traces")?, s.as_str()),
+            }
+        };
+        u.set_path(&path);
+        Some(u.to_string())
+    }
+
+    /// Semantic checks of upstream `name`: (key under the upstream, message).
+    pub fn validate(&self, name: &str) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let info = self.preset.map(Preset::info);
+        let Some(url) = self.base_url() else {
+            let m = match info {
+                Some(i) => format!(
+                    "upstreams.{name}: preset {} needs url (the base URL of your {} endpoint)",
+                    i.name,
+                    match self.preset {
+                        Some(Preset::GrafanaCloud) =>
+                            "stack's OTLP gateway, e.g. https://otlp-gateway-prod-us-east-0.grafana.net/otlp",
+                        Some(Preset::Dynatrace) =>
+                            "environment, e.g. https://abc12345.live.dynatrace.com",
+                        _ => "backend's OTLP",
+                    }
+                ),
+                None => format!("upstreams.{name}: url is required (or set a preset)"),
+            };
+            out.push(("url", m));
+            return out;
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_insecure_http || crate::config::is_loopback_url(&url) => {}
+            "http" => out.push((
+                "url",
+                format!(
+                    "upstreams.{name}.url: plain http to a non-loopback host; use https or set allow_insecure_http: true"
+                ),
+            )),
+            s => out.push((
+                "url",
+                format!("upstreams.{name}.url: unsupported scheme {s:?}"),
+            )),
+        }
+        if self.protocol == Protocol::Grpc {
+            if let Some(i) = info
+                && !i.grpc
+            {
+                out.push((
+                    "protocol",
+                    format!(
+                        "upstreams.{name}.protocol: {} does not accept OTLP/gRPC; use protocol: http",
+                        i.name
+                    ),
+                ));
+            }
+            if !self.paths.is_empty() {
+                out.push((
+                    "paths",
+                    format!(
+                        "upstreams.{name}.paths: OTLP/gRPC uses the standard Export method paths; paths apply to protocol: http only"
+                    ),
+                ));
+            }
+            if !matches!(url.path(), "" | "/") {
+                out.push((
+                    "url",
+                    format!(
+                        "upstreams.{name}.url: for protocol: grpc give scheme, host and port only (e.g. https://ingest.lightstep.com:443), not the path {:?}",
+                        url.path()
+                    ),
+                ));
+            }
+        }
+        for s in Signal::ALL {
+            if let Some(p) = self.paths.get(s)
+                && !p.starts_with('/')
+            {
+                out.push((
+                    "paths",
+                    format!(
+                        "upstreams.{name}.paths.{}: must be an absolute path starting with /",
+                        s.as_str()
+                    ),
+                ));
+            }
+        }
+        match (self.preset, &self.instance_id) {
+            (Some(Preset::GrafanaCloud), None) => out.push((
+                "preset",
+                format!(
+                    "upstreams.{name}: preset grafana-cloud needs instance_id (your stack's numeric instance id, the Basic auth user)"
+                ),
+            )),
+            (Some(Preset::GrafanaCloud), Some(id))
+                if id.is_empty() || id.contains(':') || id.chars().any(char::is_control) =>
+            {
+                out.push((
+                    "instance_id",
+                    format!("upstreams.{name}.instance_id: must be non-empty, without ':'"),
+                ))
+            }
+            (Some(Preset::GrafanaCloud), Some(_)) => {}
+            (_, Some(_)) => out.push((
+                "instance_id",
+                format!("upstreams.{name}.instance_id: only preset grafana-cloud takes it"),
+            )),
+            (_, None) => {}
+        }
+        if let Some(i) = info
+            && i.name != "otlp"
+        {
+            if self.credential_header.is_some() {
+                out.push((
+                    "credential_header",
+                    format!(
+                        "upstreams.{name}.credential_header: preset {} sends the credential in {}; remove credential_header (or use preset otlp)",
+                        i.name, i.header
+                    ),
+                ));
+            }
+            if self.credential_scheme.is_some() {
+                out.push((
+                    "credential_scheme",
+                    format!(
+                        "upstreams.{name}.credential_scheme: preset {} sets its own auth scheme; remove credential_scheme (or use preset otlp)",
+                        i.name
+                    ),
+                ));
+            }
+        }
+        if let Some(h) = &self.credential_header
+            && http::HeaderName::from_bytes(h.as_bytes()).is_err()
+        {
+            out.push((
+                "credential_header",
+                format!("upstreams.{name}.credential_header: not a valid header name"),
+            ));
+        }
+        if let Some(s) = &self.credential_scheme
+            && (s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            out.push((
+                "credential_scheme",
+                format!(
+                    "upstreams.{name}.credential_scheme: one word of visible ASCII, e.g. Bearer"
+                ),
+            ));
+        }
+        if self.max_request_bytes.is_some_and(|b| b.as_u64() < 1024) {
+            out.push((
+                "max_request_bytes",
+                format!("upstreams.{name}.max_request_bytes: must be at least 1KiB"),
+            ));
+        }
+        out
+    }
+}
+
+/// The OTLP/gRPC method path of `signal`.
+pub fn grpc_method(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    }
+}
