@@ -597,3 +597,290 @@ pub fn grpc_method(signal: Signal) -> &'static str {
         Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> UpstreamConfig {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    fn value(up: &UpstreamConfig, token: &str) -> String {
+        let v = up.credential_value(&Secret::new(token.into())).unwrap();
+        assert!(v.is_sensitive(), "credential header marked sensitive");
+        v.to_str().unwrap().to_string()
+    }
+
+    fn targets(up: &UpstreamConfig) -> [Option<String>; 3] {
+        Signal::ALL.map(|s| up.target(s))
+    }
+
+    #[test]
+    fn lightstep_preset() {
+        let up = parse("preset: lightstep");
+        assert!(up.validate("u").is_empty(), "{:?}", up.validate("u"));
+        assert_eq!(up.credential_header(), "lightstep-access-token");
+        assert_eq!(value(&up, "tok"), "tok");
+        assert_eq!(
+            targets(&up),
+            [
+                Some("https://ingest.lightstep.com/traces/otlp/v0.9".into()),
+                Some("https://ingest.lightstep.com/metrics/otlp/v0.9".into()),
+                Some("https://ingest.lightstep.com/logs/otlp/v0.9".into()),
+            ]
+        );
+        assert_eq!(up.max_request_bytes(Signal::Traces), None);
+        let grpc = parse(
+            "{ preset: lightstep, protocol: grpc, url: \"https://ingest.lightstep.com:443\" }",
+        );
+        assert!(grpc.validate("u").is_empty(), "{:?}", grpc.validate("u"));
+        assert_eq!(
+            targets(&grpc),
+            [
+                Some("https://ingest.lightstep.com/opentelemetry.proto.collector.trace.v1.TraceService/Export".into()),
+                Some("https://ingest.lightstep.com/opentelemetry.proto.collector.metrics.v1.MetricsService/Export".into()),
+                Some("https://ingest.lightstep.com/opentelemetry.proto.collector.logs.v1.LogsService/Export".into()),
+            ]
+        );
+        assert!(grpc.protobuf_only());
+    }
+
+    #[test]
+    fn honeycomb_preset() {
+        let up = parse("{ preset: honeycomb, protocol: grpc }");
+        assert!(up.validate("u").is_empty());
+        assert_eq!(up.credential_header(), "x-honeycomb-team");
+        assert_eq!(value(&up, "hc-key"), "hc-key");
+        let http = parse("{ preset: honeycomb, url: \"https://api.eu1.honeycomb.io\" }");
+        assert_eq!(
+            targets(&http),
+            [
+                Some("https://api.eu1.honeycomb.io/v1/traces".into()),
+                Some("https://api.eu1.honeycomb.io/v1/metrics".into()),
+                Some("https://api.eu1.honeycomb.io/v1/logs".into()),
+            ]
+        );
+        assert!(!http.protobuf_only());
+    }
+
+    #[test]
+    fn grafana_cloud_preset_is_basic_auth_of_instance_and_token() {
+        let up = parse(
+            "{ preset: grafana-cloud, instance_id: \"123456\", url: \"https://otlp-gateway-prod-us-east-0.grafana.net/otlp\" }",
+        );
+        assert!(up.validate("u").is_empty(), "{:?}", up.validate("u"));
+        assert_eq!(up.credential_header(), "authorization");
+        // base64("123456:glc_tok")
+        assert_eq!(value(&up, "glc_tok"), "Basic MTIzNDU2OmdsY190b2s=");
+        assert_eq!(
+            targets(&up),
+            [
+                Some("https://otlp-gateway-prod-us-east-0.grafana.net/otlp/v1/traces".into()),
+                Some("https://otlp-gateway-prod-us-east-0.grafana.net/otlp/v1/metrics".into()),
+                Some("https://otlp-gateway-prod-us-east-0.grafana.net/otlp/v1/logs".into()),
+            ]
+        );
+        // The gateway host alone gets the /otlp prefix.
+        let bare = parse(
+            "{ preset: grafana-cloud, instance_id: \"1\", url: \"https://otlp-gateway-prod-eu-west-0.grafana.net\" }",
+        );
+        assert_eq!(
+            bare.target(Signal::Logs).unwrap(),
+            "https://otlp-gateway-prod-eu-west-0.grafana.net/otlp/v1/logs"
+        );
+    }
+
+    #[test]
+    fn newrelic_preset_limits_requests_to_one_megabyte() {
+        let up = parse("preset: newrelic");
+        assert!(up.validate("u").is_empty());
+        assert_eq!(up.credential_header(), "api-key");
+        assert_eq!(value(&up, "nr-license"), "nr-license");
+        assert_eq!(
+            targets(&up),
+            [
+                Some("https://otlp.nr-data.net/v1/traces".into()),
+                Some("https://otlp.nr-data.net/v1/metrics".into()),
+                Some("https://otlp.nr-data.net/v1/logs".into()),
+            ]
+        );
+        for s in Signal::ALL {
+            assert_eq!(up.max_request_bytes(s), Some(1_000_000));
+        }
+        let over = parse("{ preset: newrelic, max_request_bytes: 512KiB }");
+        assert_eq!(over.max_request_bytes(Signal::Traces), Some(512 * 1024));
+    }
+
+    #[test]
+    fn dynatrace_preset_is_api_token_over_http_protobuf() {
+        let up = parse("{ preset: dynatrace, url: \"https://abc12345.live.dynatrace.com\" }");
+        assert!(up.validate("u").is_empty());
+        assert_eq!(up.credential_header(), "authorization");
+        assert_eq!(value(&up, "dt0c01.x"), "Api-Token dt0c01.x");
+        assert_eq!(
+            targets(&up),
+            [
+                Some("https://abc12345.live.dynatrace.com/api/v2/otlp/v1/traces".into()),
+                Some("https://abc12345.live.dynatrace.com/api/v2/otlp/v1/metrics".into()),
+                Some("https://abc12345.live.dynatrace.com/api/v2/otlp/v1/logs".into()),
+            ]
+        );
+        assert!(up.protobuf_only());
+        assert_eq!(up.max_request_bytes(Signal::Traces), Some(8_000_000));
+        assert_eq!(up.max_request_bytes(Signal::Metrics), Some(4_000_000));
+    }
+
+    #[test]
+    fn datadog_preset() {
+        let up = parse("preset: datadog");
+        assert!(up.validate("u").is_empty());
+        assert_eq!(up.credential_header(), "dd-api-key");
+        assert_eq!(value(&up, "dd-key"), "dd-key");
+        assert_eq!(up.extra_headers(), &[("dd-protocol", "otlp")]);
+        assert_eq!(
+            targets(&up),
+            [
+                Some("https://otlp.datadoghq.com/v1/traces".into()),
+                Some("https://otlp.datadoghq.com/v1/metrics".into()),
+                Some("https://otlp.datadoghq.com/v1/logs".into()),
+            ]
+        );
+        assert!(up.protobuf_only());
+    }
+
+    #[test]
+    fn otlp_preset_is_bearer_by_default_and_takes_a_custom_header() {
+        let up = parse("{ preset: otlp, url: \"https://collector.example.com:4318\" }");
+        assert!(up.validate("u").is_empty());
+        assert_eq!(up.credential_header(), "authorization");
+        assert_eq!(value(&up, "t"), "Bearer t");
+        assert_eq!(
+            up.target(Signal::Metrics).unwrap(),
+            "https://collector.example.com:4318/v1/metrics"
+        );
+        let custom =
+            parse("{ preset: otlp, url: \"https://c.example.com\", credential_header: X-Api-Key }");
+        assert_eq!(custom.credential_header(), "x-api-key");
+        assert_eq!(value(&custom, "t"), "t");
+        let scheme =
+            parse("{ preset: otlp, url: \"https://c.example.com\", credential_scheme: Token }");
+        assert_eq!(value(&scheme, "t"), "Token t");
+    }
+
+    #[test]
+    fn no_preset_keeps_the_full_url_and_derives_standard_siblings() {
+        let up = parse("url: \"https://ingest.lightstep.com/traces/otlp/v0.9\"");
+        assert_eq!(up.credential_header(), DEFAULT_CREDENTIAL_HEADER);
+        assert_eq!(
+            targets(&up),
+            [
+                Some("https://ingest.lightstep.com/traces/otlp/v0.9".into()),
+                None,
+                None
+            ]
+        );
+        let std = parse("url: \"http://127.0.0.1:4318/v1/traces\"");
+        assert_eq!(
+            std.target(Signal::Logs).unwrap(),
+            "http://127.0.0.1:4318/v1/logs"
+        );
+        let paths = parse("{ url: \"https://h.example.com/x\", paths: { metrics: /m, logs: /l } }");
+        assert_eq!(
+            targets(&paths),
+            [
+                Some("https://h.example.com/x".into()),
+                Some("https://h.example.com/m".into()),
+                Some("https://h.example.com/l".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn explicit_paths_override_a_presets() {
+        let up = parse("{ preset: lightstep, paths: { logs: /v1/logs } }");
+        assert_eq!(
+            up.target(Signal::Logs).unwrap(),
+            "https://ingest.lightstep.com/v1/logs"
+        );
+        assert_eq!(
+            up.target(Signal::Traces).unwrap(),
+            "https://ingest.lightstep.com/traces/otlp/v0.9"
+        );
+    }
+
+    #[test]
+    fn contradictions_are_refused_with_the_key() {
+        for (yaml, key, want) in [
+            (
+                "{ preset: dynatrace, url: \"https://a.live.dynatrace.com\", protocol: grpc }",
+                "protocol",
+                "does not accept OTLP/gRPC",
+            ),
+            (
+                "{ preset: grafana-cloud, url: \"https://g.grafana.net\", protocol: grpc, instance_id: \"1\" }",
+                "protocol",
+                "does not accept OTLP/gRPC",
+            ),
+            (
+                "{ preset: datadog, protocol: grpc }",
+                "protocol",
+                "does not accept OTLP/gRPC",
+            ),
+            (
+                "{ preset: grafana-cloud, url: \"https://g.grafana.net\" }",
+                "preset",
+                "needs instance_id",
+            ),
+            ("preset: grafana-cloud", "url", "needs url"),
+            ("preset: dynatrace", "url", "needs url"),
+            (
+                "{ preset: honeycomb, instance_id: \"1\" }",
+                "instance_id",
+                "only preset grafana-cloud",
+            ),
+            (
+                "{ preset: lightstep, credential_header: x-token }",
+                "credential_header",
+                "lightstep-access-token",
+            ),
+            (
+                "{ preset: newrelic, credential_scheme: Bearer }",
+                "credential_scheme",
+                "own auth scheme",
+            ),
+            (
+                "{ preset: lightstep, protocol: grpc, url: \"https://ingest.lightstep.com/traces/otlp/v0.9\" }",
+                "url",
+                "host and port only",
+            ),
+            (
+                "{ preset: honeycomb, protocol: grpc, paths: { traces: /x } }",
+                "paths",
+                "protocol: http only",
+            ),
+            (
+                "{ preset: honeycomb, paths: { traces: x } }",
+                "paths",
+                "absolute path",
+            ),
+            (
+                "{ preset: honeycomb, max_request_bytes: 10 }",
+                "max_request_bytes",
+                "at least 1KiB",
+            ),
+            (
+                "{ url: \"http://ingest.example.com/v1/traces\" }",
+                "url",
+                "plain http",
+            ),
+            ("{ protocol: grpc }", "url", "url is required"),
+        ] {
+            let errs = parse(yaml).validate("u");
+            assert!(
+                errs.iter().any(|(k, m)| *k == key && m.contains(want)),
+                "{yaml}: want {key}: {want}, got {errs:?}"
+            );
+        }
+    }
+}

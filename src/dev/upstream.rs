@@ -1,22 +1,33 @@
 //! A recording OTLP upstream for `spangate dev` and tests: a real HTTP server
 //! on loopback that keeps what it received (bounded), answers like an OTLP
 //! endpoint, and can be told to fail, hang, or accept only certain tokens.
+//!
+//! It speaks OTLP/HTTP and OTLP/gRPC on the same port (HTTP/1.1 and h2c, or
+//! TLS): a request with `content-type: application/grpc` is a gRPC `Export`
+//! call, recorded with its message unframed, and answered with a framed
+//! response and `grpc-status` in the trailers (or a trailers-only error).
 
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
-use crate::proxy::listener::{self, ListenerOptions};
+use crate::forward::grpc;
+use crate::otlp::code;
 
 /// Most requests kept in memory.
 pub const MAX_RECORDED: usize = 10_000;
@@ -28,7 +39,12 @@ pub struct Received {
     pub headers: HeaderMap,
     /// The body after gunzip (as sent when not gzip).
     pub body: Bytes,
+    /// `content-encoding` (HTTP) or `grpc-encoding` (gRPC).
     pub content_encoding: Option<String>,
+    /// Arrived as an OTLP/gRPC call (`path` is the method path).
+    pub grpc: bool,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -48,6 +64,32 @@ pub enum Behavior {
     Hang,
     /// Accept, but answer only after this long (a slow-but-working backend).
     Delay(Duration),
+    /// To a gRPC call: this gRPC status (with a `google.rpc.RetryInfo` of
+    /// this delay when given). To an HTTP request: the status's OTLP/HTTP
+    /// equivalent.
+    Grpc {
+        code: i32,
+        retry_delay: Option<Duration>,
+    },
+    /// Answer the next `n` requests per the inner behaviour, then accept.
+    Times(u32, Box<Behavior>),
+    /// Accept with a partial success: this many items rejected, this message.
+    Partial { rejected: i64, message: String },
+}
+
+/// The gRPC status a plain HTTP [`Behavior::Status`] stands for, and
+/// whether it carries a RetryInfo (as spangate's own gRPC answers do).
+fn grpc_of_http(status: u16) -> (i32, Option<Duration>) {
+    match status {
+        429 => (code::RESOURCE_EXHAUSTED, Some(Duration::from_secs(1))),
+        503 => (code::UNAVAILABLE, Some(Duration::from_secs(1))),
+        s => (
+            grpc::code_of_http(
+                StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+            None,
+        ),
+    }
 }
 
 struct State {
@@ -56,6 +98,8 @@ struct State {
     /// (header, accepted values): other values get 401.
     accept_only: Mutex<Option<(String, HashSet<String>)>>,
     events: broadcast::Sender<Received>,
+    /// Connections accepted so far.
+    connections: std::sync::atomic::AtomicU64,
 }
 
 /// A running recording upstream.
@@ -86,24 +130,10 @@ impl RecordingUpstream {
             behavior: Mutex::new(Behavior::Accept),
             accept_only: Mutex::new(None),
             events,
+            connections: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = watch::channel(false);
-        let s = state.clone();
-        let handler = move |req: Request<Incoming>, _remote| {
-            let s = s.clone();
-            async move { Ok::<_, Infallible>(handle(&s, req).await) }
-        };
-        let opts = ListenerOptions {
-            max_connections: 1024,
-            ..ListenerOptions::from_config(&crate::config::ServerConfig::default(), tls)
-        };
-        tokio::spawn(listener::serve(
-            l,
-            opts,
-            handler,
-            rx,
-            Duration::from_millis(100),
-        ));
+        tokio::spawn(serve(l, tls, state.clone(), rx));
         Ok(Self {
             addr,
             state,
@@ -134,6 +164,13 @@ impl RecordingUpstream {
         lock(&self.state.received).clear();
     }
 
+    /// Connections accepted so far (a pooled HTTP/2 client keeps one).
+    pub fn connections(&self) -> u64 {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A live feed of received requests.
     pub fn subscribe(&self) -> broadcast::Receiver<Received> {
         self.state.events.subscribe()
@@ -158,7 +195,118 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Accept loop: HTTP/1.1 and HTTP/2 (h2c or TLS), one task per
+/// connection, all ended when the upstream is dropped.
+async fn serve(
+    l: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = l.accept() => match r {
+                Ok(c) => c,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        state
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (state, builder, tls, mut stop) = (
+            state.clone(),
+            builder.clone(),
+            tls.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            match tls {
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                    tokio::select! { _ = conn => {}, _ = stop.changed() => {} }
+                }
+            }
+        });
+    }
+}
+
+/// Response body of the recording upstream: at most one data frame, then
+/// trailers (gRPC status) when there are any.
+#[derive(Debug, Default)]
+pub struct UpBody {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl http_body::Body for UpBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(d) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(d))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
+/// The behaviour for this request (a `Times` counts down).
+fn next_behavior(state: &State) -> Behavior {
+    let mut b = lock(&state.behavior);
+    match &mut *b {
+        Behavior::Times(0, _) => Behavior::Accept,
+        Behavior::Times(n, inner) => {
+            *n -= 1;
+            (**inner).clone()
+        }
+        other => other.clone(),
+    }
+}
+
+fn record(state: &State, rec: &Received) {
+    {
+        let mut q = lock(&state.received);
+        if q.len() >= MAX_RECORDED {
+            q.pop_front();
+        }
+        q.push_back(rec.clone());
+    }
+    let _ = state.events.send(rec.clone());
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<UpBody> {
+    let is_grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with(grpc::CONTENT_TYPE));
+    if is_grpc {
+        return handle_grpc(state, req).await;
+    }
     let (parts, body) = req.into_parts();
     let Ok(collected) = Limited::new(body, 64 << 20).collect().await else {
         return reply(StatusCode::BAD_REQUEST, None, Bytes::new());
@@ -191,24 +339,18 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         headers: parts.headers,
         body,
         content_encoding,
+        grpc: false,
+        at: Instant::now(),
     };
     let authorized = match &*lock(&state.accept_only) {
         None => true,
         Some((h, ok)) => rec.header(h).is_some_and(|v| ok.contains(v)),
     };
-    {
-        let mut q = lock(&state.received);
-        if q.len() >= MAX_RECORDED {
-            q.pop_front();
-        }
-        q.push_back(rec.clone());
-    }
-    let _ = state.events.send(rec);
+    record(state, &rec);
     if !authorized {
         return reply(StatusCode::UNAUTHORIZED, ct.as_deref(), Bytes::new());
     }
-    let behavior = lock(&state.behavior).clone();
-    match behavior {
+    match next_behavior(state) {
         Behavior::Accept => {
             let body = if ct
                 .as_deref()
@@ -220,14 +362,19 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             };
             reply(StatusCode::OK, ct.as_deref(), body)
         }
-        Behavior::Status(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut resp = reply(status, ct.as_deref(), Bytes::new());
-            if matches!(code, 429 | 503) {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            }
-            resp
+        Behavior::Status(code) => http_status(code, ct.as_deref()),
+        Behavior::Grpc { code, .. } => {
+            http_status(grpc::http_of_code(code, true).as_u16(), ct.as_deref())
+        }
+        Behavior::Times(..) => reply(StatusCode::OK, ct.as_deref(), Bytes::new()),
+        Behavior::Partial { rejected, message } => {
+            let enc = crate::otlp::Encoding::from_content_type(ct.as_deref())
+                .unwrap_or(crate::otlp::Encoding::Protobuf);
+            reply(
+                StatusCode::OK,
+                Some(enc.content_type()),
+                crate::otlp::export_response(enc, rejected, &message),
+            )
         }
         Behavior::Hang => {
             std::future::pending::<()>().await;
@@ -240,10 +387,118 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
-fn reply(status: StatusCode, content_type: Option<&str>, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
+fn http_status(code: u16, ct: Option<&str>) -> Response<UpBody> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = reply(status, ct, Bytes::new());
+    if matches!(code, 429 | 503) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+/// A gRPC `Export` call.
+async fn handle_grpc(state: &State, req: Request<Incoming>) -> Response<UpBody> {
+    let (parts, body) = req.into_parts();
+    let Ok(collected) = Limited::new(body, 64 << 20).collect().await else {
+        return grpc_status(code::INVALID_ARGUMENT, "body too large", None);
+    };
+    let raw = collected.to_bytes();
+    let encoding = parts
+        .headers
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(message) = grpc::unframe(&raw, encoding.as_deref()).filter(|_| {
+        // Exactly one message in a unary call.
+        raw.len() >= 5
+    }) else {
+        return grpc_status(code::INVALID_ARGUMENT, "not one gRPC message", None);
+    };
+    let rec = Received {
+        path: parts.uri.path().to_string(),
+        headers: parts.headers,
+        body: message,
+        content_encoding: encoding,
+        grpc: true,
+        at: Instant::now(),
+    };
+    let authorized = match &*lock(&state.accept_only) {
+        None => true,
+        Some((h, ok)) => rec.header(h).is_some_and(|v| ok.contains(v)),
+    };
+    record(state, &rec);
+    if !authorized {
+        return grpc_status(code::UNAUTHENTICATED, "unknown access token", None);
+    }
+    let answer = |msg: &[u8]| {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let mut resp = Response::new(UpBody {
+            data: Some(grpc::frame(msg, false)),
+            trailers: Some(trailers),
+        });
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(grpc::CONTENT_TYPE),
+        );
+        resp
+    };
+    // An empty Export*ServiceResponse.
+    let accept = || answer(&[]);
+    match next_behavior(state) {
+        Behavior::Accept | Behavior::Times(..) => accept(),
+        Behavior::Partial { rejected, message } => answer(&crate::otlp::export_response(
+            crate::otlp::Encoding::Protobuf,
+            rejected,
+            &message,
+        )),
+        Behavior::Status(s) => {
+            let (code, delay) = grpc_of_http(s);
+            grpc_status(code, "refused by the recording upstream", delay)
+        }
+        Behavior::Grpc { code, retry_delay } => {
+            grpc_status(code, "refused by the recording upstream", retry_delay)
+        }
+        Behavior::Hang => {
+            std::future::pending::<()>().await;
+            accept()
+        }
+        Behavior::Delay(d) => {
+            tokio::time::sleep(d).await;
+            accept()
+        }
+    }
+}
+
+/// A trailers-only gRPC answer.
+fn grpc_status(code: i32, message: &str, retry_delay: Option<Duration>) -> Response<UpBody> {
+    let mut resp = Response::new(UpBody::default());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(grpc::CONTENT_TYPE),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(&message.replace(' ', "%20")) {
+        h.insert("grpc-message", v);
+    }
+    if let Some(d) = retry_delay {
+        h.insert(
+            "grpc-status-details-bin",
+            grpc::retry_info_header(code, message, d),
+        );
+    }
+    resp
+}
+
+fn reply(status: StatusCode, content_type: Option<&str>, body: Bytes) -> Response<UpBody> {
+    let mut resp = Response::new(UpBody {
+        data: (!body.is_empty()).then_some(body),
+        trailers: None,
+    });
     *resp.status_mut() = status;
-    if let Some(ct) = content_type.and_then(|c| http::HeaderValue::from_str(c).ok()) {
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
     }
     resp

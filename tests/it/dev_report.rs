@@ -163,6 +163,8 @@ fn a_body_that_is_not_otlp_is_reported_not_hidden() {
         headers,
         body: Bytes::from_static(b"\xff\xff\xff"),
         content_encoding: None,
+        grpc: false,
+        at: std::time::Instant::now(),
     };
     let lines = report::describe(&r, &ReportContext::default());
     assert!(

@@ -54,4 +54,6 @@ mod proxy_transport;
 mod secrets_store;
 mod spool_crash;
 mod spool_disk;
+mod upstream_grpc;
+mod upstream_presets;
 mod vercel;

@@ -53,6 +53,8 @@ pub struct Options {
     pub top_extra: String,
     /// The dev IdP's signing algorithm (Vercel-shaped tokens are RS256).
     pub idp_alg: spangate::dev::idp::DevKeyAlg,
+    /// The upstream speaks OTLP/gRPC (`protocol: grpc` to the recorder, h2c).
+    pub upstream_grpc: bool,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             bootstrap_extra: String::new(),
             top_extra: String::new(),
             idp_alg: spangate::dev::idp::DevKeyAlg::Es256,
+            upstream_grpc: false,
         }
     }
 }
@@ -161,6 +164,8 @@ impl Harness {
             format!("http://{addr}/traces/otlp/v0.9")
         } else if let Some(u) = &opts.upstream_url {
             u.clone()
+        } else if opts.upstream_grpc {
+            upstream.url("")
         } else {
             upstream.url("/traces/otlp/v0.9")
         };
@@ -191,7 +196,11 @@ policies: "{policies}"
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
             secrets_extra = opts.secrets_extra,
-            upstream_extra = opts.upstream_extra,
+            upstream_extra = if opts.upstream_grpc {
+                format!(", protocol: grpc{}", opts.upstream_extra)
+            } else {
+                opts.upstream_extra.clone()
+            },
             bootstrap_extra = opts.bootstrap_extra,
             top_extra = opts.top_extra,
             issuer = idp.issuer(),
