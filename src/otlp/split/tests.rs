@@ -551,31 +551,61 @@ fn three_megabyte_logs_split_under_one_megabyte() {
 
 // ───────── property test: generated batches, split vs full decode ─────────
 
-fn max_for(len: usize, frac: f64) -> usize {
-    (len as f64 * frac) as usize
+/// The limit for a generated body: a fraction of its size (mode 0: often
+/// below its largest unit, so `ItemTooLarge` is exercised), or between its
+/// largest unit and its size (modes 1 and 2: the split succeeds, and
+/// resources, scopes and metrics are cut down to single items).
+fn max_for(signal: Signal, raw: &Bytes, mode: u8, frac: f64) -> usize {
+    let len = raw.len();
+    let floor = match (mode, flatten(signal, raw)) {
+        (1 | 2, Ok(flat)) => flat.units.iter().copied().max().unwrap_or(0),
+        _ => 0,
+    };
+    floor + (len.saturating_sub(floor) as f64 * frac) as usize
+}
+
+/// Several generated requests, concatenated: the concatenation of encoded
+/// requests is one request holding all their resources.
+fn concat<M: Message>(reqs: Vec<M>) -> Vec<u8> {
+    reqs.iter().flat_map(Message::encode_to_vec).collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn traces_split_agrees_with_full_decode(req in gen_traces(), frac in 0.0f64..1.2, d in damage()) {
-        let raw = damaged(req.encode_to_vec(), d);
-        let max = max_for(raw.len(), frac);
+    fn traces_split_agrees_with_full_decode(
+        reqs in prop::collection::vec(gen_traces(), 1..4),
+        mode in 0u8..3,
+        frac in 0.0f64..1.1,
+        d in damage(),
+    ) {
+        let raw = damaged(concat(reqs), d);
+        let max = max_for(Signal::Traces, &raw, mode, frac);
         prop_assert_eq!(check(Signal::Traces, &raw, max).map(|_| ()), Ok(()));
     }
 
     #[test]
-    fn metrics_split_agrees_with_full_decode(req in gen_metrics(), frac in 0.0f64..1.2, d in damage()) {
-        let raw = damaged(req.encode_to_vec(), d);
-        let max = max_for(raw.len(), frac);
+    fn metrics_split_agrees_with_full_decode(
+        reqs in prop::collection::vec(gen_metrics(), 1..4),
+        mode in 0u8..3,
+        frac in 0.0f64..1.1,
+        d in damage(),
+    ) {
+        let raw = damaged(concat(reqs), d);
+        let max = max_for(Signal::Metrics, &raw, mode, frac);
         prop_assert_eq!(check(Signal::Metrics, &raw, max).map(|_| ()), Ok(()));
     }
 
     #[test]
-    fn logs_split_agrees_with_full_decode(req in gen_logs(), frac in 0.0f64..1.2, d in damage()) {
-        let raw = damaged(req.encode_to_vec(), d);
-        let max = max_for(raw.len(), frac);
+    fn logs_split_agrees_with_full_decode(
+        reqs in prop::collection::vec(gen_logs(), 1..4),
+        mode in 0u8..3,
+        frac in 0.0f64..1.1,
+        d in damage(),
+    ) {
+        let raw = damaged(concat(reqs), d);
+        let max = max_for(Signal::Logs, &raw, mode, frac);
         prop_assert_eq!(check(Signal::Logs, &raw, max).map(|_| ()), Ok(()));
     }
 }
