@@ -21,6 +21,7 @@ mod body;
 mod json;
 mod response;
 mod rewrite;
+pub mod split;
 pub mod wire;
 
 use bytes::Bytes;
@@ -31,6 +32,7 @@ use prost::Message;
 pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, inflate, read_body, read_wire};
 pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
 pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite, strip_resource_keys};
+pub use split::{SplitError, split_to_fit};
 pub use wire::Signal;
 
 /// Longest error detail kept in [`OtlpError::Malformed`] (it goes back to the

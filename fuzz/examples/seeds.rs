@@ -52,6 +52,21 @@ fn main() {
     write(&dir, "metrics-every-kind", &with(0x0d, &wire_seeds::metrics()));
     write(&dir, "logs-two-resources", &with(0x2e, &wire_seeds::logs()));
 
+    // otlp_split: first byte = signal, then the limit (u16 little endian,
+    // taken modulo the body length + 1): a third and an eighth of the body.
+    let dir = corpus.join("otlp_split");
+    for (name, sel, body) in [
+        ("traces-js-exporter", 0u8, proto.to_vec()),
+        ("metrics-every-kind", 1, wire_seeds::metrics()),
+        ("logs-two-resources", 2, wire_seeds::logs()),
+    ] {
+        for (suffix, part) in [("third", 3), ("eighth", 8)] {
+            let max = u16::try_from(body.len() / part).expect("small seed");
+            let head = [&[sel][..], &max.to_le_bytes()[..]].concat();
+            write(&dir, &format!("{name}-{suffix}"), &[&head[..], &body].concat());
+        }
+    }
+
     let keys = Keys::load();
     let dir = corpus.join("jwt_verify");
     let main_claims = |extra: Value| {

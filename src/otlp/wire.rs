@@ -257,28 +257,28 @@ impl Scan {
 
 /// One field as read from the wire.
 #[derive(Debug, Clone, Copy)]
-struct Field {
-    number: u32,
-    wire: WireType,
+pub(super) struct Field {
+    pub(super) number: u32,
+    pub(super) wire: WireType,
     /// Offset of the key.
-    start: usize,
+    pub(super) start: usize,
     /// Offset of the value (after the length prefix for length-delimited).
-    value: usize,
+    pub(super) value: usize,
     /// Offset just past the field.
-    end: usize,
+    pub(super) end: usize,
 }
 
 impl Field {
-    fn payload(&self) -> Range<usize> {
+    pub(super) fn payload(&self) -> Range<usize> {
         self.value..self.end
     }
 }
 
 /// A wire-format problem at a byte offset (the path is added by the walker).
 #[derive(Debug)]
-struct Fault {
-    at: usize,
-    what: Cow<'static, str>,
+pub(super) struct Fault {
+    pub(super) at: usize,
+    pub(super) what: Cow<'static, str>,
 }
 
 fn fault(at: usize, what: impl Into<Cow<'static, str>>) -> Fault {
@@ -289,14 +289,14 @@ fn fault(at: usize, what: impl Into<Cow<'static, str>>) -> Fault {
 }
 
 /// Iterates the fields of one message (`range` of `body`).
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     body: &'a [u8],
     pos: usize,
     end: usize,
 }
 
 impl<'a> Fields<'a> {
-    fn new(body: &'a [u8], range: Range<usize>) -> Fields<'a> {
+    pub(super) fn new(body: &'a [u8], range: Range<usize>) -> Fields<'a> {
         Fields {
             body,
             pos: range.start,
@@ -304,7 +304,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn next_field(&mut self) -> Result<Option<Field>, Fault> {
+    pub(super) fn next_field(&mut self) -> Result<Option<Field>, Fault> {
         if self.pos >= self.end {
             return Ok(None);
         }
@@ -829,4 +829,4 @@ impl Pieces {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -683,7 +683,7 @@ fn gen_span() -> impl Strategy<Value = Span> {
         )
 }
 
-fn gen_traces() -> impl Strategy<Value = ExportTraceServiceRequest> {
+pub(crate) fn gen_traces() -> impl Strategy<Value = ExportTraceServiceRequest> {
     prop::collection::vec(
         (
             resource_attrs(),
@@ -769,7 +769,7 @@ fn gen_points() -> impl Strategy<Value = metric::Data> {
     ]
 }
 
-fn gen_metrics() -> impl Strategy<Value = ExportMetricsServiceRequest> {
+pub(crate) fn gen_metrics() -> impl Strategy<Value = ExportMetricsServiceRequest> {
     prop::collection::vec(
         (
             resource_attrs(),
@@ -799,7 +799,7 @@ fn gen_metrics() -> impl Strategy<Value = ExportMetricsServiceRequest> {
     })
 }
 
-fn gen_logs() -> impl Strategy<Value = ExportLogsServiceRequest> {
+pub(crate) fn gen_logs() -> impl Strategy<Value = ExportLogsServiceRequest> {
     let record = (attrs(3), id(16), id(8)).prop_map(|(attributes, trace_id, span_id)| LogRecord {
         attributes,
         trace_id,
@@ -856,11 +856,11 @@ fn gen_edit() -> impl Strategy<Value = Edit> {
 
 /// Byte-level damage applied after encoding, so the property also covers
 /// bodies no encoder writes: cut, a flipped byte, an unknown field.
-fn damage() -> impl Strategy<Value = (u8, usize, u8)> {
+pub(crate) fn damage() -> impl Strategy<Value = (u8, usize, u8)> {
     (0u8..6, any::<usize>(), any::<u8>())
 }
 
-fn damaged(raw: Vec<u8>, (how, at, byte): (u8, usize, u8)) -> Bytes {
+pub(crate) fn damaged(raw: Vec<u8>, (how, at, byte): (u8, usize, u8)) -> Bytes {
     let mut raw = raw;
     let n = raw.len();
     match how {
