@@ -206,7 +206,7 @@ fn wire_body(job: &Forward<'_>) -> Result<(Bytes, Encoding), ProxyError> {
 /// cannot be split (one item alone over the limit) goes whole: the upstream
 /// answers it (typically 413, which is final).
 fn split(job: &Forward<'_>, body: Bytes, max: usize) -> Vec<Bytes> {
-    match split_to_fit(job.signal, body.clone(), max) {
+    match crate::otlp::split::split_to_fit(job.signal, body.clone(), max) {
         Ok(pieces) if !pieces.is_empty() => pieces,
         Ok(_) => vec![body],
         Err(e) => {
@@ -215,14 +215,6 @@ fn split(job: &Forward<'_>, body: Bytes, max: usize) -> Vec<Bytes> {
             vec![body]
         }
     }
-}
-
-/// Stand-in for `crate::otlp::split::split_to_fit(signal, body, max) ->
-/// Result<Vec<Bytes>, SplitError>` from branch `presets` (not merged yet):
-/// until then an oversize batch is sent whole. LEAD: when `presets` lands,
-/// delete this function and call `crate::otlp::split::split_to_fit` above.
-fn split_to_fit(_signal: Signal, _body: Bytes, _max: usize) -> Result<Vec<Bytes>, &'static str> {
-    Err("splitting is not available in this build")
 }
 
 fn answer_encoding(a: &Answer) -> Option<Encoding> {

@@ -14,6 +14,10 @@ use prost::Message;
 use serde_json::Value;
 
 async fn with_upstream(extra: impl Fn(&str) -> String) -> Harness {
+    with_upstream_opts(extra, Options::default()).await
+}
+
+async fn with_upstream_opts(extra: impl Fn(&str) -> String, opts: Options) -> Harness {
     // The recorder's base URL is only known once it runs: start it first.
     let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
         audience: common::AUDIENCE.to_string(),
@@ -31,7 +35,7 @@ async fn with_upstream(extra: impl Fn(&str) -> String) -> Harness {
         Options {
             upstream_url: Some(base.clone()),
             upstream_extra: extra(&base),
-            ..Default::default()
+            ..opts
         },
         idp,
         upstream,
@@ -138,4 +142,114 @@ upstreams:
         err.contains("spangate.yaml:7") && err.contains("needs instance_id"),
         "{err}"
     );
+}
+
+/// A ~3 MB batch: 3 resources of the same service, 500 spans each with a
+/// 2000-byte attribute; span ids are unique (the id is the span's number).
+fn big_batch() -> (Bytes, usize) {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let kv = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    let mut n = 0u64;
+    let resource_spans = (0..3)
+        .map(|r| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "checkout".into()),
+                    kv("host.name", format!("host-{r}")),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..500)
+                    .map(|_| {
+                        n += 1;
+                        Span {
+                            trace_id: vec![7; 16],
+                            span_id: n.to_be_bytes().to_vec(),
+                            name: format!("span-{n}"),
+                            start_time_unix_nano: 1_700_000_000_000_000_000,
+                            end_time_unix_nano: 1_700_000_000_100_000_000,
+                            attributes: vec![kv("payload", "x".repeat(2000))],
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let body = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
+    (Bytes::from(body), n as usize)
+}
+
+async fn newrelic_splits_a_3mb_batch(protocol: &str) {
+    let h = with_upstream_opts(
+        |_| format!(", preset: newrelic, protocol: {protocol}"),
+        Options {
+            max_body: "8MiB",
+            policies: Some(common::shipped_policies_unthrottled()),
+            upstream_timeout: "10s",
+            ..Default::default()
+        },
+    )
+    .await;
+    let (body, spans) = big_batch();
+    assert!(body.len() > 3_000_000, "{}", body.len());
+    let token = h.token("edge-prod");
+    let resp = h
+        .post(
+            "/v1/traces",
+            Some(&token),
+            "application/x-protobuf",
+            body,
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    let got = h.upstream.received();
+    assert!(got.len() >= 4, "{} requests", got.len());
+    let mut ids = std::collections::BTreeSet::new();
+    for r in &got {
+        assert!(
+            r.body.len() <= 1_000_000,
+            "a request of {} bytes",
+            r.body.len()
+        );
+        assert_eq!(r.header("api-key"), Some(LIGHTSTEP_TOKEN));
+        assert_eq!(r.grpc, protocol == "grpc");
+        let req = ExportTraceServiceRequest::decode(r.body.clone()).unwrap();
+        for rs in &req.resource_spans {
+            let attrs = &rs.resource.as_ref().unwrap().attributes;
+            assert!(
+                attrs.iter().any(|a| a.key == "service.name"),
+                "resource kept whole"
+            );
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    assert!(ids.insert(s.span_id.clone()), "span sent twice");
+                }
+            }
+        }
+    }
+    assert_eq!(ids.len(), spans, "every span delivered");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn newrelic_splits_a_3mb_batch_into_requests_under_1mb_over_http() {
+    newrelic_splits_a_3mb_batch("http").await;
+}
+
+#[tokio::test]
+async fn newrelic_splits_a_3mb_batch_into_requests_under_1mb_over_grpc() {
+    newrelic_splits_a_3mb_batch("grpc").await;
 }

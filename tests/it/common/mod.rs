@@ -55,6 +55,8 @@ pub struct Options {
     pub idp_alg: spangate::dev::idp::DevKeyAlg,
     /// The upstream speaks OTLP/gRPC (`protocol: grpc` to the recorder, h2c).
     pub upstream_grpc: bool,
+    /// `server.max_body`.
+    pub max_body: &'static str,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             top_extra: String::new(),
             idp_alg: spangate::dev::idp::DevKeyAlg::Es256,
             upstream_grpc: false,
+            max_body: "64KiB",
         }
     }
 }
@@ -173,7 +176,7 @@ impl Harness {
             r#"
 server:
   listen: 127.0.0.1:0
-  max_body: 64KiB
+  max_body: {max_body}
 {server_extra}
 admin:
   listen: "{admin_listen}"
@@ -193,6 +196,7 @@ policies: "{policies}"
 "#,
             admin_listen = opts.admin_listen.as_deref().unwrap_or("127.0.0.1:0"),
             server_extra = opts.server_extra,
+            max_body = opts.max_body,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
             secrets_extra = opts.secrets_extra,
