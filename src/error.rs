@@ -52,6 +52,10 @@ pub enum ProxyError {
     UpstreamAuthFailed,
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// A batch over the upstream's `max_request_bytes` that cannot be
+    /// split (one item alone is over it); the detail names the sizes.
+    #[error("cannot fit the upstream's request limit: {0}")]
+    UpstreamLimit(String),
     #[error("request memory budget exhausted: {0}")]
     Overloaded(crate::budget::Overloaded),
     #[error("not spooled: {0}")]
@@ -247,6 +251,12 @@ impl ProxyError {
                     "overloaded",
                 )
             },
+            ProxyError::UpstreamLimit(_) => r(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_ARGUMENT,
+                "an item is larger than the upstream's request limit",
+                "over_upstream_limit",
+            ),
             ProxyError::UpstreamTimeout => ErrorResponse {
                 retry_after: Some(OPERATOR_RETRY_AFTER),
                 ..r(
@@ -388,6 +398,7 @@ pub fn outcomes_after_routing() -> Vec<Outcome> {
         ProxyError::BatchExceedsBurst { limit: "" },
         ProxyError::CredentialUnavailable(String::new()),
         ProxyError::UpstreamUnknown(String::new()),
+        ProxyError::UpstreamLimit(String::new()),
         ProxyError::UpstreamUnavailable(String::new()),
         ProxyError::UpstreamAuthFailed,
         ProxyError::UpstreamTimeout,

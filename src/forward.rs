@@ -120,12 +120,18 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
         used_previous: false,
         pieces: 1,
     };
-    let (body, encoding) = match wire_body(&job) {
+    let max = job.config.max_request_bytes(job.signal);
+    // Splitting works on protobuf: an oversize OTLP/JSON batch is converted.
+    let protobuf = job.config.protobuf_only() || max.is_some_and(|m| job.body.len() > m);
+    let (body, encoding) = match wire_body(&job, protobuf) {
         Ok(b) => b,
         Err(e) => return failed(e),
     };
-    let pieces = match job.config.max_request_bytes(job.signal) {
-        Some(max) if body.len() > max => split(&job, body, max),
+    let pieces = match max {
+        Some(max) if body.len() > max => match split(&job, body, max) {
+            Ok(p) => p,
+            Err(e) => return failed(e),
+        },
         _ => vec![body],
     };
     let count = pieces.len();
@@ -178,10 +184,11 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
     total
 }
 
-/// The body as the upstream takes it: protobuf for gRPC and protobuf-only
-/// backends (an OTLP/JSON batch is converted), as received otherwise.
-fn wire_body(job: &Forward<'_>) -> Result<(Bytes, Encoding), ProxyError> {
-    if job.encoding == Encoding::Protobuf || !job.config.protobuf_only() {
+/// The body as the upstream takes it: protobuf when `protobuf` (gRPC,
+/// protobuf-only backends, batches to split: an OTLP/JSON batch is
+/// converted), as received otherwise.
+fn wire_body(job: &Forward<'_>, protobuf: bool) -> Result<(Bytes, Encoding), ProxyError> {
+    if job.encoding == Encoding::Protobuf || !protobuf {
         return Ok((job.body.clone(), job.encoding));
     }
     match job.signal {
@@ -203,16 +210,19 @@ fn wire_body(job: &Forward<'_>) -> Result<(Bytes, Encoding), ProxyError> {
 }
 
 /// Split an oversize body into pieces of at most `max` bytes. A body that
-/// cannot be split (one item alone over the limit) goes whole: the upstream
-/// answers it (typically 413, which is final).
-fn split(job: &Forward<'_>, body: Bytes, max: usize) -> Vec<Bytes> {
+/// cannot be split (one item alone over the limit) is refused with its
+/// size, never dropped; a body the splitter cannot read goes whole (it was
+/// scanned already, so this does not happen) and the upstream answers it.
+fn split(job: &Forward<'_>, body: Bytes, max: usize) -> Result<Vec<Bytes>, ProxyError> {
+    use crate::otlp::split::SplitError;
     match crate::otlp::split::split_to_fit(job.signal, body.clone(), max) {
-        Ok(pieces) if !pieces.is_empty() => pieces,
-        Ok(_) => vec![body],
-        Err(e) => {
-            tracing::warn!(upstream = job.name, request_id = job.request_id, max_request_bytes = max,
-                error = %e, "batch over the upstream's request size limit cannot be split; sending it whole");
-            vec![body]
+        Ok(pieces) if !pieces.is_empty() => Ok(pieces),
+        Ok(_) => Ok(vec![body]),
+        Err(e @ SplitError::ItemTooLarge { .. }) => Err(ProxyError::UpstreamLimit(e.to_string())),
+        Err(e @ SplitError::Malformed(_)) => {
+            tracing::warn!(upstream = job.name, request_id = job.request_id, error = %e,
+                "batch over the upstream's request size limit cannot be split; sending it whole");
+            Ok(vec![body])
         }
     }
 }

@@ -34,6 +34,38 @@ pub struct ConfigReport {
     pub policy_files: usize,
     /// Policy version when the set is valid.
     pub policy_version: Option<String>,
+    /// Each upstream resolved: protocol, per-signal targets, credential
+    /// header and shape, request size limit (no credential value).
+    pub upstreams: Vec<String>,
+}
+
+/// The resolved lines of one upstream.
+pub fn describe_upstream(name: &str, up: &crate::config::UpstreamConfig) -> Vec<String> {
+    use crate::config::upstream::AuthScheme;
+    let shape = match up.auth_scheme() {
+        AuthScheme::Plain => "the credential as is".to_string(),
+        AuthScheme::Scheme(s) => format!("\"{s} <credential>\""),
+        AuthScheme::Basic { user } => format!("\"Basic base64({user}:<credential>)\""),
+    };
+    let mut out = vec![format!(
+        "upstream {name}: {}{}, credential header {}: {shape}",
+        up.preset
+            .map(|p| format!("preset {}, ", p.info().name))
+            .unwrap_or_default(),
+        up.protocol.as_str(),
+        up.credential_header(),
+    )];
+    for s in crate::otlp::Signal::ALL {
+        let target = up
+            .target(s)
+            .unwrap_or_else(|| "none (set paths.".to_string() + s.as_str() + ")");
+        let limit = up
+            .max_request_bytes(s)
+            .map(|b| format!(" (split over {b} bytes)"))
+            .unwrap_or_default();
+        out.push(format!("  {:<7} -> {target}{limit}", s.as_str()));
+    }
+    out
 }
 
 fn config_line(e: &ConfigError) -> String {
@@ -88,6 +120,9 @@ pub fn check(file: &Path) -> ConfigReport {
             );
         }
     }
+    for (name, up) in &cfg.upstreams {
+        report.upstreams.extend(describe_upstream(name, up));
+    }
     let policies = check_dir(&cfg.policies, &LintContext::from_config(&cfg));
     let line = |kind: &str, d: &crate::policy::Diagnostic| {
         format!("{}:{}:{}: {kind}: {}", d.file, d.line, d.column, d.message)
@@ -113,6 +148,9 @@ pub fn run(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
     }
     let failed = !report.errors.is_empty() || (args.strict && !report.warnings.is_empty());
     if report.errors.is_empty() {
+        for l in &report.upstreams {
+            super::out(l)?;
+        }
         super::out(format_args!(
             "{}: ok ({} policy file(s), policy version {}, {} warning(s))",
             args.file.display(),

@@ -266,6 +266,8 @@ async fn config_check_validates_config_and_policies_with_positions() {
     .await;
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
     assert!(ok.stdout.contains("ok (2 policy file(s)"), "{}", ok.stdout);
+    // Each upstream's resolved per-signal targets.
+    assert!(ok.stdout.contains("  traces  -> https://"), "{}", ok.stdout);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let pol = dir.path().join("policies");

@@ -253,3 +253,31 @@ async fn newrelic_splits_a_3mb_batch_into_requests_under_1mb_over_http() {
 async fn newrelic_splits_a_3mb_batch_into_requests_under_1mb_over_grpc() {
     newrelic_splits_a_3mb_batch("grpc").await;
 }
+
+#[tokio::test]
+async fn an_item_alone_over_the_limit_is_refused_with_413_and_never_sent() {
+    let h = with_upstream_opts(
+        |_| ", preset: newrelic, max_request_bytes: 1KiB".into(),
+        Options::default(),
+    )
+    .await;
+    let token = h.token("edge-prod");
+    // One span whose own size is over 1 KiB.
+    let mut json: Value =
+        serde_json::from_str(&spangate::dev::sample_batch_json("checkout", 1)).unwrap();
+    json["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"][0]["value"]["stringValue"] =
+        Value::String("y".repeat(4000));
+    let resp = h
+        .post(
+            "/v1/traces",
+            Some(&token),
+            "application/json",
+            json.to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 413, "{:?}", resp.body());
+    assert_eq!(h.last_audit()["reason"], "over_upstream_limit");
+    assert!(h.upstream.received().is_empty());
+    h.stop().await;
+}
