@@ -69,7 +69,13 @@ impl ReportContext {
 pub fn describe(r: &Received, ctx: &ReportContext) -> Vec<String> {
     let mut lines = Vec::new();
     let ct = r.header("content-type");
-    let decoded = Encoding::from_content_type(ct)
+    // A gRPC call's message is protobuf.
+    let enc = if r.grpc {
+        Some(Encoding::Protobuf)
+    } else {
+        Encoding::from_content_type(ct)
+    };
+    let decoded = enc
         .ok_or_else(|| format!("content type {}", ct.unwrap_or("(none)")))
         .and_then(|enc| {
             otlp::decode(enc, r.body.clone())

@@ -314,3 +314,70 @@ async fn a_rotated_credential_applies_on_the_next_grpc_call() {
     assert_eq!(got[0].header("lightstep-access-token"), Some(NEW_TOKEN));
     h.stop().await;
 }
+
+#[tokio::test]
+async fn grpc_over_tls_negotiates_h2_and_trusts_only_the_configured_ca() {
+    spangate::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file, ca_file) = crate::proxy_transport::test_pki(dir.path());
+    let acceptor = spangate::proxy::listener::tls_acceptor(&spangate::config::TlsConfig {
+        cert_file,
+        key_file,
+    })
+    .unwrap();
+    for trusted in [true, false] {
+        let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
+            audience: common::AUDIENCE.into(),
+            identities: common::demo_identities(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let upstream = spangate::dev::upstream::RecordingUpstream::start_with_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(acceptor.clone()),
+        )
+        .await
+        .unwrap();
+        let opts = Options {
+            upstream_url: Some(format!("https://localhost:{}", upstream.addr().port())),
+            upstream_extra: if trusted {
+                format!(", protocol: grpc, ca_file: \"{}\"", ca_file.display())
+            } else {
+                ", protocol: grpc".into()
+            },
+            ..Default::default()
+        };
+        let h = Harness::start_app(opts, idp, upstream).await.unwrap();
+        let resp = send_json(&h, &h.token("edge-prod")).await;
+        if trusted {
+            assert_eq!(resp.status(), 200, "{:?}", resp.body());
+            let got = h.upstream.received();
+            assert_eq!(got.len(), 1);
+            assert!(got[0].grpc);
+            assert_eq!(got[0].path, TRACE_METHOD);
+            assert_eq!(
+                got[0].header("lightstep-access-token"),
+                Some(LIGHTSTEP_TOKEN)
+            );
+        } else {
+            assert_eq!(resp.status(), 502);
+            assert_eq!(h.last_audit()["reason"], "upstream_unavailable");
+            assert!(h.upstream.received().is_empty());
+        }
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_dev_report_reads_grpc_deliveries() {
+    let h = harness().await;
+    assert_eq!(send_json(&h, &h.token("edge-prod")).await.status(), 200);
+    let r = h.upstream.received().pop().unwrap();
+    let lines = spangate::dev::report::describe(&r, &Default::default());
+    assert!(
+        lines[0].starts_with(&format!("upstream <- {TRACE_METHOD} 3 spans (protobuf")),
+        "{lines:?}"
+    );
+    h.stop().await;
+}
