@@ -66,6 +66,10 @@ pub struct DevArgs {
     /// Policy directory (default: the embedded example policies).
     #[arg(long)]
     pub policies: Option<PathBuf>,
+    /// Deliver to the recording upstream over OTLP/gRPC (h2c) instead of
+    /// OTLP/HTTP: the same recorder takes both.
+    #[arg(long)]
+    pub upstream_grpc: bool,
     /// Send an allowed and two denied batches through, print each decision,
     /// and exit 0 only if all behaved as the policy says. Uses ephemeral
     /// loopback ports (the address flags are ignored).
@@ -107,6 +111,7 @@ impl Default for DevArgs {
             upstream_listen: None,
             metrics_listen: None,
             policies: None,
+            upstream_grpc: false,
             demo: false,
         }
     }
@@ -288,7 +293,7 @@ metrics: {{ listen: "{metrics}" }}
 providers:
   dev: {{ issuer: "{issuer}", audiences: [{aud}], preset: vercel }}
 upstreams:
-  lightstep: {{ url: "{up}", credential_header: lightstep-access-token }}
+  lightstep: {{ url: "{up}", credential_header: lightstep-access-token{protocol} }}
 secrets:
   bootstrap: {{ {cred}: {{ file: "{token_file}" }} }}
 policies: "{policies}"
@@ -300,7 +305,16 @@ policies: "{policies}"
         metrics = args.metrics_addr(),
         issuer = idp.issuer(),
         aud = DEV_AUDIENCE,
-        up = upstream.url(UPSTREAM_PATH),
+        up = if args.upstream_grpc {
+            upstream.url("")
+        } else {
+            upstream.url(UPSTREAM_PATH)
+        },
+        protocol = if args.upstream_grpc {
+            ", protocol: grpc"
+        } else {
+            ""
+        },
         cred = DEV_CREDENTIAL,
         token_file = token_file.display(),
         policies = policies.display(),
@@ -349,6 +363,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     if args.demo {
         let args = DevArgs {
             policies: args.policies,
+            upstream_grpc: args.upstream_grpc,
             ..DevArgs::ephemeral()
         };
         return demo(&args).await;

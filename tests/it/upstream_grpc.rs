@@ -381,3 +381,15 @@ async fn the_dev_report_reads_grpc_deliveries() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn spangate_dev_demo_delivers_over_grpc_with_upstream_grpc() {
+    let code = spangate::dev::run(spangate::dev::DevArgs {
+        demo: true,
+        upstream_grpc: true,
+        ..Default::default()
+    })
+    .await
+    .expect("demo ran");
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
