@@ -21,6 +21,7 @@ mod body;
 mod json;
 mod response;
 mod rewrite;
+pub mod wire;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -30,6 +31,7 @@ use prost::Message;
 pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
 pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
 pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
+pub use wire::Signal;
 
 /// Longest error detail kept in [`OtlpError::Malformed`] (it goes back to the
 /// client in a `google.rpc.Status` and into the audit line).
@@ -183,6 +185,76 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
     })
 }
 
+/// A received body ready for policy: its summary, and what is needed to
+/// rewrite it. Protobuf is scanned at the wire level ([`wire::scan`]: spans,
+/// data points and log records are never decoded); OTLP/JSON is fully
+/// decoded ([`decode`]).
+#[derive(Debug, Clone)]
+pub enum Received {
+    /// Protobuf, scanned.
+    Wire(wire::Scan),
+    /// OTLP/JSON (traces), decoded.
+    Decoded(Batch),
+}
+
+/// What [`Received::rewrite`] produced.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    /// The body to forward; `None` when every resource was dropped.
+    pub body: Option<Bytes>,
+    /// What changed.
+    pub outcome: RewriteOutcome,
+}
+
+/// Read a decompressed body of `signal` in `encoding` for policy.
+///
+/// OTLP/JSON is only supported for traces so far (a clear 400 otherwise).
+pub fn receive(signal: Signal, encoding: Encoding, raw: Bytes) -> Result<Received, OtlpError> {
+    match (encoding, signal) {
+        (Encoding::Protobuf, _) => wire::scan(signal, raw).map(Received::Wire),
+        (Encoding::Json, Signal::Traces) => decode(encoding, raw).map(Received::Decoded),
+        (Encoding::Json, _) => Err(OtlpError::malformed(format!(
+            "OTLP/JSON {} are not supported; send protobuf",
+            signal.as_str()
+        ))),
+    }
+}
+
+impl Received {
+    /// The summary of the body as received.
+    pub fn summary(&self) -> &BatchSummary {
+        match self {
+            Received::Wire(scan) => &scan.summary,
+            Received::Decoded(batch) => &batch.summary,
+        }
+    }
+
+    /// Drop, strip and stamp (see [`rewrite`] and [`wire::Scan::splice`]:
+    /// the same semantics), producing the body to forward.
+    pub fn rewrite(
+        self,
+        keep: &[bool],
+        stamp: &[(String, String)],
+        protected: &[String],
+    ) -> Result<Rewritten, OtlpError> {
+        match self {
+            Received::Wire(scan) => {
+                let out = scan.splice(keep, stamp, protected)?;
+                Ok(Rewritten {
+                    body: (out.kept_resources > 0).then_some(out.body),
+                    outcome: out.outcome,
+                })
+            }
+            Received::Decoded(mut batch) => {
+                let outcome = rewrite(&mut batch, keep, stamp, protected);
+                let body = (!batch.request.resource_spans.is_empty())
+                    .then(|| forward_body(&batch, &outcome));
+                Ok(Rewritten { body, outcome })
+            }
+        }
+    }
+}
+
 /// [`decode`] on tokio's blocking pool for bodies of [`OFF_THREAD_BYTES`] or
 /// more (inline for small ones or outside tokio), so decoding a 16 MiB batch
 /// does not stall the async worker other connections share.
@@ -232,22 +304,15 @@ fn check_id(
 /// first `service.name`, a backend might show the last: a spoofing vector).
 fn validate(request: &ExportTraceServiceRequest) -> Result<(), OtlpError> {
     for (r, rs) in request.resource_spans.iter().enumerate() {
-        if let Some(resource) = &rs.resource {
-            let mut keys: Vec<&str> = resource
-                .attributes
-                .iter()
-                .map(|kv| kv.key.as_str())
-                .collect();
-            keys.sort_unstable();
-            if let Some(dup) = keys.windows(2).find_map(|w| match w {
-                [a, b] if a == b => Some(*a),
-                _ => None,
-            }) {
-                return Err(OtlpError::malformed(format!(
-                    "resourceSpans[{r}].resource.attributes: duplicate key {:?}",
-                    truncate(dup.to_owned(), 100)
-                )));
-            }
+        if let Some(dup) = rs
+            .resource
+            .as_ref()
+            .and_then(|r| duplicate_key(&r.attributes))
+        {
+            return Err(OtlpError::malformed(format!(
+                "resourceSpans[{r}].resource.attributes: duplicate key {:?}",
+                truncate(dup.to_owned(), 100)
+            )));
         }
         for (s, ss) in rs.scope_spans.iter().enumerate() {
             for (i, span) in ss.spans.iter().enumerate() {
@@ -266,6 +331,19 @@ fn validate(request: &ExportTraceServiceRequest) -> Result<(), OtlpError> {
     Ok(())
 }
 
+/// The first key that appears more than once among `attrs`, if any.
+fn duplicate_key(attrs: &[KeyValue]) -> Option<&str> {
+    if attrs.len() < 2 {
+        return None;
+    }
+    let mut keys: Vec<&str> = attrs.iter().map(|kv| kv.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.windows(2).find_map(|w| match w {
+        [a, b] if a == b => Some(*a),
+        _ => None,
+    })
+}
+
 /// Summarise a request: per resource, `service.name`, attributes as strings
 /// and the span count; `bytes` is the decompressed body length.
 pub fn summarize(request: &ExportTraceServiceRequest, bytes: usize) -> BatchSummary {
@@ -277,25 +355,30 @@ pub fn summarize(request: &ExportTraceServiceRequest, bytes: usize) -> BatchSumm
             let spans: usize = rs.scope_spans.iter().map(|ss| ss.spans.len()).sum();
             total = total.saturating_add(spans);
             let attrs: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let attributes: Vec<(String, String)> = attrs
-                .iter()
-                .map(|kv| (kv.key.clone(), render_value(kv.value.as_ref())))
-                .collect();
-            let service_name = attributes
-                .iter()
-                .find(|(k, _)| k == "service.name")
-                .map(|(_, v)| v.clone());
-            ResourceSummary {
-                service_name,
-                attributes,
-                spans,
-            }
+            resource_summary(attrs, spans)
         })
         .collect();
     BatchSummary {
         resources,
         spans: total,
         bytes,
+    }
+}
+
+/// One resource's summary from its attributes and item count.
+fn resource_summary(attrs: &[KeyValue], items: usize) -> ResourceSummary {
+    let attributes: Vec<(String, String)> = attrs
+        .iter()
+        .map(|kv| (kv.key.clone(), render_value(kv.value.as_ref())))
+        .collect();
+    let service_name = attributes
+        .iter()
+        .find(|(k, _)| k == "service.name")
+        .map(|(_, v)| v.clone());
+    ResourceSummary {
+        service_name,
+        attributes,
+        spans: items,
     }
 }
 

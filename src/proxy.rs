@@ -24,7 +24,7 @@ use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
-use crate::otlp::{self, Encoding};
+use crate::otlp::{self, Encoding, Signal};
 use crate::policy::ResourceVerdict;
 use crate::shared::Shared;
 
@@ -174,13 +174,16 @@ where
         .await
         .map_err(ProxyError::Overloaded)?;
 
-    // Decode: the policy governs what is published, so it needs the batch.
-    let mut batch = otlp::decode(encoding, raw)?;
-    rec.spans = batch.summary.spans;
-    rec.services = Some(service_names(&batch.summary));
+    // Decode: the policy governs what is published, so it needs the batch
+    // summary. Protobuf is scanned at the wire level (resources decoded,
+    // spans only counted and checked); JSON is parsed in full.
+    let received = otlp::receive(Signal::Traces, encoding, raw)?;
+    let summary = received.summary();
+    rec.spans = summary.spans;
+    rec.services = Some(service_names(summary));
 
     // Authorize: a pure function of (policy, principal, endpoint, batch).
-    let decision = policy.decide(&principal, &endpoint, &batch.summary);
+    let decision = policy.decide(&principal, &endpoint, summary);
     rec.rule = Some(decision.rule.clone());
     rec.role = decision.role.clone();
     // Audit-mode rules are recorded whatever the outcome.
@@ -208,8 +211,8 @@ where
             .check(
                 &decision.rate_key,
                 &spec,
-                n(batch.summary.spans),
-                n(batch.summary.bytes),
+                n(summary.spans),
+                n(summary.bytes),
             )
             .map_err(|e| match e.reason {
                 crate::ratelimit::REASON_BATCH_EXCEEDS_BURST => {
@@ -223,7 +226,8 @@ where
     }
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
-    // stamp verified identity. Re-encodes only when something changed.
+    // stamp verified identity. Protobuf is spliced (only changed resources
+    // re-encoded); JSON is re-encoded only when something changed.
     let keep: Vec<bool> = decision
         .resources
         .iter()
@@ -242,14 +246,13 @@ where
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    let outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
+    let rewritten = received.rewrite(&keep, &decision.stamp, &decision.protected)?;
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
-    if batch.request.resource_spans.is_empty() {
+    let Some(body) = rewritten.body else {
         // Everything was dropped: nothing to forward, the client still gets
         // an OTLP success with partial_success (exporters must not retry it).
         return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
-    }
-    let body = otlp::forward_body(&batch, &outcome);
+    };
 
     // Credential: one snapshot for the request's whole life, even across a rotation.
     let cred_name = decision
