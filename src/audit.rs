@@ -312,6 +312,9 @@ pub struct RequestAudit {
     pub token_fp: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// `traces`, `metrics` or `logs` (the endpoint's signal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<&'static str>,
     /// `allow`, `partial`, `deny` or `error`.
     pub decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]

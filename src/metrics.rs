@@ -11,6 +11,8 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: String,
+    /// `traces`, `metrics`, `logs`, or `-` before routing.
+    pub signal: &'static str,
     pub decision: &'static str,
     pub reason: &'static str,
     pub status: u16,

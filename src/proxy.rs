@@ -24,7 +24,7 @@ use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
-use crate::otlp::{self, Encoding, Signal};
+use crate::otlp::{self, Encoding};
 use crate::policy::ResourceVerdict;
 use crate::shared::Shared;
 
@@ -177,7 +177,9 @@ where
     // Decode: the policy governs what is published, so it needs the batch
     // summary. Protobuf is scanned at the wire level (resources decoded,
     // spans only counted and checked); JSON is parsed in full.
-    let received = otlp::receive(Signal::Traces, encoding, raw)?;
+    rec.signal = Some(endpoint.signal.as_str());
+    let received = otlp::receive(endpoint.signal, encoding, raw)?;
+    let fwd_encoding = received.forward_encoding(encoding);
     let summary = received.summary();
     rec.spans = summary.spans;
     rec.services = Some(service_names(summary));
@@ -251,7 +253,12 @@ where
     let Some(body) = rewritten.body else {
         // Everything was dropped: nothing to forward, the client still gets
         // an OTLP success with partial_success (exporters must not retry it).
-        return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+        return Ok(export_ok(
+            endpoint.signal,
+            encoding,
+            rejected_spans,
+            &drop_message(rec),
+        ));
     };
 
     // Credential: one snapshot for the request's whole life, even across a rotation.
@@ -279,7 +286,7 @@ where
         name: &endpoint.upstream,
         config: up_cfg,
         body,
-        encoding,
+        encoding: fwd_encoding,
         gzip: fwd_gzip,
         user_agent: parts.headers.get(header::USER_AGENT),
         request_id: &rec.request_id,
@@ -306,7 +313,7 @@ where
     {
         let item = crate::spool::Spooled {
             body: spool_body,
-            encoding,
+            encoding: fwd_encoding,
             gzip: fwd_gzip,
             user_agent: parts.headers.get(header::USER_AGENT).cloned(),
             credential: credential.name.clone(),
@@ -327,7 +334,12 @@ where
         if spool.try_push(item).is_ok() {
             rec.reason = "spooled";
             rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
-            return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+            return Ok(export_ok(
+                endpoint.signal,
+                encoding,
+                rejected_spans,
+                &drop_message(rec),
+            ));
         }
         rec.detail = Some(format!("{upstream_said}; spool full"));
     }
@@ -348,6 +360,7 @@ where
     // Respond in the request's encoding; merge our drops into the upstream's
     // partial_success so the exporter sees one honest count.
     Ok(respond(
+        endpoint.signal,
         encoding,
         answer,
         rejected_spans,
@@ -419,15 +432,31 @@ fn service_names(summary: &otlp::BatchSummary) -> Vec<String> {
 }
 
 fn drop_message(rec: &RequestAudit) -> String {
+    let items = rec
+        .signal
+        .and_then(otlp::signal_by_name)
+        .map_or("spans", otlp::Signal::items);
     rec.dropped
         .iter()
-        .map(|d| format!("{} spans dropped by spangate policy: {}", d.spans, d.reason))
+        .map(|d| {
+            format!(
+                "{} {items} dropped by spangate policy: {}",
+                d.spans, d.reason
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-fn export_ok(encoding: Encoding, rejected: i64, message: &str) -> Response<Bytes> {
-    let mut resp = Response::new(otlp::export_response(encoding, rejected, message));
+fn export_ok(
+    signal: otlp::Signal,
+    encoding: Encoding,
+    rejected: i64,
+    message: &str,
+) -> Response<Bytes> {
+    let mut resp = Response::new(otlp::export_response_for(
+        signal, encoding, rejected, message,
+    ));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(encoding.content_type()),
@@ -439,6 +468,7 @@ fn export_ok(encoding: Encoding, rejected: i64, message: &str) -> Response<Bytes
 /// passes through when it is in the request's encoding, otherwise a
 /// well-formed OTLP body takes its place.
 fn respond(
+    signal: otlp::Signal,
     encoding: Encoding,
     answer: upstream::Answer,
     rejected: i64,
@@ -470,7 +500,7 @@ fn respond(
             .copied()
             .collect::<Vec<_>>()
             .join("; ");
-        let mut resp = export_ok(encoding, rejected.saturating_add(up_rejected), &msg);
+        let mut resp = export_ok(signal, encoding, rejected.saturating_add(up_rejected), &msg);
         *resp.status_mut() = answer.status;
         return resp;
     }
@@ -504,6 +534,7 @@ fn record_metrics(shared: &Shared, rec: &RequestAudit, seconds: f64) {
     m.requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint.clone(),
+            signal: rec.signal.unwrap_or("-"),
             decision: rec.decision,
             reason: rec.reason,
             status: rec.status,

@@ -39,3 +39,4 @@ mod proxy_core;
 mod proxy_spool;
 mod proxy_transport;
 mod secrets_store;
+mod signals_http;
