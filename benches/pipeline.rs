@@ -3,6 +3,12 @@
 //! for 10, 100 and 1000 spans, protobuf and JSON; `decode` alone shows
 //! how much of the pipeline is the decoder.
 //!
+//! The `wire-*` groups compare the wire-level protobuf path (scan + splice:
+//! spans, data points and log records never decoded) with the full prost
+//! decode (+ rewrite + re-encode) at 1, 50 and 500 items, for traces,
+//! metrics and logs; `traces-json` compares the JSON decode with plain
+//! `serde_json` into the same types.
+//!
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
@@ -10,11 +16,15 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::Full;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
-use spangate::otlp::{self, Encoding};
+use prost::Message;
+use spangate::otlp::wire::{self, oracle, oracle::Edit};
+use spangate::otlp::{self, Encoding, Signal};
 
 const CAP: usize = 64 << 20;
 
@@ -174,5 +184,148 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Metrics: `n` gauge data points with 3 attributes under one resource.
+fn metrics(n: usize) -> ExportMetricsServiceRequest {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let points = (0..n)
+        .map(|i| NumberDataPoint {
+            attributes: vec![
+                kv("http.route", s("/api/items/:id")),
+                kv("http.response.status_code", any_value::Value::IntValue(200)),
+                kv("edge.region", s("iad1")),
+            ],
+            time_unix_nano: 1_712_345_678_901_000_000 + i as u64,
+            value: Some(number_data_point::Value::AsDouble(i as f64)),
+            ..Default::default()
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: request(0).resource_spans[0].resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "http.server.duration".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Logs: `n` log records with a body and 3 attributes under one resource.
+fn logs(n: usize) -> ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let records = (0..n)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_712_345_678_901_000_000 + i as u64,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: Some(AnyValue {
+                value: Some(s("request served from cache in 3 ms")),
+            }),
+            attributes: vec![
+                kv("http.route", s("/api/items/:id")),
+                kv("http.response.status_code", any_value::Value::IntValue(200)),
+                kv("edge.region", s("iad1")),
+            ],
+            trace_id: vec![7; 16],
+            span_id: vec![8; 8],
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: request(0).resource_spans[0].resource.clone(),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Wire path vs full decode, per signal, at 1 / 50 / 500 items.
+fn wire(c: &mut Criterion) {
+    let stamp: Vec<(String, String)> = vec![
+        (
+            "spangate.subject".into(),
+            "owner:acme:project:shop:environment:production".into(),
+        ),
+        ("deployment.environment.name".into(), "production".into()),
+    ];
+    let protected: Vec<String> = vec!["spangate.*".into(), "vercel.".into()];
+    let edit = Edit {
+        keep: vec![true],
+        stamp: stamp.clone(),
+        protected: protected.clone(),
+    };
+    for signal in Signal::ALL {
+        let mut group = c.benchmark_group(format!("wire-{}", signal.as_str()));
+        for n in [1usize, 50, 500] {
+            let raw = Bytes::from(match signal {
+                Signal::Traces => request(n).encode_to_vec(),
+                Signal::Metrics => metrics(n).encode_to_vec(),
+                Signal::Logs => logs(n).encode_to_vec(),
+            });
+            // Sanity: both paths agree on this body.
+            assert_eq!(oracle::compare(signal, &raw, &edit), Ok(()));
+            group.throughput(Throughput::Bytes(raw.len() as u64));
+            group.bench_with_input(BenchmarkId::new("full-decode", n), &raw, |b, raw| {
+                b.iter(|| oracle::full_summary(signal, black_box(raw)).map(|s| s.spans));
+            });
+            group.bench_with_input(BenchmarkId::new("scan", n), &raw, |b, raw| {
+                b.iter(|| wire::scan(signal, black_box(raw.clone())).map(|s| s.summary.spans));
+            });
+            group.bench_with_input(BenchmarkId::new("full-rewrite", n), &raw, |b, raw| {
+                b.iter(|| {
+                    oracle::full_rewrite(signal, black_box(raw), &edit).map(|(body, _)| body.len())
+                });
+            });
+            group.bench_with_input(BenchmarkId::new("scan-splice", n), &raw, |b, raw| {
+                b.iter(|| {
+                    wire::scan(signal, black_box(raw.clone()))
+                        .and_then(|s| s.splice(&edit.keep, &stamp, &protected))
+                        .map(|o| o.body.len())
+                });
+            });
+        }
+        group.finish();
+    }
+    // JSON (traces): spangate's decode (serde types + validation + summary)
+    // against a bare serde_json parse into the same types.
+    let mut group = c.benchmark_group("traces-json");
+    for n in [1usize, 50, 500] {
+        let raw = otlp::encode_request(Encoding::Json, &request(n));
+        group.throughput(Throughput::Bytes(raw.len() as u64));
+        group.bench_with_input(BenchmarkId::new("serde_json", n), &raw, |b, raw| {
+            b.iter(|| {
+                serde_json::from_slice::<ExportTraceServiceRequest>(black_box(raw))
+                    .map(|r| r.resource_spans.len())
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("decode", n), &raw, |b, raw| {
+            b.iter(|| {
+                otlp::decode(Encoding::Json, black_box(raw.clone())).map(|b| b.summary.spans)
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("decode-rewrite", n), &raw, |b, raw| {
+            b.iter(|| {
+                otlp::receive(Signal::Traces, Encoding::Json, black_box(raw.clone()))
+                    .and_then(|r| r.rewrite(&[true], &stamp, &protected))
+                    .map(|r| r.body.map(|b| b.len()))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, wire);
 criterion_main!(benches);
