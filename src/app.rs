@@ -51,6 +51,8 @@ pub enum StartError {
 /// A running app.
 pub struct App {
     pub proxy_addr: SocketAddr,
+    /// The OTLP/gRPC listener's address, when `server.grpc_listen` is set.
+    pub grpc_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
@@ -116,6 +118,15 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let proxy_listener = bind("OTLP listener", config.server.listen).await?;
     let admin_listener = crate::admin::bind(&config.admin).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
+    let grpc_listener = match config.server.grpc_listen {
+        Some(addr) => {
+            let l = bind("OTLP/gRPC listener", addr).await?;
+            let bound = local_addr(&l, addr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let grpc_addr = grpc_listener.as_ref().map(|(_, a)| *a);
     let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
 
     let rate_limit_keys = config.server.rate_limit_keys;
@@ -159,6 +170,17 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
 
     let s = shared.clone();
     let handler = move |req, remote| crate::proxy::handle(s.clone(), req, remote);
+    if let Some((l, _)) = grpc_listener {
+        let s = shared.clone();
+        let grpc_handler = move |req, remote| crate::proxy::grpc::handle(s.clone(), req, remote);
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            opts.clone(),
+            grpc_handler,
+            rx.clone(),
+            DRAIN_TIMEOUT,
+        )));
+    }
     tasks.push(tokio::spawn(listener::serve(
         proxy_listener,
         opts,
@@ -187,9 +209,10 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         extras,
     )));
 
-    tracing::info!(otlp = %proxy_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
+    tracing::info!(otlp = %proxy_addr, otlp_grpc = ?grpc_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
+        grpc_addr,
         admin_addr,
         shared,
         shutdown,

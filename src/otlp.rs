@@ -30,9 +30,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body};
+pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body, read_grpc_message};
 pub use response::{
-    Any, Status, code, export_response, export_response_for, parse_export_response, status_body,
+    Any, ProtoDuration, RETRY_INFO_TYPE, RetryInfo, Status, code, export_response,
+    export_response_for, parse_export_response, status_body,
 };
 pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
 pub use wire::Signal;

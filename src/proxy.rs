@@ -7,6 +7,7 @@
 //! Each stage is a plain call on owned data; every outcome, allowed or not,
 //! ends in exactly one audit line and one metrics update.
 
+pub mod grpc;
 pub mod listener;
 
 use std::convert::Infallible;
@@ -31,7 +32,19 @@ use crate::shared::Shared;
 /// Response body type of both listeners.
 pub type RespBody = Full<Bytes>;
 
-/// hyper entry point: run the pipeline, answer, and record.
+/// Which protocol a request came in on. The pipeline is the same; only
+/// routing, body framing and the response mapping differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/HTTP: the path names a policy endpoint; `Content-Type` and
+    /// `Content-Encoding` say how the body is encoded.
+    Http,
+    /// OTLP/gRPC: the path names a gRPC service method; the body is one
+    /// length-prefixed protobuf message (see [`grpc`]).
+    Grpc,
+}
+
+/// hyper entry point for OTLP/HTTP: run the pipeline, answer, and record.
 pub async fn handle<B>(
     shared: Arc<Shared>,
     req: Request<B>,
@@ -42,7 +55,6 @@ where
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let started = Instant::now();
     // Cheap unauthenticated probe for load balancers.
     if req.method() == Method::GET {
         match req.uri().path() {
@@ -51,8 +63,34 @@ where
             _ => {}
         }
     }
+    let (resp, mut rec, started) = run(&shared, req, remote, Transport::Http).await;
+    let mut resp = resp.map(Full::new);
+    rec.status = resp.status().as_u16();
+    finish(&shared, &mut rec, started, resp.headers_mut());
+    Ok(resp)
+}
+
+/// Run the pipeline for one request of either transport: the response as
+/// OTLP/HTTP would answer it (status, headers, body in the request's
+/// encoding; protobuf for gRPC) and the audit record so far.
+pub(crate) async fn run<B>(
+    shared: &Shared,
+    req: Request<B>,
+    remote: SocketAddr,
+    transport: Transport,
+) -> (Response<Bytes>, RequestAudit, Instant)
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
     let mut rec = RequestAudit {
         kind: "otlp",
+        transport: match transport {
+            Transport::Http => "http",
+            Transport::Grpc => "grpc",
+        },
         request_id: uuid::Uuid::new_v4().to_string(),
         remote: remote.to_string(),
         method: req.method().to_string(),
@@ -61,12 +99,16 @@ where
         reason: "internal",
         ..Default::default()
     };
-    // Error bodies follow the request's encoding; protobuf when it is unknown.
-    let encoding = header_str(req.headers(), &header::CONTENT_TYPE)
-        .and_then(|ct| Encoding::from_content_type(Some(ct)))
-        .unwrap_or(Encoding::Protobuf);
+    // Error bodies follow the request's encoding; protobuf when it is unknown
+    // (and always for gRPC).
+    let encoding = match transport {
+        Transport::Http => header_str(req.headers(), &header::CONTENT_TYPE)
+            .and_then(|ct| Encoding::from_content_type(Some(ct)))
+            .unwrap_or(Encoding::Protobuf),
+        Transport::Grpc => Encoding::Protobuf,
+    };
 
-    let resp = match pipeline(&shared, req, &mut rec).await {
+    let resp = match pipeline(shared, req, transport, &mut rec).await {
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
@@ -87,17 +129,25 @@ where
             err.to_http(encoding)
         }
     };
-    let mut resp = resp.map(Full::new);
-    resp.headers_mut().insert(
+    (resp, rec, started)
+}
+
+/// Stamp the request id on the response, then record metrics and write the
+/// request's one audit line (`rec.status` already set by the transport).
+pub(crate) fn finish(
+    shared: &Shared,
+    rec: &mut RequestAudit,
+    started: Instant,
+    headers: &mut HeaderMap,
+) {
+    headers.insert(
         "x-request-id",
         HeaderValue::from_str(&rec.request_id).unwrap_or(HeaderValue::from_static("invalid")),
     );
-    rec.status = resp.status().as_u16();
     let elapsed = started.elapsed();
     rec.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    record_metrics(&shared, &rec, elapsed.as_secs_f64());
-    shared.audit.emit(&rec);
-    Ok(resp)
+    record_metrics(shared, rec, elapsed.as_secs_f64());
+    shared.audit.emit(rec);
 }
 
 /// The stages, top to bottom. Returns the client response or the error that
@@ -105,6 +155,7 @@ where
 async fn pipeline<B>(
     shared: &Shared,
     req: Request<B>,
+    transport: Transport,
     rec: &mut RequestAudit,
 ) -> Result<Response<Bytes>, ProxyError>
 where
@@ -128,12 +179,26 @@ where
     rec.provider = Some(principal.provider.clone());
     rec.subject = Some(principal.subject.clone());
 
-    // Route: one policy snapshot serves the whole request, even across a reload.
+    // Route: one policy snapshot serves the whole request, even across a
+    // reload. Unknown routes are answered with what is served, which is
+    // only said to authenticated callers.
     let policy = shared.policy.current();
-    let endpoint = policy
-        .endpoint_by_path(parts.uri.path())
-        .cloned()
-        .ok_or(ProxyError::NotFound)?;
+    let routed = match transport {
+        Transport::Http => policy.endpoint_by_path(parts.uri.path()),
+        Transport::Grpc => grpc::signal_of_method(parts.uri.path())
+            .and_then(|signal| grpc::endpoint_for(&policy, signal)),
+    };
+    let endpoint = match routed {
+        Some(e) => e.clone(),
+        None => {
+            return Err(match transport {
+                Transport::Http => ProxyError::NotFound(
+                    policy.endpoints().iter().map(|e| e.path.clone()).collect(),
+                ),
+                Transport::Grpc => ProxyError::UnknownService(grpc::served_services(&policy)),
+            });
+        }
+    };
     rec.endpoint = Some(endpoint.name.clone());
     if parts.method != Method::POST {
         return Err(ProxyError::MethodNotAllowed);
@@ -141,9 +206,17 @@ where
 
     // Read the body: content type first (cheap 415), then the cap measured
     // after decompression, bounded in time.
-    let encoding = Encoding::from_content_type(header_str(&parts.headers, &header::CONTENT_TYPE))
-        .ok_or(ProxyError::UnsupportedContentType)?;
-    let content_encoding = header_str(&parts.headers, &header::CONTENT_ENCODING);
+    let (encoding, compression) = match transport {
+        Transport::Http => (
+            Encoding::from_content_type(header_str(&parts.headers, &header::CONTENT_TYPE))
+                .ok_or(ProxyError::UnsupportedContentType)?,
+            header_str(&parts.headers, &header::CONTENT_ENCODING),
+        ),
+        Transport::Grpc => (
+            Encoding::Protobuf,
+            header_str(&parts.headers, &grpc::GRPC_ENCODING),
+        ),
+    };
     let cap = usize::try_from(shared.config.server.max_body.as_u64()).unwrap_or(usize::MAX);
     // Memory budget: the declared length (the whole cap when undeclared)
     // while reading, then the real cost once the size is known. Held until
@@ -157,12 +230,15 @@ where
         .reserve(declared, wait)
         .await
         .map_err(ProxyError::Overloaded)?;
-    let raw = tokio::time::timeout_at(
-        deadline.into(),
-        otlp::read_body(body, content_encoding, cap),
-    )
-    .await
-    .map_err(|_| ProxyError::RequestTimeout)??;
+    let read = async {
+        match transport {
+            Transport::Http => otlp::read_body(body, compression, cap).await,
+            Transport::Grpc => otlp::read_grpc_message(body, compression, cap).await,
+        }
+    };
+    let raw = tokio::time::timeout_at(deadline.into(), read)
+        .await
+        .map_err(|_| ProxyError::RequestTimeout)??;
     rec.bytes = raw.len();
     shared
         .budget
@@ -281,7 +357,7 @@ where
         .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
     rec.upstream = Some(endpoint.upstream.clone());
     let spool_body = body.clone();
-    let fwd_gzip = content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip"));
+    let fwd_gzip = compression.is_some_and(|ce| ce.trim().eq_ignore_ascii_case("gzip"));
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,

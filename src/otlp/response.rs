@@ -46,6 +46,30 @@ pub struct Any {
     pub value: Vec<u8>,
 }
 
+/// `google.rpc.RetryInfo` (`google/rpc/error_details.proto`): how long a
+/// client should wait before retrying. Sent in a gRPC status's details for
+/// retryable refusals (OTLP/gRPC clients honour it).
+#[derive(Clone, PartialEq, Message)]
+pub struct RetryInfo {
+    /// The delay.
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoDuration {
+    /// Whole seconds.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds within the second.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// Type URL of [`RetryInfo`] inside an [`Any`].
+pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
 /// `google.rpc.Status` (`google/rpc/status.proto`), the OTLP/HTTP error body.
 #[derive(Clone, PartialEq, Message)]
 pub struct Status {

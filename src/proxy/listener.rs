@@ -70,7 +70,7 @@ pub struct ListenerOptions {
 
 /// Accept connections until `shutdown` flips to true, then drain in-flight
 /// requests (bounded by `drain`).
-pub async fn serve<S, F>(
+pub async fn serve<S, F, B>(
     listener: TcpListener,
     opts: ListenerOptions,
     handler: S,
@@ -78,7 +78,9 @@ pub async fn serve<S, F>(
     drain: Duration,
 ) where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(opts.max_connections.max(1)));

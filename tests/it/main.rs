@@ -17,6 +17,7 @@ mod docs_commands;
 mod e2e_identity;
 mod e2e_policy;
 mod e2e_rotation;
+mod grpc_ingress;
 mod identity_cache;
 mod identity_eddsa;
 mod identity_hostile;
