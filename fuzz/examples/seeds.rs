@@ -44,6 +44,14 @@ fn main() {
         &with(5, &otlp::gzip(&json_body, 6)),
     );
 
+    // otlp_wire: first byte = signal | stamp 4 | protect 8 | drop mask << 4.
+    let dir = corpus.join("otlp_wire");
+    write(&dir, "traces-js-exporter", &with(0, &proto));
+    write(&dir, "traces-js-exporter-stamp-protect", &with(0x0c, &proto));
+    write(&dir, "traces-js-exporter-drop-first", &with(0x1c, &proto));
+    write(&dir, "metrics-every-kind", &with(0x0d, &wire_seeds::metrics()));
+    write(&dir, "logs-two-resources", &with(0x2e, &wire_seeds::logs()));
+
     let keys = Keys::load();
     let dir = corpus.join("jwt_verify");
     let main_claims = |extra: Value| {
@@ -188,4 +196,120 @@ fn main() {
         .map_err(|e| e.reason());
     println!("jwt_structured/<empty input>: {result:?}");
     assert!(result.is_ok());
+}
+
+/// Metrics and logs requests covering every data point kind, exemplars,
+/// log record ids and protected attributes.
+mod wire_seeds {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+        HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+        SummaryDataPoint, metric,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            key_strindex: 0,
+        }
+    }
+
+    fn resource(service: &str) -> Option<Resource> {
+        Some(Resource {
+            attributes: vec![kv("service.name", service), kv("spangate.subject", "forged")],
+            ..Default::default()
+        })
+    }
+
+    pub fn metrics() -> Vec<u8> {
+        let point = || NumberDataPoint {
+            attributes: vec![kv("k", "v"), kv("host", "a")],
+            exemplars: vec![Exemplar {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let metric = |data| Metric {
+            name: "m".into(),
+            data: Some(data),
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: resource("api"),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        metric(metric::Data::Gauge(Gauge {
+                            data_points: vec![point(), point()],
+                        })),
+                        metric(metric::Data::Sum(Sum {
+                            data_points: vec![point()],
+                            aggregation_temporality: 2,
+                            is_monotonic: true,
+                        })),
+                        metric(metric::Data::Histogram(Histogram {
+                            data_points: vec![HistogramDataPoint {
+                                attributes: vec![kv("k", "v")],
+                                bucket_counts: vec![1, 2],
+                                explicit_bounds: vec![1.0],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        })),
+                        metric(metric::Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: vec![ExponentialHistogramDataPoint {
+                                attributes: vec![kv("spangate.x", "y")],
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: 1,
+                        })),
+                        metric(metric::Data::Summary(Summary {
+                            data_points: vec![SummaryDataPoint {
+                                attributes: vec![kv("k", "v")],
+                                ..Default::default()
+                            }],
+                        })),
+                    ],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    pub fn logs() -> Vec<u8> {
+        let record = |i: u8| LogRecord {
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("hello".into())),
+            }),
+            attributes: vec![kv("k", "v"), kv("spangate.q", "x")],
+            trace_id: vec![i; 16],
+            span_id: vec![i; 8],
+            ..Default::default()
+        };
+        let rl = |service: &str| ResourceLogs {
+            resource: resource(service),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![record(1), record(2)],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![rl("batch"), rl("cron")],
+        }
+        .encode_to_vec()
+    }
 }
