@@ -28,18 +28,26 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum StartError {
     #[error("identity providers: {}", .0.join("; "))]
     Identity(Vec<String>),
-    #[error("policy {0} is invalid:\n{1}")]
+    #[error("policy directory {0} is invalid:\n{1}")]
     Policy(String, crate::policy::PolicyErrors),
+    // The wrapped errors are printed in the message and are not `source()`s:
+    // `{:#}` at the binary edge would print them a second time.
     #[error("secrets: {0}")]
-    Secrets(#[from] crate::secrets::SecretsError),
+    Secrets(crate::secrets::SecretsError),
     #[error("TLS: {0}")]
-    Tls(#[from] listener::TlsError),
+    Tls(listener::TlsError),
     #[error("HTTP client: {0}")]
-    Client(#[from] crate::client::ClientError),
+    Client(crate::client::ClientError),
     #[error("audit file: {0}")]
     Audit(std::io::Error),
+    #[error("{0}")]
+    State(#[from] crate::state::redis::FleetError),
     #[error("admin listener: {0}")]
-    AdminBind(#[from] crate::admin::AdminBindError),
+    AdminBind(crate::admin::AdminBindError),
+    #[error("{0}")]
+    Nofile(#[from] crate::proxy::nofile::NofileError),
+    #[error("{0}")]
+    Spool(crate::spool::SpoolOpenError),
     #[error("cannot bind {what} on {addr}: {err}")]
     Bind {
         what: &'static str,
@@ -48,12 +56,38 @@ pub enum StartError {
     },
 }
 
+impl From<crate::secrets::SecretsError> for StartError {
+    fn from(e: crate::secrets::SecretsError) -> Self {
+        StartError::Secrets(e)
+    }
+}
+impl From<listener::TlsError> for StartError {
+    fn from(e: listener::TlsError) -> Self {
+        StartError::Tls(e)
+    }
+}
+impl From<crate::client::ClientError> for StartError {
+    fn from(e: crate::client::ClientError) -> Self {
+        StartError::Client(e)
+    }
+}
+impl From<crate::admin::AdminBindError> for StartError {
+    fn from(e: crate::admin::AdminBindError) -> Self {
+        StartError::AdminBind(e)
+    }
+}
+
 /// A running app.
 pub struct App {
     pub proxy_addr: SocketAddr,
     /// The OTLP/gRPC listener's address, when `server.grpc_listen` is set.
     pub grpc_addr: Option<SocketAddr>,
+    /// The admin listener's TCP address (0.0.0.0:0 when it is a Unix socket).
     pub admin_addr: SocketAddr,
+    /// The admin listener's Unix socket, when `admin.listen` is `unix:/path`.
+    pub admin_socket: Option<std::path::PathBuf>,
+    /// The metrics listener, when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -111,6 +145,18 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let identity =
         Identity::start(&config.providers, client.clone()).map_err(StartError::Identity)?;
 
+    // Every connection is a file: the configured connections must fit the
+    // open-file limit with room for upstreams, the IdP and the admin API.
+    let scrape = if config.metrics.listen.is_some() {
+        crate::scrape::MAX_CONNECTIONS
+    } else {
+        0
+    };
+    crate::proxy::nofile::ensure(
+        config.server.max_connections,
+        crate::admin::MAX_CONNECTIONS + scrape,
+        config.server.reserved_fds,
+    )?;
     let tls = match &config.server.tls {
         Some(t) => Some(listener::tls_acceptor(t)?),
         None => None,
@@ -127,27 +173,83 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         None => None,
     };
     let grpc_addr = grpc_listener.as_ref().map(|(_, a)| *a);
-    let admin_addr = local_addr(&admin_listener, config.admin.listen)?;
+    // A Unix-socket admin listener has no TCP address: `admin_addr` is then
+    // the unspecified 0.0.0.0:0 and `admin_socket` names the path.
+    let admin_socket = match &config.admin.listen {
+        crate::config::admin::AdminListen::Unix(p) => Some(p.clone()),
+        crate::config::admin::AdminListen::Tcp(_) => None,
+    };
+    let admin_addr = admin_listener
+        .local_addr()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
 
     let rate_limit_keys = config.server.rate_limit_keys;
-    let opts = ListenerOptions {
-        tls,
-        header_timeout: config.server.header_timeout,
-        max_connections: config.server.max_connections,
+    let opts = ListenerOptions::from_config(&config.server, tls);
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(bind("metrics listener", addr).await?),
+        None => None,
+    };
+    let metrics_addr = match (&metrics_listener, config.metrics.listen) {
+        (Some(l), Some(addr)) => Some(local_addr(l, addr)?),
+        _ => None,
+    };
+    let policy = Arc::new(policy);
+    let fleet = match &config.state.redis {
+        Some(r) => Some(crate::state::Fleet::new(
+            r,
+            Arc::clone(&secrets),
+            Arc::clone(&policy),
+            config.server.rate_limit_keys,
+        )?),
+        None => None,
     };
     let mut metrics = Metrics::default();
+    if let Some(f) = &fleet {
+        f.metrics().register(metrics.registry_mut());
+    }
     let spool_metrics = crate::spool::SpoolMetrics::default();
     spool_metrics.register(metrics.registry_mut());
+    let deployments = Arc::new(crate::deployments::DeploymentTracker::new(
+        &config.deployments,
+    ));
+    metrics
+        .registry_mut()
+        .register_collector(Box::new(crate::deployments::DeploymentCollector(
+            deployments.clone(),
+        )));
+    // Open spools before serving: what a previous run left on disk is
+    // recovered (torn tails cut and audited) and replayed first.
+    let mut spools: std::collections::BTreeMap<String, Arc<crate::spool::Spool>> =
+        std::collections::BTreeMap::new();
+    for (name, up) in &config.upstreams {
+        if let Some(cfg) = up.spool.clone() {
+            spool_metrics.precreate(name);
+            let spool =
+                crate::spool::Spool::open(name, cfg, up.ack, spool_metrics.clone(), audit.clone())
+                    .map_err(StartError::Spool)?;
+            spools.insert(name.clone(), Arc::new(spool));
+        }
+    }
+    // Every family with its known label values at zero, before the first event.
+    let current = policy.current();
+    metrics.precreate(
+        current
+            .endpoints()
+            .iter()
+            .map(|e| (e.name.as_str(), e.signal.as_str())),
+        config.upstreams.keys().map(String::as_str),
+    );
+    metrics
+        .memory_budget_bytes
+        .set(i64::try_from(config.server.memory_budget.as_u64()).unwrap_or(i64::MAX));
+    metrics
+        .registry_mut()
+        .register_collector(Box::new(crate::scrape::StateCollector {
+            identity: identity.clone(),
+            secrets: secrets.clone(),
+            spools: spools.values().cloned().collect(),
+        }));
     let metrics = Arc::new(metrics);
-    let spools = config
-        .upstreams
-        .iter()
-        .filter_map(|(name, up)| {
-            let cfg = up.spool.clone()?;
-            let spool = crate::spool::Spool::new(name, cfg, spool_metrics.clone());
-            Some((name.clone(), Arc::new(spool)))
-        })
-        .collect();
     let budget = crate::budget::MemoryBudget::new(
         config.server.memory_budget.as_u64(),
         metrics.inflight_body_bytes.clone(),
@@ -155,7 +257,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let shared = Arc::new(Shared {
         config,
         identity,
-        policy: Arc::new(policy),
+        policy,
         secrets,
         client,
         upstream_clients,
@@ -163,7 +265,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         metrics,
         limiter: crate::ratelimit::RateLimiter::new(rate_limit_keys),
         budget,
+        deployments,
         spools,
+        fleet,
     });
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -188,11 +292,45 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         rx.clone(),
         DRAIN_TIMEOUT,
     )));
-    for spool in shared.spools.values() {
-        tasks.push(tokio::spawn(spool.clone().run(shared.clone(), rx.clone())));
+    if let Some(f) = &shared.fleet {
+        tasks.extend(f.spawn(rx.clone()));
+    }
+    for (name, spool) in &shared.spools {
+        let Some(up) = shared.config.upstreams.get(name) else {
+            continue;
+        };
+        let deps = crate::spool::SpoolDeps {
+            name: name.clone(),
+            client: shared.upstream_client(name).clone(),
+            secrets: shared.secrets.clone(),
+            metrics: shared.metrics.clone(),
+            audit: shared.audit.clone(),
+            upstream: up.clone(),
+        };
+        tasks.push(tokio::spawn(spool.clone().run(deps, rx.clone())));
     }
     // Policy hot reload: file watcher and SIGHUP share one reloader with the admin API.
-    let reloader = crate::reload::spawn_reloader(shared.policy.clone(), shared.audit.clone());
+    let reloader = crate::reload::spawn_reloader(
+        shared.policy.clone(),
+        shared.audit.clone(),
+        shared.config.policies_quiet_period,
+    );
+    reloader
+        .reloader()
+        .count_into(shared.metrics.policy_reloads.clone());
+    // Endpoints a reload adds get their zero series too.
+    let s = Arc::downgrade(&shared);
+    reloader.reloader().after_reload(Box::new(move || {
+        if let Some(s) = s.upgrade() {
+            let set = s.policy.current();
+            s.metrics.precreate(
+                set.endpoints()
+                    .iter()
+                    .map(|e| (e.name.as_str(), e.signal.as_str())),
+                s.config.upstreams.keys().map(String::as_str),
+            );
+        }
+    }));
     let metrics = shared.metrics.clone();
     let extras = crate::admin::AdminExtras {
         reloader: Some(reloader.reloader()),
@@ -205,15 +343,33 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     tasks.push(tokio::spawn(crate::admin::serve_with(
         admin_listener,
         shared.clone(),
-        rx,
+        rx.clone(),
         extras,
     )));
+    if let Some(l) = metrics_listener {
+        tasks.push(tokio::spawn(crate::scrape::serve(
+            l,
+            shared.metrics.clone(),
+            rx.clone(),
+        )));
+    }
 
-    tracing::info!(otlp = %proxy_addr, otlp_grpc = ?grpc_addr, admin = %admin_addr, policy_dir = %shared.policy.dir().display(), "spangate listening");
+    let metrics_at = metrics_addr.map(|a| format!("http://{a}/metrics"));
+    // The bound addresses (port 0 resolved), which scripts read off this line.
+    let admin_at = match &admin_socket {
+        Some(p) => format!("unix:{}", p.display()),
+        None => admin_addr.to_string(),
+    };
+    let grpc_at = grpc_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(otlp = %proxy_addr, otlp_grpc = %grpc_at, admin = %admin_at,
+        metrics = %metrics_at.as_deref().unwrap_or("admin listener only"),
+        policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
         grpc_addr,
         admin_addr,
+        admin_socket,
+        metrics_addr,
         shared,
         shutdown,
         tasks,

@@ -354,6 +354,17 @@ pub struct RequestAudit {
     pub credential_fallback: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadow: Vec<serde_json::Value>,
+    /// Deployments (`project/deployment`) this batch's resources were linked to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<String>,
+    /// Deployment attributes stripped because their project is not the
+    /// token's: one note per resource, naming the keys and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployment_stripped: Vec<String>,
+    /// Trace Drain deliveries: which secret version verified the signature
+    /// (`current` or `previous`, during a rotation's grace period).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_secret: Option<&'static str>,
     /// Internal detail for operators (never a token or secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

@@ -1,6 +1,17 @@
-//! Glue for CLI verbs that are more than a call: `policy explain`, `policy test`.
+//! Glue for CLI verbs that are more than a call: `policy explain`,
+//! `policy test`, `policy diff`, `config check`, and the human `status`.
+//!
+//! Everything the verbs print goes through [`out`], which returns write
+//! errors instead of panicking like `println!`: a closed pipe
+//! (`spangate status | head -1`) ends the program quietly
+//! ([`is_broken_pipe`], [`EXIT_BROKEN_PIPE`]).
 
+pub mod config_check;
+pub mod deployments;
+pub mod policy_diff;
 pub mod policy_test;
+pub mod spool;
+pub mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +54,31 @@ pub struct ExplainArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Exit status when standard output is a closed pipe: 128 + SIGPIPE, what a
+/// shell reports for a program the signal ended (as `yes | head -1` does
+/// under `set -o pipefail`).
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// Exit status of `policy explain` when the decision is a deny.
+pub const EXIT_DENY: u8 = 3;
+
+/// Write `text` and a newline to standard output and flush. Unlike
+/// `println!`, a closed pipe is an error to return, not a panic.
+pub fn out(text: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()
+}
+
+/// Whether `err` (or anything in its chain) is a write to a closed pipe.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Run `spangate policy explain`.
@@ -117,14 +153,14 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         batch.as_ref().map(|b| &b.summary),
     );
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&explanation)?);
+        out(serde_json::to_string_pretty(&explanation)?)?;
     } else {
-        println!("{explanation}");
+        out(&explanation)?;
     }
     Ok(if explanation.decision.allowed {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(3)
+        ExitCode::from(EXIT_DENY)
     })
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod admin;
+pub mod size;
 pub mod spool;
 
 use crate::config::admin::AdminConfig;
@@ -28,6 +29,14 @@ pub const DEFAULT_MEMORY_BUDGET: u64 = 128 * 1024 * 1024;
 pub const DEFAULT_OVERLOAD_WAIT: Duration = Duration::from_secs(1);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CREDENTIAL_HEADER: &str = "lightstep-access-token";
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(3600);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_RESERVED_FDS: u64 = 128;
+pub const DEFAULT_H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+pub const DEFAULT_POLICIES_QUIET_PERIOD: Duration = Duration::from_secs(2);
 
 /// The whole process config.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,16 +57,38 @@ pub struct Config {
     /// Credential store and bootstrap values.
     #[serde(default)]
     pub secrets: SecretsConfig,
+    /// Fleet state shared through Redis (unset: single node).
+    #[serde(default)]
+    pub state: crate::state::StateConfig,
     /// Directory of policy YAML files (relative to the config file).
     #[serde(default = "default_policies")]
     pub policies: PathBuf,
+    /// How long the policy directory must stay unchanged after a change
+    /// before the watcher reloads it (a file written in pieces is never
+    /// loaded half-written).
+    #[serde(default = "default_policies_quiet_period", with = "humantime_serde")]
+    pub policies_quiet_period: Duration,
     /// Audit log destination.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Vercel Trace Drains by name: the secrets-store credential that signs
+    /// each drain's deliveries.
+    #[serde(default)]
+    pub drains: BTreeMap<String, crate::drains::DrainConfig>,
+    /// How many deployments per project (and projects) spangate remembers.
+    #[serde(default)]
+    pub deployments: crate::deployments::DeploymentsConfig,
 }
 
 fn default_policies() -> PathBuf {
     PathBuf::from("policies")
+}
+
+fn default_policies_quiet_period() -> Duration {
+    DEFAULT_POLICIES_QUIET_PERIOD
 }
 
 /// The OTLP/HTTP listener.
@@ -72,19 +103,49 @@ pub struct ServerConfig {
     /// TLS); absent = no gRPC.
     pub grpc_listen: Option<SocketAddr>,
     /// Body cap, measured after decompression (e.g. `16MiB`).
+    #[serde(deserialize_with = "size::deserialize")]
     pub max_body: bytesize::ByteSize,
-    /// Time allowed to read the request head.
+    /// Time allowed from accept to the first complete request head: TLS
+    /// handshake, protocol detection (the HTTP/2 preface and SETTINGS) and
+    /// the HTTP/1 head all count. Also bounds each later HTTP/1 head.
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// Time allowed for the whole request, upstream included.
+    /// Time allowed for the whole request, upstream included (bounds the
+    /// request body as well).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Maximum concurrent connections (excess connections wait in the accept queue).
+    /// A connection with no request in flight for this long is closed
+    /// (HTTP/2 with GOAWAY).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A connection older than this is asked to close (HTTP/2 GOAWAY, HTTP/1
+    /// `Connection: close` on the next response); requests in flight finish
+    /// within `request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    /// Maximum concurrent connections. When full, the connection idle the
+    /// longest is closed to admit a new one; with none idle, new connections
+    /// wait in the accept queue.
     pub max_connections: usize,
+    /// Open files kept out of `max_connections` for upstream and IdP
+    /// connections, the spool, the audit file and the admin listener's own
+    /// connections come on top. Start-up refuses a `max_connections` that
+    /// does not fit the open-file limit with this reserve.
+    pub reserved_fds: u64,
+    /// HTTP/2 keep-alive PING interval; a connection whose PING is not
+    /// answered within `h2_keepalive_timeout` is closed.
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_interval: Duration,
+    /// Time allowed for a PING answer.
+    #[serde(with = "humantime_serde")]
+    pub h2_keepalive_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
     /// Most rate-limit keys (identities) tracked at once; idle keys expire.
     pub rate_limit_keys: u64,
     /// Memory for request bodies in flight, all requests together (decoded
     /// batches and re-encoded bodies included); at least `max_body`.
+    #[serde(deserialize_with = "size::deserialize")]
     pub memory_budget: bytesize::ByteSize,
     /// How long a request waits for room in `memory_budget` before a
     /// retryable 503 `overloaded`.
@@ -101,7 +162,13 @@ impl Default for ServerConfig {
             max_body: bytesize::ByteSize::b(DEFAULT_MAX_BODY),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_connections: 4096,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            reserved_fds: DEFAULT_RESERVED_FDS,
+            h2_keepalive_interval: DEFAULT_H2_KEEPALIVE_INTERVAL,
+            h2_keepalive_timeout: DEFAULT_H2_KEEPALIVE_TIMEOUT,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             rate_limit_keys: 100_000,
             memory_budget: bytesize::ByteSize::b(DEFAULT_MEMORY_BUDGET),
             overload_wait: DEFAULT_OVERLOAD_WAIT,
@@ -139,6 +206,10 @@ pub struct UpstreamConfig {
     /// (for exporters that never retry); off when absent. See `spool`.
     #[serde(default)]
     pub spool: Option<crate::config::spool::SpoolConfig>,
+    /// When the client is answered: `upstream` (after the upstream answered)
+    /// or `spooled` (once the batch is durably spooled; needs `spool.dir`).
+    #[serde(default)]
+    pub ack: crate::config::spool::AckMode,
 }
 
 fn default_credential_header() -> String {
@@ -146,6 +217,17 @@ fn default_credential_header() -> String {
 }
 fn default_upstream_timeout() -> Duration {
     DEFAULT_UPSTREAM_TIMEOUT
+}
+
+/// `metrics:`: a listener of its own that serves only `GET /metrics`
+/// (read-only aggregate numbers, no token), so Prometheus can scrape it
+/// while the admin API stays on loopback. Off when `listen` is absent; the
+/// admin listener's `/metrics` serves the same text either way.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to bind, e.g. `0.0.0.0:9464`.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Where audit lines go.
@@ -192,8 +274,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl Config {
     /// Read, parse and validate a config file. Relative paths inside it are
-    /// resolved against the file's directory.
+    /// resolved against the file's directory; messages and resolved paths
+    /// are absolute.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = absolute.as_path();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![ConfigError::new(path, format!("cannot read: {e}"))]))?;
         let mut cfg = Self::parse(path, &text)?;
@@ -217,7 +302,7 @@ impl Config {
             ConfigErrors(vec![ConfigError {
                 file: path.display().to_string(),
                 location: e.location().map(|l| (l.line(), l.column())),
-                message: e.to_string(),
+                message: yaml_message(&e),
                 yaml_path: Vec::new(),
             }])
         })?;
@@ -242,7 +327,9 @@ impl Config {
     fn resolve_relative(&mut self, dir: &Path) {
         let fix = |p: &mut PathBuf| {
             if p.is_relative() && !dir.as_os_str().is_empty() {
-                *p = dir.join(&*p);
+                let joined = dir.join(&*p);
+                // Normalises `./` away when `dir` is absolute (as `load` makes it).
+                *p = std::path::absolute(&joined).unwrap_or(joined);
             }
         };
         fix(&mut self.policies);
@@ -254,11 +341,15 @@ impl Config {
             if let Some(ca) = &mut up.ca_file {
                 fix(ca);
             }
+            if let Some(dir) = up.spool.as_mut().and_then(|s| s.dir.as_mut()) {
+                fix(dir);
+            }
         }
         if let Some(f) = &mut self.audit.file {
             fix(f);
         }
         self.secrets.resolve_relative(dir);
+        self.state.resolve_relative(dir);
     }
 
     /// Semantic checks that serde cannot express. Never panics.
@@ -269,6 +360,39 @@ impl Config {
             err(
                 &["server", "max_body"],
                 "server.max_body must be greater than zero".into(),
+            );
+        }
+        if self.server.max_connections == 0 {
+            err(
+                &["server", "max_connections"],
+                "server.max_connections must be at least 1".into(),
+            );
+        }
+        for (key, d) in [
+            ("header_timeout", self.server.header_timeout),
+            ("request_timeout", self.server.request_timeout),
+            ("idle_timeout", self.server.idle_timeout),
+            ("max_connection_age", self.server.max_connection_age),
+            ("h2_keepalive_interval", self.server.h2_keepalive_interval),
+            ("h2_keepalive_timeout", self.server.h2_keepalive_timeout),
+        ] {
+            if d.is_zero() {
+                err(
+                    &["server", key],
+                    format!("server.{key} must be longer than 0s"),
+                );
+            }
+        }
+        if self.server.h2_max_concurrent_streams == 0 {
+            err(
+                &["server", "h2_max_concurrent_streams"],
+                "server.h2_max_concurrent_streams must be at least 1".into(),
+            );
+        }
+        if self.policies_quiet_period > Duration::from_secs(300) {
+            err(
+                &["policies_quiet_period"],
+                "policies_quiet_period must be at most 5m".into(),
             );
         }
         if self.server.memory_budget < self.server.max_body {
@@ -306,6 +430,38 @@ impl Config {
                     format!("upstreams.{name}.url: unsupported scheme {s:?}"),
                 ),
             }
+            if let Some(sp) = &up.spool {
+                for (key, m) in sp.validate() {
+                    err(
+                        &["upstreams", name, "spool", key],
+                        format!("upstreams.{name}.spool.{key}: {m}"),
+                    );
+                }
+                if let Some(dir) = &sp.dir
+                    && let Some((other, _)) = self.upstreams.iter().find(|(o, u)| {
+                        o.as_str() < name.as_str()
+                            && u.spool.as_ref().and_then(|s| s.dir.as_ref()) == Some(dir)
+                    })
+                {
+                    err(
+                        &["upstreams", name, "spool", "dir"],
+                        format!(
+                            "upstreams.{name}.spool.dir: {} is already the spool of upstream {other}",
+                            dir.display()
+                        ),
+                    );
+                }
+            }
+            if up.ack == crate::config::spool::AckMode::Spooled
+                && up.spool.as_ref().and_then(|s| s.dir.as_ref()).is_none()
+            {
+                err(
+                    &["upstreams", name, "ack"],
+                    format!(
+                        "upstreams.{name}.ack: spooled needs a durable spool (set upstreams.{name}.spool.dir)"
+                    ),
+                );
+            }
             if http::HeaderName::from_bytes(up.credential_header.as_bytes()).is_err() {
                 err(
                     &["upstreams", name, "credential_header"],
@@ -313,13 +469,41 @@ impl Config {
                 );
             }
         }
+        if let Some(m) = self.metrics.listen
+            && m.port() != 0
+            && (m == self.server.listen || self.admin.listen.tcp() == Some(m))
+        {
+            err(
+                &["metrics", "listen"],
+                format!("metrics.listen ({m}) must differ from server.listen and admin.listen"),
+            );
+        }
         for m in self.secrets.validate() {
             err(&["secrets"], format!("secrets: {m}"));
+        }
+        for m in self.state.validate() {
+            err(&["state"], format!("state: {m}"));
         }
         for m in self.admin.validate() {
             err(&["admin"], format!("admin: {m}"));
         }
+        for (name, m) in crate::drains::validate(&self.drains) {
+            err(&["drains", &name], m);
+        }
+        for m in self.deployments.validate() {
+            err(&["deployments"], m);
+        }
         errors
+    }
+}
+
+/// serde_yaml's message without its trailing ` at line L column C` (the
+/// error already starts with `file:line:column`).
+pub fn yaml_message(e: &serde_yaml::Error) -> String {
+    let m = e.to_string();
+    match (e.location(), m.rfind(" at line ")) {
+        (Some(_), Some(at)) if m[at..].contains(" column ") => m[..at].to_string(),
+        _ => m,
     }
 }
 
@@ -342,9 +526,46 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/spangate.yaml");
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.server.listen.port(), 4318);
-        assert_eq!(cfg.admin.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(
+            cfg.admin.listen.tcp().expect("tcp").ip().to_string(),
+            "127.0.0.1"
+        );
         assert!(cfg.upstreams.contains_key("lightstep"));
         assert!(cfg.secrets.bootstrap.contains_key("lightstep-prod"));
+    }
+
+    #[test]
+    fn state_redis_section_is_validated_with_locations() {
+        let ok = "state:\n  redis:\n    url: redis://r:6379\n    encryption_key: { env: K }\n";
+        let cfg = Config::parse(Path::new("t.yaml"), ok).unwrap();
+        let r = cfg.state.redis.expect("redis");
+        assert_eq!(r.key_prefix, crate::state::DEFAULT_KEY_PREFIX);
+        assert_eq!(r.on_state_unavailable, crate::state::OnUnavailable::Local);
+        for (bad, want) in [
+            (
+                "state:\n  redis:\n    url: http://r\n    encryption_key: { env: K }\n",
+                "unsupported scheme",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://u:pw@r\n    encryption_key: { env: K }\n",
+                "must not hold credentials",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://r\n    key_prefix: \"a{b}\"\n    encryption_key: { env: K }\n",
+                "key_prefix",
+            ),
+            ("state:\n  redis:\n    url: redis://r\n", "encryption_key"),
+            (
+                "state:\n  redis:\n    url: redis://r\n    encryption_key: { env: K }\n    on_state_unavailable: open\n",
+                "unknown variant",
+            ),
+        ] {
+            let err = Config::parse(Path::new("t.yaml"), bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want) && err.starts_with("t.yaml:"), "{err}");
+            assert!(!err.contains("pw"), "{err}");
+        }
     }
 
     #[test]
@@ -352,7 +573,7 @@ mod tests {
         let cfg = Config::parse(Path::new("t.yaml"), "{}").unwrap();
         assert_eq!(cfg.server.max_body.as_u64(), DEFAULT_MAX_BODY);
         assert!(
-            cfg.admin.listen.ip().is_loopback(),
+            cfg.admin.listen.tcp().expect("tcp").ip().is_loopback(),
             "admin is loopback by default"
         );
         assert!(cfg.providers.is_empty());
@@ -404,5 +625,43 @@ mod tests {
             err.contains("plain http") && err.starts_with("c.yaml:2:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ack_spooled_needs_a_spool_dir_and_spool_keys_are_checked() {
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    ack: spooled\n    spool: { max_bytes: 1MiB }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.yaml:4:") && err.contains("spool.dir"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    spool:\n      dir: /tmp/x\n      window: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("c.yaml:6:") && err.contains("window"),
+            "{err}"
+        );
+        let err = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    spool: { dir: /tmp/x, fsync: often }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("interval(DURATION)"), "{err}");
+        let ok = Config::parse(
+            Path::new("c.yaml"),
+            "upstreams:\n  u:\n    url: \"http://127.0.0.1:1/v1/traces\"\n    ack: spooled\n    spool: { dir: /tmp/x, fsync: interval(5ms), window: 8 }\n",
+        )
+        .unwrap();
+        let sp = ok.upstreams["u"].spool.as_ref().unwrap();
+        assert_eq!(sp.window, 8);
     }
 }

@@ -3,10 +3,11 @@
 //! policies. Tests reuse the issuer and the upstream.
 
 pub mod idp;
+pub mod report;
 pub mod upstream;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +25,10 @@ use crate::dev::upstream::RecordingUpstream;
 pub const DEV_AUDIENCE: &str = "spangate";
 /// Credential name the example policies inject.
 pub const DEV_CREDENTIAL: &str = "lightstep-prod";
+/// Client secret of every demo identity in the dev issuer's
+/// `client_credentials` grant (the client id is the identity's name). Not a
+/// secret: the dev issuer mints tokens for anyone anyway.
+pub const DEV_CLIENT_SECRET: &str = "spangate-dev-secret";
 /// Path of the recording upstream (Lightstep's OTLP/HTTP path).
 pub const UPSTREAM_PATH: &str = "/traces/otlp/v0.9";
 
@@ -36,25 +41,146 @@ pub const EMBEDDED_POLICIES: &[(&str, &str)] = &[
 /// Flags of `spangate dev`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
-    /// OTLP/HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:4318")]
-    pub listen: SocketAddr,
-    /// Admin listener.
-    #[arg(long, default_value = "127.0.0.1:9901")]
-    pub admin_listen: SocketAddr,
-    /// Embedded OIDC issuer.
-    #[arg(long, default_value = "127.0.0.1:9400")]
-    pub idp_listen: SocketAddr,
-    /// Recording upstream.
-    #[arg(long, default_value = "127.0.0.1:9411")]
-    pub upstream_listen: SocketAddr,
+    /// Address the OTLP listener and the dev issuer bind (the two a client
+    /// needs) unless their own flags say otherwise; the admin API and the
+    /// recording upstream stay on loopback. `0.0.0.0` makes them reachable
+    /// from outside (e.g. `docker run -p 4318:4318 -p 9400:9400`): for a
+    /// first look only, since the dev issuer mints tokens for anyone who asks.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+    /// OTLP/HTTP listener [default: HOST:4318].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin listener [default: 127.0.0.1:9901].
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Embedded OIDC issuer [default: HOST:9400].
+    #[arg(long)]
+    pub idp_listen: Option<SocketAddr>,
+    /// Recording upstream [default: 127.0.0.1:9411].
+    #[arg(long)]
+    pub upstream_listen: Option<SocketAddr>,
+    /// Prometheus metrics listener (`GET /metrics`, no token) [default: 127.0.0.1:9464].
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Policy directory (default: the embedded example policies).
     #[arg(long)]
     pub policies: Option<PathBuf>,
     /// Send an allowed and two denied batches through, print each decision,
-    /// and exit 0 only if all behaved as the policy says. Uses ephemeral ports.
+    /// and exit 0 only if all behaved as the policy says. Uses ephemeral
+    /// loopback ports (the address flags are ignored).
     #[arg(long)]
     pub demo: bool,
+}
+
+/// Default ports of the dev listeners.
+pub const DEV_PORTS: DevPorts = DevPorts {
+    otlp: 4318,
+    admin: 9901,
+    idp: 9400,
+    upstream: 9411,
+    metrics: 9464,
+};
+
+/// Ports of the four dev listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct DevPorts {
+    /// OTLP/HTTP.
+    pub otlp: u16,
+    /// Admin API.
+    pub admin: u16,
+    /// Dev OIDC issuer.
+    pub idp: u16,
+    /// Recording upstream.
+    pub upstream: u16,
+    /// Prometheus metrics.
+    pub metrics: u16,
+}
+
+impl Default for DevArgs {
+    fn default() -> Self {
+        DevArgs {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listen: None,
+            admin_listen: None,
+            idp_listen: None,
+            upstream_listen: None,
+            metrics_listen: None,
+            policies: None,
+            demo: false,
+        }
+    }
+}
+
+impl DevArgs {
+    /// Ephemeral loopback ports for every listener (tests, `--demo`).
+    pub fn ephemeral() -> Self {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        DevArgs {
+            listen: Some(any),
+            admin_listen: Some(any),
+            idp_listen: Some(any),
+            upstream_listen: Some(any),
+            metrics_listen: Some(any),
+            ..DevArgs::default()
+        }
+    }
+
+    fn or_host(&self, addr: Option<SocketAddr>, port: u16) -> SocketAddr {
+        addr.unwrap_or(SocketAddr::new(self.host, port))
+    }
+
+    /// OTLP/HTTP listener address.
+    pub fn otlp_addr(&self) -> SocketAddr {
+        self.or_host(self.listen, DEV_PORTS.otlp)
+    }
+
+    /// Admin listener address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEV_PORTS.admin)))
+    }
+
+    /// Dev issuer address.
+    pub fn idp_addr(&self) -> SocketAddr {
+        self.or_host(self.idp_listen, DEV_PORTS.idp)
+    }
+
+    /// Recording upstream address.
+    pub fn upstream_addr(&self) -> SocketAddr {
+        self.upstream_listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEV_PORTS.upstream)))
+    }
+
+    /// Metrics listener address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listen
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, DEV_PORTS.metrics)))
+    }
+
+    /// Whether any listener binds beyond loopback.
+    pub fn exposed(&self) -> bool {
+        [
+            self.otlp_addr(),
+            self.admin_addr(),
+            self.idp_addr(),
+            self.upstream_addr(),
+            self.metrics_addr(),
+        ]
+        .iter()
+        .any(|a| !a.ip().is_loopback())
+    }
+}
+
+/// How a local client reaches `addr`: an unspecified bind address
+/// (`0.0.0.0`, `::`) is reached through `localhost` (the published port of
+/// a container, or this machine).
+pub fn reachable(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 /// The demo identities the dev issuer mints tokens for.
@@ -125,16 +251,19 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
     let scratch = scratch_dir()?;
     let idp = DevIdp::start(DevIdpOptions {
-        addr: args.idp_listen,
+        addr: args.idp_addr(),
         audience: DEV_AUDIENCE.to_string(),
         identities: demo_identities(),
+        // Vercel-shaped: RS256 tokens with owner/project/environment claims.
+        alg: crate::dev::idp::DevKeyAlg::Rs256,
+        client_secret: Some(DEV_CLIENT_SECRET.to_string()),
         ..Default::default()
     })
     .await
-    .with_context(|| format!("dev issuer on {}", args.idp_listen))?;
-    let upstream = RecordingUpstream::start(args.upstream_listen)
+    .with_context(|| format!("dev issuer on {}", args.idp_addr()))?;
+    let upstream = RecordingUpstream::start(args.upstream_addr())
         .await
-        .with_context(|| format!("recording upstream on {}", args.upstream_listen))?;
+        .with_context(|| format!("recording upstream on {}", args.upstream_addr()))?;
 
     let policies = match &args.policies {
         Some(p) => p.clone(),
@@ -154,17 +283,21 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
     let config_text = format!(
         r#"
 server: {{ listen: "{listen}" }}
-admin: {{ listen: "{admin}" }}
+admin: {{ listen: "{admin}", allow_non_loopback: {admin_exposed} }}
+metrics: {{ listen: "{metrics}" }}
 providers:
-  dev: {{ issuer: "{issuer}", audiences: [{aud}] }}
+  dev: {{ issuer: "{issuer}", audiences: [{aud}], preset: vercel }}
 upstreams:
   lightstep: {{ url: "{up}", credential_header: lightstep-access-token }}
 secrets:
   bootstrap: {{ {cred}: {{ file: "{token_file}" }} }}
 policies: "{policies}"
 "#,
-        listen = args.listen,
-        admin = args.admin_listen,
+        listen = args.otlp_addr(),
+        admin = args.admin_addr(),
+        // Only when --admin-listen names a non-loopback address itself.
+        admin_exposed = !args.admin_addr().ip().is_loopback(),
+        metrics = args.metrics_addr(),
         issuer = idp.issuer(),
         aud = DEV_AUDIENCE,
         up = upstream.url(UPSTREAM_PATH),
@@ -212,39 +345,26 @@ pub fn sample_batch_json(service: &str, spans: usize) -> String {
 }
 
 /// Entry point of `spangate dev`.
-pub async fn run(mut args: DevArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     if args.demo {
-        let any: SocketAddr = "127.0.0.1:0".parse()?;
-        (
-            args.listen,
-            args.admin_listen,
-            args.idp_listen,
-            args.upstream_listen,
-        ) = (any, any, any, any);
+        let args = DevArgs {
+            policies: args.policies,
+            ..DevArgs::ephemeral()
+        };
         return demo(&args).await;
     }
+    if args.exposed() {
+        eprintln!("{EXPOSED_WARNING}");
+    }
     let stack = start(&args, Audit::stdout()).await?;
-    print_banner(&stack);
-    let mut feed = stack.upstream.subscribe();
-    let printer = tokio::spawn(async move {
-        while let Ok(r) = feed.recv().await {
-            let fp = r
-                .header("lightstep-access-token")
-                .map(|v| crate::fingerprint(v.as_bytes()));
-            eprintln!(
-                "upstream <- {} {} bytes, lightstep-access-token={}, authorization header {}",
-                r.path,
-                r.body.len(),
-                fp.map(|f| format!("sha256:{f}"))
-                    .unwrap_or_else(|| "(none)".into()),
-                if r.header("authorization").is_some() {
-                    "PRESENT (bug!)"
-                } else {
-                    "stripped"
-                },
-            );
-        }
-    });
+    print_banner(&stack, args.exposed());
+    // What arrives upstream, per batch: services, span names, stamped
+    // identity and the injected credential version.
+    let printer = tokio::spawn(report::print_feed(
+        stack.upstream.subscribe(),
+        stack.app.shared.clone(),
+        Box::new(std::io::stderr()),
+    ));
     wait_ctrl_c().await;
     printer.abort();
     stack.app.shutdown().await;
@@ -255,15 +375,32 @@ async fn wait_ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn print_banner(s: &DevStack) {
-    let otlp = format!("http://{}/v1/traces", s.app.proxy_addr);
-    let idp = s.idp.issuer();
+/// Printed (stderr) when a dev listener binds beyond loopback.
+pub const EXPOSED_WARNING: &str = "\
+WARNING: spangate dev is listening beyond loopback. Its dev identity provider
+WARNING: mints a valid token for any demo identity (including the admin one)
+WARNING: to ANYONE who can reach it. This is for a first look (for example in a
+WARNING: container on your laptop) only: never on a shared network, never in
+WARNING: production. Production runs `spangate serve` with a real issuer.";
+
+fn print_banner(s: &DevStack, exposed: bool) {
+    let otlp = format!("http://{}/v1/traces", reachable(s.app.proxy_addr));
+    let idp = format!("http://{}", reachable(s.idp.addr()));
+    let admin = reachable(s.app.admin_addr);
+    let up = format!("http://{}{UPSTREAM_PATH}", reachable(s.upstream.addr()));
     let body = sample_batch_json("checkout", 2);
+    let where_ = if exposed {
+        "listeners are exposed beyond loopback (see the warning above); the\n\
+         addresses below are as seen from this machine or through published container ports."
+    } else {
+        "everything is on loopback and nothing leaves this machine."
+    };
     eprintln!(
         r#"
-spangate dev is running; everything is on loopback and nothing leaves this machine.
+spangate dev is running; {where_}
   OTLP/HTTP  {otlp}
-  admin      http://{admin}   (/healthz, /metrics, /admin/v1/...)
+  admin      http://{admin}   (/healthz, /admin/v1/...)
+  metrics    {metrics}   (Prometheus text, no token)
   dev IdP    {idp}   identities: edge-prod, edge-dev, contractor, admin
   upstream   {up}   (records what it receives; the proxy injects a dev token sha256:{fp})
 
@@ -284,12 +421,24 @@ secrets:rotate through the example policy; the proxy keeps serving throughout):
   export SPANGATE_ADMIN_TOKEN=$(curl -s -d identity=admin {idp}/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   spangate secrets list --admin http://{admin}
   echo "dev-lightstep-rotated" | spangate secrets rotate lightstep-prod --grace 5m --admin http://{admin}
-
-Audit lines (one per batch) follow on stdout; Ctrl-C stops.
+{admin_note}
+Audit lines (one per batch) follow on stdout. For each batch the upstream receives,
+stderr shows its services, first span names, span count, the identity attributes
+spangate stamped and the credential version it injected. Ctrl-C stops.
 "#,
-        admin = s.app.admin_addr,
-        up = s.upstream.url(UPSTREAM_PATH),
+        metrics = s
+            .app
+            .metrics_addr
+            .map(|a| format!("http://{}/metrics", reachable(a)))
+            .unwrap_or_else(|| format!("http://{admin}/metrics")),
         fp = s.lightstep_token_fp,
+        admin_note = if exposed {
+            "(The admin API stays on loopback. In a container, run the spangate commands inside it:\n\
+             docker exec -e SPANGATE_ADMIN_TOKEN <container> spangate secrets list --admin http://..., and\n\
+             pipe the new value into docker exec -i.)\n"
+        } else {
+            ""
+        },
     );
 }
 
@@ -351,7 +500,7 @@ async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
             && forwarded == case.want_forwarded
             && (!forwarded || injected.as_deref() == Some(stack.lightstep_token_fp.as_str()));
         ok &= good;
-        println!(
+        crate::cli::out(format_args!(
             "{} {:<11} service={:<9} -> {} decision={} rule={} reason={}{}",
             if good { "ok  " } else { "FAIL" },
             case.identity,
@@ -368,10 +517,10 @@ async fn demo(args: &DevArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ", nothing forwarded".to_string()
             },
-        );
+        ))?;
     }
     stack.app.shutdown().await;
-    println!("{}", if ok { "demo passed" } else { "demo FAILED" });
+    crate::cli::out(if ok { "demo passed" } else { "demo FAILED" })?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -15,6 +15,8 @@ use crate::otlp::{Encoding, OtlpError};
 pub enum ProxyError {
     #[error("authentication failed: {0}")]
     Auth(AuthError),
+    #[error("drain authentication failed: {0}")]
+    Drain(crate::drains::DrainError),
     /// No endpoint at this path; the paths that are served (told only to
     /// authenticated callers).
     #[error("no endpoint at this path")]
@@ -58,6 +60,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("request memory budget exhausted: {0}")]
     Overloaded(crate::budget::Overloaded),
+    #[error("not spooled: {0}")]
+    SpoolRefused(crate::spool::SpoolRefused),
 }
 
 /// How an error is answered.
@@ -120,6 +124,12 @@ impl ProxyError {
                     e.reason(),
                 )
             },
+            ProxyError::Drain(e) => r(
+                StatusCode::UNAUTHORIZED,
+                UNAUTHENTICATED,
+                "invalid or missing credentials",
+                e.reason(),
+            ),
             ProxyError::NotFound(_) => r(
                 StatusCode::NOT_FOUND,
                 NOT_FOUND,
@@ -231,6 +241,15 @@ impl ProxyError {
                     "upstream_auth_failed",
                 )
             },
+            ProxyError::SpoolRefused(e) => ErrorResponse {
+                retry_after: Some(crate::spool::FULL_RETRY_AFTER),
+                ..r(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "batch not stored, retry later",
+                    e.reason(),
+                )
+            },
             ProxyError::Overloaded(_) => ErrorResponse {
                 retry_after: Some(OVERLOAD_RETRY_AFTER),
                 ..r(
@@ -294,6 +313,113 @@ impl ProxyError {
         }
         resp
     }
+}
+
+impl ProxyError {
+    /// The audit/metrics `decision` of a request this error ended: `deny`
+    /// for authentication, policy and rate limits; otherwise the decision
+    /// reached so far (`error` before authorization, `allow` after it).
+    pub fn decision(&self, so_far: &'static str) -> &'static str {
+        match self {
+            ProxyError::Forbidden { .. }
+            | ProxyError::Auth(_)
+            | ProxyError::Drain(_)
+            | ProxyError::RateLimited { .. }
+            | ProxyError::BatchExceedsBurst { .. } => "deny",
+            _ => so_far,
+        }
+    }
+}
+
+/// A known request outcome: (decision, reason, status).
+pub type Outcome = (&'static str, &'static str, u16);
+
+fn outcome(e: &ProxyError, so_far: &'static str) -> Outcome {
+    let r = e.response();
+    (e.decision(so_far), r.reason, r.status.as_u16())
+}
+
+/// Outcomes of requests refused before an endpoint is known (metrics
+/// endpoint label `-`): every authentication failure and an unknown path.
+/// Used to create those series at start.
+pub fn outcomes_before_routing() -> Vec<Outcome> {
+    let auth = [
+        AuthError::Missing,
+        AuthError::Malformed,
+        AuthError::TooLarge,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::BadIssuer,
+        AuthError::BadAudience,
+        AuthError::BadType,
+        AuthError::UnknownKey,
+        AuthError::BadSignature,
+        AuthError::AlgNotAllowed,
+        AuthError::BadClaims,
+        AuthError::UnsupportedCrit,
+        AuthError::ProviderUnavailable {
+            retry_after: Duration::from_secs(1),
+        },
+        AuthError::IntrospectionInactive,
+    ];
+    let mut out: Vec<Outcome> = auth
+        .into_iter()
+        .map(|a| outcome(&ProxyError::Auth(a), "error"))
+        .collect();
+    out.push(outcome(&ProxyError::NotFound(Vec::new()), "error"));
+    out
+}
+
+/// Outcomes of requests on a known endpoint: the allowed ones, every policy
+/// deny reason, the limits, and the errors before and after authorization.
+pub fn outcomes_after_routing() -> Vec<Outcome> {
+    use crate::policy::reason;
+    let mut out: Vec<Outcome> = vec![
+        ("allow", reason::ALLOWED, 200),
+        ("partial", reason::ALLOWED_PARTIAL, 200),
+        ("allow", "spooled", 200),
+    ];
+    for r in reason::DENY {
+        out.push(outcome(
+            &ProxyError::Forbidden {
+                rule: String::new(),
+                reason: r,
+            },
+            "error",
+        ));
+    }
+    let before_decision = [
+        ProxyError::MethodNotAllowed,
+        ProxyError::UnsupportedContentType,
+        ProxyError::UnsupportedContentEncoding,
+        ProxyError::PayloadTooLarge,
+        ProxyError::Malformed(String::new()),
+        ProxyError::BodyAborted,
+        ProxyError::RequestTimeout,
+        ProxyError::Overloaded(crate::budget::Overloaded {
+            wanted_kib: 0,
+            total_kib: 0,
+        }),
+    ];
+    for e in &before_decision {
+        out.push(outcome(e, "error"));
+    }
+    let after_decision = [
+        ProxyError::RateLimited {
+            retry_after: Duration::from_secs(1),
+            limit: "",
+        },
+        ProxyError::BatchExceedsBurst { limit: "" },
+        ProxyError::CredentialUnavailable(String::new()),
+        ProxyError::UpstreamUnknown(String::new()),
+        ProxyError::UpstreamUnavailable(String::new()),
+        ProxyError::UpstreamAuthFailed,
+        ProxyError::UpstreamTimeout,
+    ];
+    for e in &after_decision {
+        out.push(outcome(e, "allow"));
+    }
+    out
 }
 
 impl From<OtlpError> for ProxyError {

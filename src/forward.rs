@@ -40,6 +40,11 @@ pub struct Forward<'a> {
     pub request_id: &'a str,
     pub credential: &'a Credential,
     pub deadline: Instant,
+    /// Timeout of one attempt (the upstream's `timeout`, or the spool's
+    /// derived one).
+    pub attempt_timeout: Duration,
+    /// Attempts on retryable answers and transport errors (first included).
+    pub max_attempts: u32,
 }
 
 /// What the upstream answered.
@@ -58,6 +63,18 @@ pub struct ForwardResult {
     pub attempts: u32,
     pub used_previous: bool,
 }
+
+/// Outcomes of `spangate_upstream_attempts_total`: `ok` (2xx), `status`
+/// (another final answer), `retryable` (429/502/503/504, retried),
+/// `auth_refused` (401/403), `timeout`, `transport` (connect/TLS/IO).
+pub const ATTEMPT_OUTCOMES: [&str; 6] = [
+    "ok",
+    "status",
+    "retryable",
+    "auth_refused",
+    "timeout",
+    "transport",
+];
 
 /// OTLP/HTTP's retryable statuses: 429, 502, 503, 504.
 pub fn retryable(status: StatusCode) -> bool {
@@ -93,7 +110,7 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
         else {
             break Err(ProxyError::UpstreamTimeout);
         };
-        let timeout = job.config.timeout.min(left);
+        let timeout = job.attempt_timeout.min(left);
         let req = match build_request(&job, &body, secret) {
             Ok(r) => r,
             Err(e) => break Err(e),
@@ -127,7 +144,7 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
                         "upstream refused the injected credential: rotate it through the admin API");
                     break Err(ProxyError::UpstreamAuthFailed);
                 }
-                if retryable(status) && attempts < MAX_ATTEMPTS {
+                if retryable(status) && attempts < job.max_attempts {
                     count("retryable");
                     let wait = retry_after_secs(answer.retry_after.as_ref())
                         .map(Duration::from_secs)
@@ -148,7 +165,8 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
             Err(e) => {
                 count("transport");
                 tracing::warn!(upstream = job.name, attempt = attempts, error = %e, "upstream attempt failed");
-                if attempts < MAX_ATTEMPTS && Instant::now() + backoff(attempts) < job.deadline {
+                if attempts < job.max_attempts && Instant::now() + backoff(attempts) < job.deadline
+                {
                     tokio::time::sleep(backoff(attempts)).await;
                     continue;
                 }

@@ -12,19 +12,24 @@ pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod deployments;
 pub mod dev;
+pub mod drains;
 pub mod error;
 pub mod forward;
 pub mod identity;
+pub mod logging;
 pub mod metrics;
 pub mod otlp;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod scrape;
 pub mod secrets;
 pub mod shared;
 pub mod spool;
+pub mod state;
 
 /// Short, stable, non-reversible fingerprint of a secret or token: the first
 /// 12 hex digits of its SHA-256. Safe to log.

@@ -1,5 +1,14 @@
 //! Prometheus metrics. Labels are low-cardinality by construction: endpoint
 //! names come from policy, reasons are the fixed codes of `error` and `identity`.
+//!
+//! Every family is registered at start and its known label values are
+//! created with zero values ([`Metrics::precreate`]), so dashboards and
+//! alerts see a series before the first event. Process metrics
+//! ([`process`]) and `spangate_build_info` sit beside the `spangate_` ones;
+//! state read at scrape time (identity providers, credentials, spools) is
+//! added by `scrape::StateCollector`.
+
+pub mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +16,31 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Outcomes of `spangate_spans_total`.
+pub const SPAN_OUTCOMES: [&str; 3] = ["forwarded", "dropped", "denied"];
+
+/// Admin actions that need authentication (`spangate_admin_requests_total`).
+pub const ADMIN_ACTIONS: [&str; 8] = [
+    "status.read",
+    "secrets.list",
+    "secrets.read",
+    "secrets.rotate",
+    "secrets.rollback",
+    "secrets.retire",
+    "policy.reload",
+    "policy.validate",
+];
+
+/// Results of `spangate_admin_requests_total`.
+pub const ADMIN_RESULTS: [&str; 6] = [
+    "ok",
+    "unauthenticated",
+    "forbidden",
+    "refused",
+    "throttled",
+    "error",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -43,8 +77,27 @@ pub struct ThrottleLabels {
     pub scope: &'static str,
 }
 
+/// Labels of `spangate_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub target_os: &'static str,
+    pub target_arch: &'static str,
+}
+
+/// Labels of `spangate_policy_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub trigger: &'static str,
+    pub result: &'static str,
+}
+
+/// Policy reload attempts by trigger and result.
+pub type ReloadCounter = Family<ReloadLabels, Counter>;
+
 /// All metrics of the process.
 pub struct Metrics {
+    /// Root registry: process metrics and the `spangate_` sub-registry.
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub spans: Family<SpanLabels, Counter>,
@@ -59,6 +112,10 @@ pub struct Metrics {
     pub admin_auth_throttled: Family<ThrottleLabels, Counter>,
     /// Admin authentication lockouts started.
     pub admin_auth_lockouts: Counter,
+    /// `server.memory_budget` in bytes (constant).
+    pub memory_budget_bytes: Gauge,
+    /// Policy reload attempts by trigger (`watch`, `signal`, `admin`) and result.
+    pub policy_reloads: ReloadCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -69,7 +126,34 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("spangate");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector::new()));
+        let registry = root.sub_registry_with_prefix("spangate");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                target_os: std::env::consts::OS,
+                target_arch: std::env::consts::ARCH,
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels carry the spangate version and platform",
+            build_info,
+        );
+        let policy_reloads = ReloadCounter::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reload attempts by trigger (watch, signal, admin) and result (ok, error: the last good policy stays in force)",
+            policy_reloads.clone(),
+        );
+        let memory_budget_bytes = Gauge::default();
+        registry.register(
+            "memory_budget_bytes",
+            "The configured memory budget for request bodies (server.memory_budget)",
+            memory_budget_bytes.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         let spans = Family::<SpanLabels, Counter>::default();
         let upstream_attempts = Family::<UpstreamLabels, Counter>::default();
@@ -125,7 +209,7 @@ impl Default for Metrics {
             admin_auth_lockouts.clone(),
         );
         Self {
-            registry,
+            registry: root,
             requests,
             spans,
             upstream_attempts,
@@ -135,14 +219,81 @@ impl Default for Metrics {
             admin_requests,
             admin_auth_throttled,
             admin_auth_lockouts,
+            memory_budget_bytes,
+            policy_reloads,
         }
     }
 }
 
 impl Metrics {
-    /// Registry for other modules to add their metrics at start-up.
+    /// Registry (prefix `spangate_`) for other modules to add their metrics at start-up.
     pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
+        self.registry.sub_registry_with_prefix("spangate")
+    }
+
+    /// Create every known series with a zero value: the request outcomes of
+    /// each endpoint (and of requests refused before routing, endpoint `-`),
+    /// span outcomes per endpoint, attempt outcomes per upstream and the
+    /// admin actions.
+    /// `endpoints` are (name, signal) pairs.
+    pub fn precreate<'a>(
+        &self,
+        endpoints: impl IntoIterator<Item = (&'a str, &'static str)>,
+        upstreams: impl IntoIterator<Item = &'a str>,
+    ) {
+        for (decision, reason, status) in crate::error::outcomes_before_routing() {
+            let _ = self.requests.get_or_create(&RequestLabels {
+                endpoint: "-".into(),
+                signal: "-",
+                decision,
+                reason,
+                status,
+            });
+        }
+        for (endpoint, signal) in endpoints {
+            for (decision, reason, status) in crate::error::outcomes_after_routing() {
+                let _ = self.requests.get_or_create(&RequestLabels {
+                    endpoint: endpoint.to_string(),
+                    signal,
+                    decision,
+                    reason,
+                    status,
+                });
+            }
+            for outcome in SPAN_OUTCOMES {
+                let _ = self.spans.get_or_create(&SpanLabels {
+                    endpoint: endpoint.to_string(),
+                    outcome,
+                });
+            }
+        }
+        for upstream in upstreams {
+            for outcome in crate::forward::ATTEMPT_OUTCOMES {
+                let _ = self.upstream_attempts.get_or_create(&UpstreamLabels {
+                    upstream: upstream.to_string(),
+                    outcome,
+                });
+            }
+        }
+        for action in ADMIN_ACTIONS {
+            for result in ADMIN_RESULTS {
+                let _ = self
+                    .admin_requests
+                    .get_or_create(&AdminLabels { action, result });
+            }
+        }
+        for trigger in ["watch", "signal", "admin"] {
+            for result in ["ok", "error"] {
+                let _ = self
+                    .policy_reloads
+                    .get_or_create(&ReloadLabels { trigger, result });
+            }
+        }
+        for scope in ["peer", "global"] {
+            let _ = self
+                .admin_auth_throttled
+                .get_or_create(&ThrottleLabels { scope });
+        }
     }
 
     /// Prometheus text exposition.

@@ -30,12 +30,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, read_body, read_grpc_message};
+pub use body::{
+    OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, inflate, read_body, read_grpc_message,
+    read_grpc_wire, read_wire,
+};
 pub use response::{
     Any, ProtoDuration, RETRY_INFO_TYPE, RetryInfo, Status, code, export_response,
     export_response_for, parse_export_response, status_body,
 };
-pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite};
+pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite, strip_resource_keys};
 pub use wire::Signal;
 
 /// The signal a standard OTLP/HTTP path carries: `/v1/traces`,
@@ -288,16 +291,37 @@ impl Received {
         stamp: &[(String, String)],
         protected: &[String],
     ) -> Result<Rewritten, OtlpError> {
+        self.rewrite_with(keep, stamp, protected, &[])
+    }
+
+    /// [`Received::rewrite`], also removing the resource attributes named in
+    /// `resource_strip[i]` from resource `i` only (the deployment link's
+    /// strip; indexes are the summary's). Protobuf of every signal is
+    /// spliced ([`wire::Scan::splice_with`]); decoded JSON traces are edited
+    /// in place. Either way such a removal marks the body changed.
+    pub fn rewrite_with(
+        self,
+        keep: &[bool],
+        stamp: &[(String, String)],
+        protected: &[String],
+        resource_strip: &[Vec<String>],
+    ) -> Result<Rewritten, OtlpError> {
         match self {
             Received::Wire(scan) => {
-                let out = scan.splice(keep, stamp, protected)?;
+                let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
                 Ok(Rewritten {
                     body: (out.kept_resources > 0).then_some(out.body),
                     outcome: out.outcome,
                 })
             }
             Received::Decoded(mut batch) => {
-                let outcome = rewrite(&mut batch, keep, stamp, protected);
+                let link_stripped: usize = resource_strip
+                    .iter()
+                    .enumerate()
+                    .map(|(i, keys)| strip_resource_keys(&mut batch, i, keys))
+                    .sum();
+                let mut outcome = rewrite(&mut batch, keep, stamp, protected);
+                outcome.changed |= link_stripped > 0;
                 let body = (!batch.request.resource_spans.is_empty())
                     .then(|| forward_body(&batch, &outcome));
                 Ok(Rewritten { body, outcome })

@@ -25,6 +25,7 @@ use crate::otlp::BatchSummary;
 pub mod claims;
 pub mod compile;
 mod decide;
+pub mod diff;
 pub mod explain;
 mod holder;
 pub mod lint;
@@ -34,9 +35,9 @@ pub mod model;
 pub mod template;
 
 pub use explain::{Explanation, explain};
-pub use holder::PolicyHolder;
+pub use holder::{PolicyHolder, Widening, widening_changes};
 pub use lint::{CheckReport, LintContext, VERCEL_CLAIMS, check_dir};
-pub use model::{Mode, OnViolation};
+pub use model::{EndpointAuth, Mode, OnViolation};
 
 /// Stable, low-cardinality reason codes carried by [`Decision::reason`],
 /// [`ResourceVerdict::Drop`] and [`ShadowHit::reason`].
@@ -69,6 +70,24 @@ pub mod reason {
     pub const TOO_MANY_SPANS: &str = "too_many_spans";
     /// The batch is larger than `max_bytes`.
     pub const BATCH_TOO_LARGE: &str = "batch_too_large";
+    /// A resource attribute is absent or has a value `attribute_values` does not list.
+    pub const ATTRIBUTE_VALUE_NOT_ALLOWED: &str = "attribute_value_not_allowed";
+
+    /// Every reason a whole batch can be denied with.
+    pub const DENY: [&str; 12] = [
+        NO_MATCH,
+        EXPLICIT_DENY,
+        CLAIMS_OVERAGE,
+        STAMP_CLAIM_MISSING,
+        RATE_KEY_CLAIM_MISSING,
+        SERVICE_NOT_ALLOWED,
+        ATTRIBUTE_MISSING,
+        ATTRIBUTE_FORBIDDEN,
+        ATTRIBUTE_CLAIM_MISMATCH,
+        ATTRIBUTE_VALUE_NOT_ALLOWED,
+        TOO_MANY_SPANS,
+        BATCH_TOO_LARGE,
+    ];
 }
 
 /// A routable endpoint: request path → upstream name.
@@ -83,6 +102,8 @@ pub struct Endpoint {
     /// What the endpoint's bodies hold.
     #[serde(serialize_with = "signal_name")]
     pub signal: crate::otlp::Signal,
+    /// How callers of this endpoint authenticate.
+    pub auth: model::EndpointAuth,
 }
 
 fn signal_name<S: serde::Serializer>(s: &crate::otlp::Signal, ser: S) -> Result<S::Ok, S::Error> {
@@ -94,21 +115,29 @@ fn signal_name<S: serde::Serializer>(s: &crate::otlp::Signal, ser: S) -> Result<
 pub struct Diagnostic {
     /// File path as given to the loader.
     pub file: String,
-    /// Line, 1-based.
+    /// Line, 1-based; 0 when the problem has no position in the file.
     pub line: usize,
-    /// Column, 1-based.
+    /// Column, 1-based; 0 with line 0.
     pub column: usize,
     /// What is wrong.
     pub message: String,
 }
 
+impl Diagnostic {
+    /// `file:line:column`, or just `file` when the problem has no position
+    /// in it (a directory that cannot be read, a file too large).
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.clone()
+        } else {
+            format!("{}:{}:{}", self.file, self.line, self.column)
+        }
+    }
+}
+
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}: {}", self.location(), self.message)
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod grpc;
 pub mod listener;
+pub mod nofile;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,12 +22,14 @@ use http_body_util::Full;
 
 use crate::audit::{DropCount, RequestAudit};
 use crate::budget;
+use crate::deployments;
+use crate::drains::{self, DrainError};
 use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
 use crate::otlp::{self, Encoding};
-use crate::policy::ResourceVerdict;
+use crate::policy::{EndpointAuth, ResourceVerdict};
 use crate::shared::Shared;
 
 /// Response body type of both listeners.
@@ -112,13 +115,7 @@ where
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
-            rec.decision = match err {
-                ProxyError::Forbidden { .. }
-                | ProxyError::Auth(_)
-                | ProxyError::RateLimited { .. }
-                | ProxyError::BatchExceedsBurst { .. } => "deny",
-                _ => rec.decision,
-            };
+            rec.decision = err.decision(rec.decision);
             rec.reason = er.reason;
             if rec.detail.is_none() {
                 rec.detail = Some(err.to_string());
@@ -145,7 +142,7 @@ pub(crate) fn finish(
         HeaderValue::from_str(&rec.request_id).unwrap_or(HeaderValue::from_static("invalid")),
     );
     let elapsed = started.elapsed();
-    rec.duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    rec.duration_ms = crate::logging::round_ms(elapsed);
     record_metrics(shared, rec, elapsed.as_secs_f64());
     shared.audit.emit(rec);
 }
@@ -168,29 +165,43 @@ where
 
     // Authenticate first: nothing about the deployment (endpoints, limits) is
     // revealed to a caller without a valid token. After this stage nothing
-    // reads the Authorization header again.
-    let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
-    rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
-    let principal = shared
-        .identity
-        .authenticate(token)
-        .await
-        .map_err(ProxyError::Auth)?;
-    rec.provider = Some(principal.provider.clone());
-    rec.subject = Some(principal.subject.clone());
+    // reads the Authorization header again. A Trace Drain delivery (a
+    // signature and no Authorization header) is signed over its body, so it
+    // is verified once the body is read, below.
+    // Drains deliver over OTLP/HTTP only: on gRPC the bearer token is required.
+    let drain_delivery = transport == Transport::Http
+        && parts.headers.contains_key(drains::SIGNATURE_HEADER)
+        && !parts.headers.contains_key(header::AUTHORIZATION);
+    let bearer = if drain_delivery {
+        None
+    } else {
+        let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
+        rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
+        let principal = shared
+            .identity
+            .authenticate(token)
+            .await
+            .map_err(ProxyError::Auth)?;
+        rec.provider = Some(principal.provider.clone());
+        rec.subject = Some(principal.subject.clone());
+        Some(principal)
+    };
 
     // Route: one policy snapshot serves the whole request, even across a
     // reload. Unknown routes are answered with what is served, which is
-    // only said to authenticated callers.
+    // only said to authenticated callers. An unverified drain delivery
+    // learns nothing about other paths: anything but a drain endpoint is a
+    // 401 for it. gRPC calls only reach bearer endpoints.
     let policy = shared.policy.current();
     let routed = match transport {
         Transport::Http => policy.endpoint_by_path(parts.uri.path()),
         Transport::Grpc => grpc::signal_of_method(parts.uri.path())
             .and_then(|signal| grpc::endpoint_for(&policy, signal)),
     };
-    let endpoint = match routed {
-        Some(e) => e.clone(),
-        None => {
+    let endpoint = match (routed.cloned(), drain_delivery) {
+        (Some(ep), false) if ep.auth == EndpointAuth::Bearer => ep,
+        (Some(ep), true) if ep.auth == EndpointAuth::VercelDrain => ep,
+        (None, false) => {
             return Err(match transport {
                 Transport::Http => ProxyError::NotFound(
                     policy.endpoints().iter().map(|e| e.path.clone()).collect(),
@@ -198,8 +209,10 @@ where
                 Transport::Grpc => ProxyError::UnknownService(grpc::served_services(&policy)),
             });
         }
+        _ => return Err(ProxyError::Drain(DrainError::WrongEndpoint)),
     };
     rec.endpoint = Some(endpoint.name.clone());
+    rec.signal = Some(endpoint.signal.as_str());
     if parts.method != Method::POST {
         return Err(ProxyError::MethodNotAllowed);
     }
@@ -230,15 +243,51 @@ where
         .reserve(declared, wait)
         .await
         .map_err(ProxyError::Overloaded)?;
-    let read = async {
+    let wire = tokio::time::timeout_at(deadline.into(), async {
         match transport {
-            Transport::Http => otlp::read_body(body, compression, cap).await,
-            Transport::Grpc => otlp::read_grpc_message(body, compression, cap).await,
+            Transport::Http => otlp::read_wire(body, compression, cap)
+                .await
+                .map(|w| (w, compression)),
+            Transport::Grpc => otlp::read_grpc_wire(body, compression, cap).await,
+        }
+    })
+    .await
+    .map_err(|_| ProxyError::RequestTimeout)??;
+    // The content coding of the wire bytes (`gzip` for a compressed gRPC
+    // message whatever its `grpc-encoding` spelling).
+    let (wire, content_encoding) = wire;
+    let inflate = |wire| async move {
+        tokio::time::timeout_at(deadline.into(), otlp::inflate(wire, content_encoding, cap))
+            .await
+            .map_err(|_| ProxyError::RequestTimeout)?
+            .map_err(ProxyError::from)
+    };
+    let (principal, raw) = match bearer {
+        Some(p) => (p, inflate(wire).await?),
+        None => {
+            // The signature covers the body as sent; for a compressed
+            // delivery it is also accepted over the decompressed body (the
+            // bytes Vercel's own verification example hashes).
+            let compressed =
+                content_encoding.is_some_and(|ce| !ce.eq_ignore_ascii_case("identity"));
+            let (verified, raw) = match verify_drain(shared, &parts, &wire) {
+                Ok(v) => (v, inflate(wire).await?),
+                Err(ProxyError::Drain(DrainError::Mismatch(_))) if compressed => {
+                    let raw = inflate(wire).await?;
+                    (verify_drain(shared, &parts, &raw)?, raw)
+                }
+                Err(e) => return Err(e),
+            };
+            rec.drain_secret = Some(match verified.matched {
+                drains::Matched::Current => "current",
+                drains::Matched::Previous => "previous",
+            });
+            let p = verified.principal();
+            rec.provider = Some(p.provider.clone());
+            rec.subject = Some(p.subject.clone());
+            (p, raw)
         }
     };
-    let raw = tokio::time::timeout_at(deadline.into(), read)
-        .await
-        .map_err(|_| ProxyError::RequestTimeout)??;
     rec.bytes = raw.len();
     shared
         .budget
@@ -253,12 +302,15 @@ where
     // Decode: the policy governs what is published, so it needs the batch
     // summary. Protobuf is scanned at the wire level (resources decoded,
     // spans only counted and checked); JSON is parsed in full.
-    rec.signal = Some(endpoint.signal.as_str());
     let received = otlp::receive(endpoint.signal, encoding, raw)?;
     let fwd_encoding = received.forward_encoding(encoding);
     let summary = received.summary();
     rec.spans = summary.spans;
     rec.services = Some(service_names(summary));
+
+    // Deployment link: which resources' deployment ids the identity vouches
+    // for (recorded whatever the decision, so denials count per deployment).
+    let links = deployment_links(shared, &principal, summary);
 
     // Authorize: a pure function of (policy, principal, endpoint, batch).
     let decision = policy.decide(&principal, &endpoint, summary);
@@ -271,6 +323,7 @@ where
         .filter_map(|h| serde_json::to_value(h).ok())
         .collect();
     if !decision.allowed {
+        record_deployments(shared, &links, summary, &decision, false, rec);
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -284,14 +337,14 @@ where
     if let Some(spec) = &decision.rate {
         let spec = crate::ratelimit::RateSpec::from(spec);
         let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        shared
-            .limiter
-            .check(
+        let checked = shared
+            .check_rate(
                 &decision.rate_key,
                 &spec,
                 n(summary.spans),
                 n(summary.bytes),
             )
+            .await
             .map_err(|e| match e.reason {
                 crate::ratelimit::REASON_BATCH_EXCEEDS_BURST => {
                     ProxyError::BatchExceedsBurst { limit: e.limit }
@@ -300,8 +353,14 @@ where
                     retry_after: e.retry_after,
                     limit: e.limit,
                 },
-            })?;
+            });
+        if checked.is_err() {
+            record_deployments(shared, &links, summary, &decision, false, rec);
+        }
+        checked?;
     }
+    // Counted as published once policy and the rate limit let it through.
+    record_deployments(shared, &links, summary, &decision, true, rec);
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
     // stamp verified identity. Protobuf is spliced (only changed resources
@@ -324,7 +383,25 @@ where
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    let rewritten = received.rewrite(&keep, &decision.stamp, &decision.protected)?;
+    // Deployment attributes the identity cannot vouch for are stripped per
+    // resource (rare: a resource claiming another project's deployment), in
+    // the same splice as the rest for every signal. Indexes are the
+    // summary's.
+    let mut resource_strip: Vec<Vec<String>> = Vec::new();
+    for (i, l) in links.iter().enumerate() {
+        if let deployments::ResourceLink::Strip { keys, why } = l {
+            if resource_strip.len() <= i {
+                resource_strip.resize(i + 1, Vec::new());
+            }
+            if let Some(slot) = resource_strip.get_mut(i) {
+                slot.clone_from(keys);
+            }
+            rec.deployment_stripped
+                .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
+        }
+    }
+    let rewritten =
+        received.rewrite_with(&keep, &decision.stamp, &decision.protected, &resource_strip)?;
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
     let Some(body) = rewritten.body else {
         // Everything was dropped: nothing to forward, the client still gets
@@ -349,15 +426,52 @@ where
     rec.credential = Some(cred_name);
     rec.credential_version = Some(credential.version);
 
-    // Forward with retries on retryable upstream answers, inside the deadline.
     let up_cfg = shared
         .config
         .upstreams
         .get(&endpoint.upstream)
         .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
     rec.upstream = Some(endpoint.upstream.clone());
+    let fwd_gzip = content_encoding.is_some_and(|ce| ce.trim().eq_ignore_ascii_case("gzip"));
+    let spool = shared.spools.get(&endpoint.upstream);
+    let spooled = |body: Bytes, rec: &RequestAudit| crate::spool::Spooled {
+        body,
+        encoding: fwd_encoding,
+        gzip: fwd_gzip,
+        user_agent: parts.headers.get(header::USER_AGENT).cloned(),
+        credential: credential.name.clone(),
+        request_id: rec.request_id.clone(),
+        endpoint: endpoint.name.clone(),
+        provider: rec.provider.clone(),
+        subject: rec.subject.clone(),
+        spans: rec.spans - spans_dropped,
+        enqueued_ms: crate::spool::now_ms(),
+    };
+
+    // `ack: spooled`: durable in the spool is the answer; delivery is the
+    // spool's (its own audit line records it). Never a 200 for a batch that
+    // is not stored (a gRPC client gets OK only once it is durable).
+    if let Some(spool) = spool
+        && spool.ack() == crate::spool::AckMode::Spooled
+    {
+        let item = spooled(body, rec);
+        return match spool.append(item).await {
+            Ok(()) => {
+                rec.reason = "spooled";
+                rec.detail = Some("acknowledged once durably spooled (ack: spooled)".into());
+                Ok(export_ok(
+                    endpoint.signal,
+                    encoding,
+                    rejected_spans,
+                    &drop_message(rec),
+                ))
+            }
+            Err(e) => Err(ProxyError::SpoolRefused(e)),
+        };
+    }
+
+    // Forward with retries on retryable upstream answers, inside the deadline.
     let spool_body = body.clone();
-    let fwd_gzip = compression.is_some_and(|ce| ce.trim().eq_ignore_ascii_case("gzip"));
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,
@@ -368,6 +482,8 @@ where
         request_id: &rec.request_id,
         credential: &credential,
         deadline,
+        attempt_timeout: up_cfg.timeout,
+        max_attempts: upstream::MAX_ATTEMPTS,
     };
     let result = upstream::forward(
         shared.upstream_client(&endpoint.upstream),
@@ -384,22 +500,10 @@ where
     // The upstream could not take it: with a spool, keep the batch and let
     // the exporter (which may never retry) see success; the spool's own
     // audit line records the delivery.
-    if let Some(spool) = shared.spools.get(&endpoint.upstream)
+    if let Some(spool) = spool
         && crate::spool::spoolable(&result.outcome)
     {
-        let item = crate::spool::Spooled {
-            body: spool_body,
-            encoding: fwd_encoding,
-            gzip: fwd_gzip,
-            user_agent: parts.headers.get(header::USER_AGENT).cloned(),
-            credential: credential.name.clone(),
-            request_id: rec.request_id.clone(),
-            endpoint: endpoint.name.clone(),
-            provider: rec.provider.clone(),
-            subject: rec.subject.clone(),
-            spans: rec.spans - spans_dropped,
-            enqueued: Instant::now(),
-        };
+        let item = spooled(spool_body, rec);
         let upstream_said = match &result.outcome {
             Ok(a) => {
                 rec.upstream_status = Some(a.status.as_u16());
@@ -407,17 +511,19 @@ where
             }
             Err(e) => e.to_string(),
         };
-        if spool.try_push(item).is_ok() {
-            rec.reason = "spooled";
-            rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
-            return Ok(export_ok(
-                endpoint.signal,
-                encoding,
-                rejected_spans,
-                &drop_message(rec),
-            ));
+        match spool.append(item).await {
+            Ok(()) => {
+                rec.reason = "spooled";
+                rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
+                return Ok(export_ok(
+                    endpoint.signal,
+                    encoding,
+                    rejected_spans,
+                    &drop_message(rec),
+                ));
+            }
+            Err(e) => rec.detail = Some(format!("{upstream_said}; {e}")),
         }
-        rec.detail = Some(format!("{upstream_said}; spool full"));
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());
@@ -444,30 +550,112 @@ where
     ))
 }
 
+/// Verify a Trace Drain delivery's signature over the body as received.
+fn verify_drain(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    wire: &[u8],
+) -> Result<drains::Verified, ProxyError> {
+    let mut values = parts.headers.get_all(drains::SIGNATURE_HEADER).iter();
+    let value = values
+        .next()
+        .ok_or(ProxyError::Drain(DrainError::Missing))?;
+    if values.next().is_some() {
+        return Err(ProxyError::Drain(DrainError::Malformed));
+    }
+    let signature = drains::parse_signature(value.as_bytes()).map_err(ProxyError::Drain)?;
+    let (name, cfg) =
+        drains::drain_name(parts.uri.query(), &shared.config.drains).map_err(ProxyError::Drain)?;
+    drains::verify(&shared.secrets, name, cfg, &signature, wire).map_err(ProxyError::Drain)
+}
+
+/// The deployment link for a Vercel identity (a provider with the Vercel
+/// preset, or a Trace Drain); empty for everyone else.
+fn deployment_links(
+    shared: &Shared,
+    principal: &crate::identity::Principal,
+    summary: &otlp::BatchSummary,
+) -> Vec<deployments::ResourceLink> {
+    let trust = if principal.provider == drains::PROVIDER {
+        deployments::Trust::Drain
+    } else if shared
+        .config
+        .providers
+        .get(&principal.provider)
+        .and_then(|p| p.preset)
+        == Some(crate::identity::Preset::Vercel)
+    {
+        deployments::Trust::Token {
+            project_id: principal
+                .claims
+                .get("project_id")
+                .and_then(serde_json::Value::as_str),
+        }
+    } else {
+        return Vec::new();
+    };
+    deployments::link(trust, summary)
+}
+
+/// Count each linked resource against its deployment: published when the
+/// batch `passed` (policy and rate limit) and the decision kept the
+/// resource, denied otherwise.
+fn record_deployments(
+    shared: &Shared,
+    links: &[deployments::ResourceLink],
+    summary: &otlp::BatchSummary,
+    decision: &crate::policy::Decision,
+    passed: bool,
+    rec: &mut RequestAudit,
+) {
+    for (i, l) in links.iter().enumerate() {
+        if let deployments::ResourceLink::Linked {
+            project,
+            deployment,
+            revision,
+        } = l
+        {
+            let kept = passed
+                && decision.allowed
+                && matches!(decision.resources.get(i), Some(ResourceVerdict::Keep));
+            let spans = summary.resources.get(i).map_or(0, |r| r.spans);
+            shared
+                .deployments
+                .record(project, deployment, revision.as_deref(), spans, kept);
+            let id = format!("{project}/{deployment}");
+            if !rec.deployments.contains(&id) {
+                rec.deployments.push(id);
+            }
+        }
+    }
+}
+
 /// `/readyz`: 200 when at least one identity provider has keys (or none is
 /// configured). One IdP being down must not take the whole fleet out of
 /// service: its tokens get a retryable 503 while the others keep working.
+///
+/// Anyone who reaches the OTLP port may ask, so the answer is only ready or
+/// not ready: issuers, key URLs, algorithms and the policy version stay on
+/// the admin listener's `/readyz` and status.
 fn readiness(shared: &Shared) -> Response<RespBody> {
     let providers = shared.identity.status();
     let ready = providers.is_empty()
         || providers
             .iter()
             .any(|p| p.state == "ready" || p.state == "degraded");
-    let body = serde_json::json!({
-        "ready": ready,
-        "policy_version": shared.policy.current().version(),
-        "providers": providers,
-    });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = if ready {
-        StatusCode::OK
+    let (status, body): (_, &'static [u8]) = if ready {
+        (StatusCode::OK, b"ready\n")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, b"not ready\n")
     };
+    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

@@ -167,7 +167,7 @@ impl<C: Clock> Limit<C> {
 }
 
 /// Whole seconds, rounded up, at least 1.
-fn retry_after_secs(wait: Duration) -> Duration {
+pub fn retry_after_secs(wait: Duration) -> Duration {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     Duration::from_secs(secs.max(1))
 }

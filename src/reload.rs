@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use crate::audit::Audit;
 use crate::policy::{Diagnostic, PolicyErrors, PolicyHolder, PolicySet};
 
-/// Quiet time after the last file event before a watch-triggered reload.
-pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Default quiet time after the last file event before a watch-triggered
+/// reload (`policies_quiet_period`).
+pub const DEBOUNCE: Duration = crate::config::DEFAULT_POLICIES_QUIET_PERIOD;
 
 /// What started a reload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +31,23 @@ pub enum Trigger {
     Signal,
     /// `POST /admin/v1/policies/reload`.
     Admin,
+}
+
+impl Trigger {
+    /// The one spelling of this trigger, in logs and audit lines alike.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A diagnostic as JSON (admin responses, audit lines, status).
@@ -91,11 +109,21 @@ struct ReloadAudit<'a> {
     result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<DiagnosticView>>,
+    /// Version of the set now serving (on success).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    /// Rules whose change may let more through (removed or changed deny
+    /// rules, added or changed bindings, changed roles), by rule name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    widened: Vec<crate::policy::Widening>,
 }
 
 /// An extra check of a policy directory, run before the policy loader
 /// (see [`Reloader::with_precheck`]).
 pub type Precheck = Arc<dyn Fn(&Path) -> Result<(), PolicyErrors> + Send + Sync>;
+
+/// Called after a successful reload.
+pub type AfterReload = Box<dyn Fn() + Send + Sync>;
 
 /// Runs reloads one at a time and keeps their history.
 pub struct Reloader {
@@ -104,6 +132,11 @@ pub struct Reloader {
     precheck: Option<Precheck>,
     gate: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
+    /// `spangate_policy_reloads_total`, once the app wires it.
+    counter: std::sync::OnceLock<crate::metrics::ReloadCounter>,
+    /// Run after each successful reload (the app creates the metric series
+    /// of new endpoints).
+    after_reload: std::sync::OnceLock<AfterReload>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -138,7 +171,19 @@ impl Reloader {
             precheck,
             gate: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus::default()),
+            counter: std::sync::OnceLock::new(),
+            after_reload: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Count every reload attempt in `counter` (by trigger and result).
+    pub fn count_into(&self, counter: crate::metrics::ReloadCounter) {
+        let _ = self.counter.set(counter);
+    }
+
+    /// Run `f` after every successful reload.
+    pub fn after_reload(&self, f: AfterReload) {
+        let _ = self.after_reload.set(f);
     }
 
     /// Validate `dir` as a reload would, without touching the running set (blocking).
@@ -165,7 +210,25 @@ impl Reloader {
             if let Some(p) = precheck {
                 p(holder.dir())?;
             }
-            holder.reload()
+            let before = dir_snapshot(holder.dir());
+            let set = holder.load_candidate()?;
+            // Changed while it was read: not a state anyone wrote on purpose.
+            if dir_snapshot(holder.dir()) != before {
+                let e = PolicyErrors(vec![Diagnostic {
+                    file: holder.dir().display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: "policy directory changed while it was read; \
+                              keeping the last good set until it is stable"
+                        .into(),
+                }]);
+                holder.fail(e.clone());
+                return Err(e);
+            }
+            let widened = crate::policy::widening_changes(&holder.current(), &set);
+            let version = set.version().to_string();
+            holder.install(set);
+            Ok((version, widened))
         };
         let result = match tokio::task::spawn_blocking(work).await {
             Ok(r) => r,
@@ -178,10 +241,16 @@ impl Reloader {
         };
         let dir = self.holder.dir().display().to_string();
         match &result {
-            Ok(()) => tracing::info!(trigger = ?trigger, actor, dir = %dir, "policy reloaded"),
+            Ok((version, widened)) => {
+                tracing::info!(trigger = trigger.as_str(), actor, dir = %dir, version = %version, "policy reloaded");
+                for w in widened {
+                    tracing::warn!(trigger = trigger.as_str(), actor, rule = %w.rule, change = w.change,
+                        "policy reload may widen access");
+                }
+            }
             Err(e) => {
                 for d in &e.0 {
-                    tracing::warn!(trigger = ?trigger, file = %d.file, line = d.line, column = d.column,
+                    tracing::warn!(trigger = trigger.as_str(), file = %d.file, line = d.line, column = d.column,
                         problem = %d.message, "policy reload failed; keeping the last good policy set");
                 }
             }
@@ -191,7 +260,7 @@ impl Reloader {
             st.last_attempt_at = Some(crate::audit::now_rfc3339());
             st.last_trigger = Some(trigger);
             match &result {
-                Ok(()) => {
+                Ok(_) => {
                     st.reloads += 1;
                     st.last_result = Some("ok");
                     st.last_error = None;
@@ -203,6 +272,22 @@ impl Reloader {
                 }
             }
         }
+        if result.is_ok()
+            && let Some(f) = self.after_reload.get()
+        {
+            f();
+        }
+        if let Some(c) = self.counter.get() {
+            c.get_or_create(&crate::metrics::ReloadLabels {
+                trigger: trigger.as_str(),
+                result: if result.is_ok() { "ok" } else { "error" },
+            })
+            .inc();
+        }
+        let (version, widened) = match &result {
+            Ok((v, w)) => (Some(v.clone()), w.clone()),
+            Err(_) => (None, Vec::new()),
+        };
         self.audit.emit_now(&ReloadAudit {
             kind: "policy_reload",
             trigger,
@@ -210,8 +295,10 @@ impl Reloader {
             dir,
             result: if result.is_ok() { "ok" } else { "error" },
             errors: result.as_ref().err().map(diagnostics),
+            version,
+            widened,
         });
-        result
+        result.map(|_| ())
     }
 
     /// Reload history and the current error, if any.
@@ -261,19 +348,29 @@ impl ReloaderHandle {
     }
 }
 
-/// Start the policy directory watcher (debounced by [`DEBOUNCE`]) and the
-/// SIGHUP handler. Must be called inside a tokio runtime. A watcher that cannot
-/// start is logged at WARN and reported in status; SIGHUP and the admin
-/// endpoint still work.
-pub fn spawn_reloader(holder: Arc<PolicyHolder>, audit: Audit) -> ReloaderHandle {
-    spawn_with(Reloader::new(holder, audit))
+/// Start the policy directory watcher (reloading once the directory has
+/// been quiet for `quiet_period`) and the SIGHUP handler. Must be called
+/// inside a tokio runtime. A watcher that cannot start is logged at WARN and
+/// reported in status; SIGHUP and the admin endpoint still work.
+pub fn spawn_reloader(
+    holder: Arc<PolicyHolder>,
+    audit: Audit,
+    quiet_period: Duration,
+) -> ReloaderHandle {
+    spawn_with_quiet(Reloader::new(holder, audit), quiet_period)
 }
 
-/// [`spawn_reloader`] for a reloader built by the caller (e.g. with a precheck).
+/// [`spawn_reloader`] for a reloader built by the caller (e.g. with a
+/// precheck), with the default quiet period.
 pub fn spawn_with(reloader: Arc<Reloader>) -> ReloaderHandle {
+    spawn_with_quiet(reloader, DEBOUNCE)
+}
+
+/// [`spawn_with`] with an explicit quiet period.
+pub fn spawn_with_quiet(reloader: Arc<Reloader>, quiet_period: Duration) -> ReloaderHandle {
     let mut tasks = Vec::new();
 
-    match start_watcher(&reloader) {
+    match start_watcher(&reloader, quiet_period) {
         Ok(task) => {
             reloader.set_watching(true, None);
             tasks.push(task);
@@ -301,7 +398,35 @@ pub fn spawn_with(reloader: Arc<Reloader>) -> ReloaderHandle {
     ReloaderHandle { reloader, tasks }
 }
 
-fn start_watcher(reloader: &Arc<Reloader>) -> notify::Result<JoinHandle<()>> {
+/// What the policy files look like from outside: name, size and mtime of
+/// every YAML file (through symlinks, as a ConfigMap mount has them) plus
+/// the target of a ConfigMap's `..data` link. Two equal snapshots around a
+/// read mean nobody wrote in between.
+fn dir_snapshot(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    if let Ok(target) = std::fs::read_link(dir.join("..data")) {
+        out.push((format!("..data -> {}", target.display()), 0, None));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                continue;
+            }
+            let meta = std::fs::metadata(e.path()).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let mtime = meta.and_then(|m| m.modified().ok());
+            out.push((name, len, mtime));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn start_watcher(
+    reloader: &Arc<Reloader>,
+    quiet_period: Duration,
+) -> notify::Result<JoinHandle<()>> {
     use notify::{EventKind, RecursiveMode, Watcher};
 
     let (tx, mut rx) = mpsc::channel::<()>(1);
@@ -319,10 +444,12 @@ fn start_watcher(reloader: &Arc<Reloader>) -> notify::Result<JoinHandle<()>> {
     Ok(tokio::spawn(async move {
         let _watcher = watcher; // lives as long as the task
         while rx.recv().await.is_some() {
-            // Debounce: wait for a quiet period so an editor's write-rename
-            // sequence or a multi-file copy reloads once.
+            // Debounce: wait until the directory has been quiet for the
+            // whole period, so a file written in pieces (a slow copy, an
+            // editor's save, a ConfigMap's `..data` swap) is loaded once,
+            // complete, and never half-written.
             loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                match tokio::time::timeout(quiet_period, rx.recv()).await {
                     Ok(Some(())) => continue,
                     Ok(None) => return,
                     Err(_) => break,

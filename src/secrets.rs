@@ -431,11 +431,30 @@ pub enum SecretsError {
     },
     /// The encryption key is missing or malformed.
     #[error("secrets encryption key: {0}")]
-    Key(#[from] crypto::CryptoError),
+    Key(crypto::CryptoError),
     /// Serialization or sealing failed.
     #[error("cannot encode the secrets store: {reason}")]
     Encode {
         /// What failed.
+        reason: String,
+    },
+    /// The shared state store (Redis) cannot be reached: changes are refused
+    /// until it is back (requests keep the last known credentials).
+    #[error("degraded: state store unreachable; credential changes are refused until it is back")]
+    StateUnavailable,
+    /// Other replicas kept changing the credential while this change was
+    /// being applied (optimistic retries exhausted).
+    #[error("credential {name} is being changed concurrently; try again")]
+    StateConflict {
+        /// Credential name.
+        name: String,
+    },
+    /// A record in the shared state store cannot be opened or breaks an invariant.
+    #[error("state store record for credential {name} is unusable: {reason}")]
+    StateCorrupt {
+        /// Credential name.
+        name: String,
+        /// What is wrong (never a value).
         reason: String,
     },
 }
@@ -461,7 +480,17 @@ impl SecretsError {
             SecretsError::WrongKey { .. } => "store_wrong_key",
             SecretsError::Key(_) => "bad_key",
             SecretsError::Encode { .. } => "store_encode",
+            SecretsError::StateUnavailable => "state_unavailable",
+            SecretsError::StateConflict { .. } => "state_conflict",
+            SecretsError::StateCorrupt { .. } => "state_corrupt",
         }
+    }
+}
+
+// Not a `source()`: the message already prints it.
+impl From<crypto::CryptoError> for SecretsError {
+    fn from(e: crypto::CryptoError) -> Self {
+        SecretsError::Key(e)
     }
 }
 
@@ -732,6 +761,253 @@ impl StoreState {
     }
 }
 
+/// One change to one credential. Both backends (the embedded store and the
+/// shared Redis state) apply it with [`StoreState::apply`], so versions,
+/// grace and retirement behave the same everywhere.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Make a value current (see [`SecretStore::rotate`]).
+    Rotate {
+        /// The new value.
+        value: Secret,
+        /// How long the old current version stays usable.
+        grace: Duration,
+        /// Optional hard end of the new version.
+        not_after: Option<SystemTime>,
+    },
+    /// Make the previous version current again.
+    Rollback,
+    /// Retire a version.
+    Retire(u64),
+    /// Retire previous versions whose grace period or `not_after` passed.
+    Expire,
+}
+
+/// What a [`Change`] did.
+#[derive(Debug, Clone)]
+pub enum Changed {
+    /// A rotation.
+    Rotated(Rotation),
+    /// A rollback.
+    RolledBack(Rollback),
+    /// A retirement.
+    Retired(Retirement),
+    /// Versions retired because their grace ended.
+    Expired(Vec<u64>),
+}
+
+impl Change {
+    /// Check the arguments of a change before it touches any store.
+    pub fn validate(&self, name: &str) -> Result<(), SecretsError> {
+        if !valid_name(name) {
+            return Err(SecretsError::InvalidName);
+        }
+        if let Change::Rotate { value, grace, .. } = self {
+            check_value(value.expose()).map_err(|reason| SecretsError::InvalidValue {
+                name: name.to_string(),
+                reason,
+            })?;
+            if *grace > MAX_GRACE {
+                return Err(SecretsError::GraceTooLong);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StoreState {
+    /// Apply `change` to credential `name`. Returns what it did and whether
+    /// the state changed (an unchanged state is not written anywhere).
+    pub(crate) fn apply(
+        &mut self,
+        name: &str,
+        change: Change,
+        now: SystemTime,
+    ) -> Result<(Changed, bool), SecretsError> {
+        match change {
+            Change::Rotate {
+                value,
+                grace,
+                not_after,
+            } => self
+                .rotate(name, value, grace, not_after, VersionOrigin::Rotate, now)
+                .map(|r| (Changed::Rotated(r), true)),
+            Change::Rollback => self
+                .rollback(name, now)
+                .map(|r| (Changed::RolledBack(r), true)),
+            Change::Retire(version) => self.retire(name, version, now).map(|r| {
+                let changed = r.changed;
+                (Changed::Retired(r), changed)
+            }),
+            Change::Expire => {
+                let mut out = Vec::new();
+                if let Some(rec) = self.credentials.get_mut(name) {
+                    for v in &mut rec.versions {
+                        if v.state == VersionState::Previous
+                            && v.usable_until().is_none_or(|u| u <= now)
+                        {
+                            v.retire(now);
+                            out.push(v.version);
+                        }
+                    }
+                    rec.prune();
+                }
+                let changed = !out.is_empty();
+                Ok((Changed::Expired(out), changed))
+            }
+        }
+    }
+
+    fn rollback(&mut self, name: &str, now: SystemTime) -> Result<Rollback, SecretsError> {
+        let rec = self
+            .credentials
+            .get_mut(name)
+            .ok_or_else(|| SecretsError::NotFound {
+                name: name.to_string(),
+            })?;
+        let usable = rec
+            .previous()
+            .and_then(|p| p.usable_until())
+            .is_some_and(|until| now < until);
+        if !usable {
+            return Err(SecretsError::NoPrevious {
+                name: name.to_string(),
+            });
+        }
+        let (mut from, mut to) = (None, None);
+        for v in &mut rec.versions {
+            match v.state {
+                VersionState::Current => {
+                    from = Some((v.version, v.fingerprint.clone()));
+                    v.retire(now);
+                }
+                VersionState::Previous => {
+                    to = Some((v.version, v.fingerprint.clone()));
+                    v.state = VersionState::Current;
+                    v.grace_until = None;
+                    v.activated_at = Some(now);
+                }
+                VersionState::Retired => {}
+            }
+        }
+        rec.prune();
+        match (from, to) {
+            (Some(from), Some(to)) => Ok(Rollback {
+                name: name.to_string(),
+                from_version: from.0,
+                from_fingerprint: from.1,
+                to_version: to.0,
+                to_fingerprint: to.1,
+            }),
+            _ => Err(SecretsError::NoPrevious {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    fn retire(
+        &mut self,
+        name: &str,
+        version: u64,
+        now: SystemTime,
+    ) -> Result<Retirement, SecretsError> {
+        let rec = self
+            .credentials
+            .get_mut(name)
+            .ok_or_else(|| SecretsError::NotFound {
+                name: name.to_string(),
+            })?;
+        let v = rec
+            .versions
+            .iter_mut()
+            .find(|v| v.version == version)
+            .ok_or_else(|| SecretsError::UnknownVersion {
+                name: name.to_string(),
+                version,
+            })?;
+        let changed = match v.state {
+            VersionState::Current => {
+                return Err(SecretsError::CannotRetireCurrent {
+                    name: name.to_string(),
+                    version,
+                });
+            }
+            VersionState::Previous => {
+                v.retire(now);
+                true
+            }
+            VersionState::Retired => false,
+        };
+        let out = Retirement {
+            name: name.to_string(),
+            version,
+            fingerprint: v.fingerprint.clone(),
+            changed,
+        };
+        rec.prune();
+        Ok(out)
+    }
+}
+
+impl StoreState {
+    /// Put one credential's record in (the shared state builds one-credential states).
+    pub(crate) fn insert(&mut self, name: &str, rec: CredentialRecord) {
+        self.credentials.insert(name.to_string(), rec);
+    }
+
+    /// Take one credential's record out.
+    pub(crate) fn take(&mut self, name: &str) -> Option<CredentialRecord> {
+        self.credentials.remove(name)
+    }
+}
+
+impl CredentialRecord {
+    /// True when a previous version's grace (or `not_after`) has passed but
+    /// it is not retired yet.
+    pub(crate) fn has_lapsed_previous(&self, now: SystemTime) -> bool {
+        self.previous()
+            .is_some_and(|p| p.usable_until().is_none_or(|u| u <= now))
+    }
+
+    /// The highest version number the record knows (retired ones included):
+    /// histories only grow, so a higher number is a later history.
+    pub(crate) fn last_version(&self) -> u64 {
+        self.versions.last().map_or(0, |v| v.version)
+    }
+
+    /// The invariants of a loaded record (see [`StoreState::check`]).
+    pub(crate) fn check(&self, name: &str) -> Result<(), String> {
+        let mut one = StoreState::default();
+        one.credentials.insert(name.to_string(), self.clone());
+        one.check()
+    }
+
+    /// Everything but the values, for comparing two records cheaply.
+    #[allow(clippy::type_complexity)]
+    fn shape(
+        &self,
+    ) -> Vec<(
+        u64,
+        &str,
+        VersionState,
+        Option<SystemTime>,
+        Option<SystemTime>,
+    )> {
+        self.versions
+            .iter()
+            .map(|v| {
+                (
+                    v.version,
+                    v.fingerprint.as_str(),
+                    v.state,
+                    v.grace_until,
+                    v.not_after,
+                )
+            })
+            .collect()
+    }
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -821,6 +1097,17 @@ pub struct CredentialInfo {
     pub previous_version: Option<u64>,
     /// All known versions, newest first.
     pub versions: Vec<VersionInfo>,
+}
+
+/// The current version of one credential (metadata only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentVersion {
+    /// Credential name.
+    pub name: String,
+    /// Current version number.
+    pub version: u64,
+    /// When it became current.
+    pub since: SystemTime,
 }
 
 /// Counters of secrets operations (plain atomics, shown in status).
@@ -1003,6 +1290,25 @@ impl SecretStore {
         self.encrypted
     }
 
+    /// The current version of every credential and when it became current
+    /// (for the credential age metrics). Never a value.
+    pub fn current_versions(&self) -> Vec<CurrentVersion> {
+        let inner = self.lock();
+        inner
+            .state
+            .credentials
+            .iter()
+            .filter_map(|(name, rec)| {
+                let cur = rec.current()?;
+                Some(CurrentVersion {
+                    name: name.clone(),
+                    version: cur.version,
+                    since: cur.activated_at.unwrap_or(cur.created_at),
+                })
+            })
+            .collect()
+    }
+
     /// Metadata of every credential.
     pub fn list(&self) -> Vec<CredentialInfo> {
         let now = SystemTime::now();
@@ -1035,131 +1341,113 @@ impl SecretStore {
         grace: Duration,
         not_after: Option<SystemTime>,
     ) -> Result<Rotation, SecretsError> {
-        if !valid_name(name) {
-            return Err(SecretsError::InvalidName);
+        match self.change(
+            name,
+            Change::Rotate {
+                value,
+                grace,
+                not_after,
+            },
+        )? {
+            Changed::Rotated(r) => Ok(r),
+            _ => Err(SecretsError::Encode {
+                reason: "unexpected change outcome".into(),
+            }),
         }
-        check_value(value.expose()).map_err(|reason| SecretsError::InvalidValue {
-            name: name.to_string(),
-            reason,
-        })?;
-        if grace > MAX_GRACE {
-            return Err(SecretsError::GraceTooLong);
-        }
-        let r = self.mutate(|state, now| {
-            state
-                .rotate(name, value, grace, not_after, VersionOrigin::Rotate, now)
-                .map(|r| (r, true))
-        })?;
-        self.counters.rotations.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(credential = %name, old_version = ?r.old_version, old_fingerprint = ?r.old_fingerprint,
-            new_version = r.new_version, new_fingerprint = %r.new_fingerprint, grace_until = ?r.grace_until,
-            "credential rotated");
-        Ok(r)
     }
 
     /// Make the previous version current again (while its grace period runs);
     /// the version rolled back from is retired.
     pub fn rollback(&self, name: &str) -> Result<Rollback, SecretsError> {
-        let r = self.mutate(|state, now| {
-            let rec = state
-                .credentials
-                .get_mut(name)
-                .ok_or_else(|| SecretsError::NotFound {
-                    name: name.to_string(),
-                })?;
-            let usable = rec
-                .previous()
-                .and_then(|p| p.usable_until())
-                .is_some_and(|until| now < until);
-            if !usable {
-                return Err(SecretsError::NoPrevious {
-                    name: name.to_string(),
-                });
-            }
-            let (mut from, mut to) = (None, None);
-            for v in &mut rec.versions {
-                match v.state {
-                    VersionState::Current => {
-                        from = Some((v.version, v.fingerprint.clone()));
-                        v.retire(now);
-                    }
-                    VersionState::Previous => {
-                        to = Some((v.version, v.fingerprint.clone()));
-                        v.state = VersionState::Current;
-                        v.grace_until = None;
-                        v.activated_at = Some(now);
-                    }
-                    VersionState::Retired => {}
-                }
-            }
-            rec.prune();
-            match (from, to) {
-                (Some(from), Some(to)) => Ok((
-                    Rollback {
-                        name: name.to_string(),
-                        from_version: from.0,
-                        from_fingerprint: from.1,
-                        to_version: to.0,
-                        to_fingerprint: to.1,
-                    },
-                    true,
-                )),
-                _ => Err(SecretsError::NoPrevious {
-                    name: name.to_string(),
-                }),
-            }
-        })?;
-        self.counters.rollbacks.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(credential = %name, from_version = r.from_version, from_fingerprint = %r.from_fingerprint,
-            to_version = r.to_version, to_fingerprint = %r.to_fingerprint, "credential rolled back");
-        Ok(r)
+        match self.change(name, Change::Rollback)? {
+            Changed::RolledBack(r) => Ok(r),
+            _ => Err(SecretsError::Encode {
+                reason: "unexpected change outcome".into(),
+            }),
+        }
     }
 
     /// Retire a version (ends a previous version's grace period early). The
     /// current version cannot be retired.
     pub fn retire(&self, name: &str, version: u64) -> Result<Retirement, SecretsError> {
-        let r = self.mutate(|state, now| {
-            let rec = state
-                .credentials
-                .get_mut(name)
-                .ok_or_else(|| SecretsError::NotFound {
-                    name: name.to_string(),
-                })?;
-            let v = rec
-                .versions
-                .iter_mut()
-                .find(|v| v.version == version)
-                .ok_or_else(|| SecretsError::UnknownVersion {
-                    name: name.to_string(),
-                    version,
-                })?;
-            let changed = match v.state {
-                VersionState::Current => {
-                    return Err(SecretsError::CannotRetireCurrent {
-                        name: name.to_string(),
-                        version,
-                    });
-                }
-                VersionState::Previous => {
-                    v.retire(now);
-                    true
-                }
-                VersionState::Retired => false,
-            };
-            let out = Retirement {
-                name: name.to_string(),
-                version,
-                fingerprint: v.fingerprint.clone(),
-                changed,
-            };
-            rec.prune();
-            Ok((out, changed))
-        })?;
-        if r.changed {
-            self.counters.retirements.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(credential = %name, version, fingerprint = %r.fingerprint, "credential version retired");
+        match self.change(name, Change::Retire(version))? {
+            Changed::Retired(r) => Ok(r),
+            _ => Err(SecretsError::Encode {
+                reason: "unexpected change outcome".into(),
+            }),
         }
-        Ok(r)
+    }
+
+    /// Apply one change to this store (the embedded backend): validate,
+    /// persist, publish, count and log. Blocking (file write).
+    pub fn change(&self, name: &str, change: Change) -> Result<Changed, SecretsError> {
+        change.validate(name)?;
+        let out = self.mutate(|state, now| state.apply(name, change, now))?;
+        self.note(name, &out);
+        Ok(out)
+    }
+
+    /// Count and log a change made here or adopted from the shared state.
+    pub fn note(&self, name: &str, changed: &Changed) {
+        match changed {
+            Changed::Rotated(r) => {
+                self.counters.rotations.fetch_add(1, Ordering::Relaxed);
+                use crate::logging::OrNone;
+                tracing::info!(credential = %name, old_version = %OrNone(&r.old_version), old_fingerprint = %OrNone(&r.old_fingerprint),
+                    new_version = r.new_version, new_fingerprint = %r.new_fingerprint, grace_until = %OrNone(&r.grace_until),
+                    "credential rotated");
+            }
+            Changed::RolledBack(r) => {
+                self.counters.rollbacks.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(credential = %name, from_version = r.from_version, from_fingerprint = %r.from_fingerprint,
+                    to_version = r.to_version, to_fingerprint = %r.to_fingerprint, "credential rolled back");
+            }
+            Changed::Retired(r) => {
+                if r.changed {
+                    self.counters.retirements.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(credential = %name, version = r.version, fingerprint = %r.fingerprint, "credential version retired");
+                }
+            }
+            Changed::Expired(versions) => {
+                for version in versions {
+                    self.counters.expirations.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(credential = %name, version, "previous credential version retired (grace period over)");
+                }
+            }
+        }
+    }
+
+    /// A copy of one credential's record (values included), for the shared
+    /// state backend.
+    pub(crate) fn record(&self, name: &str) -> Option<CredentialRecord> {
+        self.lock().state.credentials.get(name).cloned()
+    }
+
+    /// Names of every credential in the local state (retired-only included).
+    pub(crate) fn record_names(&self) -> Vec<String> {
+        self.lock().state.credentials.keys().cloned().collect()
+    }
+
+    /// Make `rec` the local record of `name` (it came from the shared state):
+    /// persisted to the local store file first when there is one, then
+    /// published to requests. Returns false when the local record already
+    /// had that shape (nothing written). Blocking (file write).
+    pub(crate) fn adopt(&self, name: &str, rec: CredentialRecord) -> Result<bool, SecretsError> {
+        rec.check(name)
+            .map_err(|reason| SecretsError::StateCorrupt {
+                name: name.to_string(),
+                reason,
+            })?;
+        self.mutate(|state, _| {
+            let same = state
+                .credentials
+                .get(name)
+                .is_some_and(|old| old.shape() == rec.shape());
+            if !same {
+                state.credentials.insert(name.to_string(), rec);
+            }
+            Ok((!same, !same))
+        })
     }
 
     /// Retire every previous version whose grace period or `not_after` has
@@ -1168,23 +1456,19 @@ impl SecretStore {
     pub fn expire_due(&self) -> Result<Vec<(String, u64)>, SecretsError> {
         let expired = self.mutate(|state, now| {
             let mut out = Vec::new();
-            for (name, rec) in &mut state.credentials {
-                for v in &mut rec.versions {
-                    if v.state == VersionState::Previous
-                        && v.usable_until().is_none_or(|u| u <= now)
-                    {
-                        v.retire(now);
-                        out.push((name.clone(), v.version));
-                    }
+            let names: Vec<String> = state.credentials.keys().cloned().collect();
+            for name in names {
+                if let (Changed::Expired(versions), true) =
+                    state.apply(&name, Change::Expire, now)?
+                {
+                    out.extend(versions.into_iter().map(|v| (name.clone(), v)));
                 }
-                rec.prune();
             }
             let changed = !out.is_empty();
             Ok((out, changed))
         })?;
         for (name, version) in &expired {
-            self.counters.expirations.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(credential = %name, version, "previous credential version retired (grace period over)");
+            self.note(name, &Changed::Expired(vec![*version]));
         }
         self.warn_expired_current();
         Ok(expired)

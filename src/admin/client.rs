@@ -70,6 +70,9 @@ pub enum AdminCommand {
         upstream: Option<String>,
         /// Expiry of the new value (RFC 3339).
         not_after: Option<String>,
+        /// Create the credential if it does not exist (otherwise an unknown
+        /// name is refused by the server).
+        create: bool,
     },
     /// `spangate secrets rollback NAME`.
     SecretsRollback {
@@ -185,6 +188,9 @@ struct RotateBody<'a> {
     upstream: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_after: Option<&'a str>,
+    /// Sent only when true, so the body stays what older servers accept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    create: bool,
 }
 
 impl RotateBody<'_> {
@@ -239,6 +245,7 @@ pub async fn run(
             force,
             upstream,
             not_after,
+            create,
         } => {
             let value = read_value(&value).await?;
             let body = RotateBody {
@@ -248,6 +255,7 @@ pub async fn run(
                 force,
                 upstream: upstream.as_deref(),
                 not_after: not_after.as_deref(),
+                create,
             }
             .to_zeroizing_json()
             .map_err(|e| AdminClientError::Value(format!("cannot encode the request: {e}")))?;
@@ -453,9 +461,26 @@ fn trim_newline(mut s: Zeroizing<String>) -> Zeroizing<String> {
     s
 }
 
+/// One admin API call returning its JSON answer (for verbs that render it
+/// themselves, such as `spangate spool`).
+pub async fn call_json(
+    admin_url: &str,
+    token: Option<Secret>,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, AdminClientError> {
+    let client = Client::new(admin_url, token)?;
+    client
+        .call(method, path, body.map(|b| Bytes::from(b.to_string())))
+        .await
+}
+
 struct Client {
     http: HttpClient,
     base: String,
+    /// `--admin unix:/path`: the admin API's Unix socket.
+    unix: Option<std::path::PathBuf>,
     token: Option<Secret>,
 }
 
@@ -465,6 +490,23 @@ impl Client {
             url: admin_url.to_string(),
             reason,
         };
+        let http = HttpClient::new(ClientOptions::default()).map_err(|e| {
+            AdminClientError::Unreachable {
+                url: admin_url.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        if let Some(path) = admin_url.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(bad("unix: needs a socket path"));
+            }
+            return Ok(Self {
+                http,
+                base: admin_url.to_string(),
+                unix: Some(std::path::PathBuf::from(path)),
+                token,
+            });
+        }
         let url = url::Url::parse(admin_url).map_err(|_| bad("not a URL"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(bad("scheme must be http or https"));
@@ -472,15 +514,10 @@ impl Client {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("no query or fragment allowed"));
         }
-        let http = HttpClient::new(ClientOptions::default()).map_err(|e| {
-            AdminClientError::Unreachable {
-                url: admin_url.to_string(),
-                reason: e.to_string(),
-            }
-        })?;
         Ok(Self {
             http,
             base: admin_url.trim_end_matches('/').to_string(),
+            unix: None,
             token,
         })
     }
@@ -491,7 +528,10 @@ impl Client {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<T, AdminClientError> {
-        let url = format!("{}{}", self.base, path);
+        let url = match &self.unix {
+            Some(_) => format!("http://admin{path}"),
+            None => format!("{}{}", self.base, path),
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(&url)
@@ -508,14 +548,18 @@ impl Client {
                 url: self.base.clone(),
                 reason: "cannot build a request for this URL",
             })?;
-        let resp = self
-            .http
-            .send(req, CALL_TIMEOUT, 4 << 20)
-            .await
-            .map_err(|e| AdminClientError::Unreachable {
-                url: self.base.clone(),
-                reason: e.to_string(),
-            })?;
+        let sent = match &self.unix {
+            Some(sock) => send_unix(sock, req).await,
+            None => self
+                .http
+                .send(req, CALL_TIMEOUT, 4 << 20)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let resp = sent.map_err(|reason| AdminClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        })?;
         let status = resp.status();
         let resp_request_id = resp
             .headers()
@@ -547,6 +591,44 @@ impl Client {
             },
         })
     }
+}
+
+/// One request over the admin API's Unix socket (HTTP/1.1), body capped at 4 MiB.
+#[cfg(unix)]
+async fn send_unix(
+    sock: &std::path::Path,
+    req: Request<OutBody>,
+) -> Result<http::Response<Bytes>, String> {
+    use http_body_util::BodyExt;
+    let work = async {
+        let stream = tokio::net::UnixStream::connect(sock)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::Limited::new(body, 4 << 20)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    };
+    tokio::time::timeout(CALL_TIMEOUT, work)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+#[cfg(not(unix))]
+async fn send_unix(
+    _sock: &std::path::Path,
+    _req: Request<OutBody>,
+) -> Result<http::Response<Bytes>, String> {
+    Err("Unix sockets are not supported on this platform".into())
 }
 
 /// `Authorization: Bearer <token>`, sensitive, its bytes wiped on drop.
@@ -702,6 +784,18 @@ fn render_rotation(r: &RotateView) -> String {
     s
 }
 
+/// `GET` an admin API path and return its JSON body (for CLI verbs that
+/// render the answer themselves, e.g. `spangate deployments`).
+pub async fn get_json(
+    admin_url: &str,
+    token: Option<Secret>,
+    path: &str,
+) -> Result<serde_json::Value, AdminClientError> {
+    Client::new(admin_url, token)?
+        .call(Method::GET, path, None)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,9 +820,14 @@ mod tests {
             force: false,
             upstream: None,
             not_after: None,
+            create: false,
         };
         let buf = body.to_zeroizing_json().expect("encode");
         let back: serde_json::Value = serde_json::from_slice(&buf).expect("json");
+        assert!(
+            back.get("create").is_none(),
+            "create is sent only when true"
+        );
         assert_eq!(back["value"], value.as_str());
         assert_eq!(back["grace"], "1m");
         assert!(back.get("upstream").is_none());

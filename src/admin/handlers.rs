@@ -16,7 +16,6 @@
 //! `provider/subject`), the action, the result and fingerprints — never values.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,16 +29,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
+use super::AdminPeer;
 use super::auth::{
     Actor, AdminAuthError, AdminAuthenticator, AdminCaller, DefaultAuthenticator, Permission,
 };
 use super::respond::{AdminBody, ApiError, finish, json_response};
-use super::throttle::{Attempt, AuthThrottle, PeerKey, Verdict, retry_after_secs};
+use super::throttle::{Attempt, AuthThrottle, Presented, Scope, Verdict, retry_after_secs};
 use super::verify::{ProbeOutcome, probe};
 use super::{AdminExtras, MAX_BODY, MetricsEncoder, PolicyVersionFn};
 use crate::metrics::{AdminLabels, ThrottleLabels};
 use crate::reload::{DiagnosticView, Reloader, Trigger, diagnostics};
-use crate::secrets::{Secret, check_value, valid_name};
+use crate::secrets::{Change, Changed, Secret, check_value, valid_name};
 use crate::shared::Shared;
 
 /// A request body, wiped when dropped (a rotate body carries a secret value).
@@ -75,6 +75,16 @@ pub enum Route {
     PolicyReload,
     /// `POST /admin/v1/policies/validate`.
     PolicyValidate,
+    /// `GET /admin/v1/spools`.
+    Spools,
+    /// `GET /admin/v1/spools/{upstream}`: queued batches and dead letters (metadata).
+    SpoolInspect(String),
+    /// `POST /admin/v1/spools/{upstream}/replay-dead`.
+    SpoolReplayDead(String),
+    /// `POST /admin/v1/spools/{upstream}/purge` (body `{"confirm": true, "dead": bool}`).
+    SpoolPurge(String),
+    /// `GET /admin/v1/deployments` and `/admin/v1/deployments/{project}`.
+    Deployments(Option<String>),
 }
 
 impl Route {
@@ -124,6 +134,22 @@ impl Route {
             ["admin", "v1", "policies", "validate"] => {
                 want(Method::POST, "POST", Route::PolicyValidate)
             }
+            ["admin", "v1", "spools"] => want(Method::GET, "GET, HEAD", Route::Spools),
+            ["admin", "v1", "spools", n] => {
+                want(Method::GET, "GET, HEAD", Route::SpoolInspect(name(n)?))
+            }
+            ["admin", "v1", "spools", n, "replay-dead"] => {
+                want(Method::POST, "POST", Route::SpoolReplayDead(name(n)?))
+            }
+            ["admin", "v1", "spools", n, "purge"] => {
+                want(Method::POST, "POST", Route::SpoolPurge(name(n)?))
+            }
+            ["admin", "v1", "deployments"] => {
+                want(Method::GET, "GET, HEAD", Route::Deployments(None))
+            }
+            ["admin", "v1", "deployments", p] => {
+                want(Method::GET, "GET, HEAD", Route::Deployments(Some(name(p)?)))
+            }
             _ => Err(ApiError::NotFound),
         }
     }
@@ -142,6 +168,11 @@ impl Route {
             Route::Retire(..) => "secrets.retire",
             Route::PolicyReload => "policy.reload",
             Route::PolicyValidate => "policy.validate",
+            Route::Spools => "spool.status",
+            Route::SpoolInspect(_) => "spool.inspect",
+            Route::SpoolReplayDead(_) => "spool.replay_dead",
+            Route::SpoolPurge(_) => "spool.purge",
+            Route::Deployments(_) => "deployments.read",
         }
     }
 
@@ -149,13 +180,15 @@ impl Route {
     pub fn permission(&self) -> Option<Permission> {
         match self {
             Route::Healthz | Route::Readyz | Route::Metrics => None,
-            Route::Status => Some(Permission::StatusRead),
+            Route::Status | Route::Deployments(_) => Some(Permission::StatusRead),
             Route::ListSecrets | Route::GetSecret(_) => Some(Permission::SecretsRead),
             Route::Rotate(_) | Route::Rollback(_) | Route::Retire(..) => {
                 Some(Permission::SecretsRotate)
             }
             Route::PolicyReload => Some(Permission::PolicyReload),
             Route::PolicyValidate => Some(Permission::PolicyValidate),
+            Route::Spools | Route::SpoolInspect(_) => Some(Permission::StatusRead),
+            Route::SpoolReplayDead(_) | Route::SpoolPurge(_) => Some(Permission::SpoolManage),
         }
     }
 
@@ -165,7 +198,12 @@ impl Route {
                 Some(n.clone())
             }
             Route::PolicyReload | Route::PolicyValidate => Some("policies".into()),
-            Route::Healthz
+            Route::SpoolInspect(n) | Route::SpoolReplayDead(n) | Route::SpoolPurge(n) => {
+                Some(n.clone())
+            }
+            Route::Deployments(p) => p.clone(),
+            Route::Spools
+            | Route::Healthz
             | Route::Readyz
             | Route::Metrics
             | Route::Status
@@ -189,6 +227,13 @@ struct AdminAudit {
     #[serde(skip_serializing_if = "Option::is_none")]
     token_fingerprint: Option<String>,
     remote: String,
+    /// Unix-socket peer credentials (kernel-verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_pid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<String>,
     result: &'static str,
@@ -286,7 +331,12 @@ impl AdminState {
 
     /// Handle one request. Every response gets a fresh `x-request-id` (also
     /// in the audit line and in error bodies) and the common headers.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<AdminBody> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: impl Into<AdminPeer>,
+    ) -> Response<AdminBody> {
+        let peer = peer.into();
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut resp = self.dispatch(req, peer, &request_id).await;
         finish(&mut resp, &request_id);
@@ -296,7 +346,7 @@ impl AdminState {
     async fn dispatch(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         request_id: &str,
     ) -> Response<AdminBody> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -320,7 +370,7 @@ impl AdminState {
         &self,
         route: Route,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         request_id: &str,
     ) -> Response<AdminBody> {
         let started = Instant::now();
@@ -329,7 +379,19 @@ impl AdminState {
             request_id: request_id.to_string(),
             action: route.action(),
             actor: "anonymous".into(),
-            remote: peer.to_string(),
+            remote: peer.describe(),
+            peer_uid: match peer {
+                AdminPeer::Unix { uid, .. } => Some(uid),
+                AdminPeer::Tcp(_) => None,
+            },
+            peer_gid: match peer {
+                AdminPeer::Unix { gid, .. } => Some(gid),
+                AdminPeer::Tcp(_) => None,
+            },
+            peer_pid: match peer {
+                AdminPeer::Unix { pid, .. } => pid,
+                AdminPeer::Tcp(_) => None,
+            },
             target: route.target(),
             ..Default::default()
         };
@@ -390,20 +452,31 @@ impl AdminState {
                 "admin call refused")
             }
         }
-        audit.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        audit.duration_ms = crate::logging::round_ms(started.elapsed());
         self.shared.audit.emit_now(&audit);
         resp
     }
 
-    /// Record a failed authentication; note and report a lockout it starts.
-    fn auth_failed(&self, attempt: Attempt<'_>, peer: SocketAddr, audit: &mut AdminAudit) {
-        if let Some(lockout) = attempt.failed(Instant::now()) {
+    /// Record a failed authentication (here and, in a fleet, in the shared
+    /// count); note and report a lockout it starts.
+    async fn auth_failed(&self, attempt: Attempt<'_>, peer: AdminPeer, audit: &mut AdminAudit) {
+        let local = attempt.failed(Instant::now());
+        let cfg = self.throttle.config();
+        let shared = match &self.shared.fleet {
+            Some(f) if cfg.enabled => {
+                let key = peer.throttle_key().to_string();
+                f.auth_failed(&key, cfg.max_failures, cfg.window, cfg.lockout)
+                    .await
+            }
+            _ => None,
+        };
+        if let Some(lockout) = local.or(shared) {
             let secs = retry_after_secs(lockout);
             audit.lockout_s = Some(secs);
-            audit.peer = Some(PeerKey::of(peer.ip()).to_string());
+            audit.peer = Some(peer.throttle_key().to_string());
             self.shared.metrics.admin_auth_lockouts.inc();
             tracing::warn!(
-                peer = %PeerKey::of(peer.ip()),
+                peer = %peer.throttle_key(),
                 lockout_s = secs,
                 "admin API: too many failed authentications; peer locked out"
             );
@@ -414,24 +487,51 @@ impl AdminState {
         &self,
         route: &Route,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: AdminPeer,
         audit: &mut AdminAudit,
     ) -> Result<Response<AdminBody>, ApiError> {
-        // Before the token is looked at: a locked-out peer learns nothing.
-        let attempt = match self.throttle.check(peer.ip(), Instant::now()) {
-            Verdict::Proceed(a) => a,
-            Verdict::Throttled { scope, retry_after } => {
-                audit.throttle = Some(scope.as_str());
-                audit.peer = Some(PeerKey::of(peer.ip()).to_string());
-                audit.retry_after_s = Some(retry_after_secs(retry_after));
-                return Err(ApiError::Throttled { retry_after, scope });
-            }
+        // Before the token is checked: a locked-out peer learns nothing
+        // about a credential that is neither known good nor signed (the
+        // throttle sees only its fingerprint and shape).
+        let presented = bearer(req.headers());
+        let cred = match &presented {
+            Bearer::Token(t) => Some(Presented::of(t)),
+            Bearer::Missing | Bearer::Malformed => None,
         };
-        let caller = match bearer(req.headers()) {
+        // In a fleet, a peer locked out on any replica is locked out here
+        // too, with the same exemptions as the local throttle (credentials
+        // known good from this peer, signed tokens).
+        if let Some(f) = &self.shared.fleet
+            && self.throttle.config().enabled
+            && !self.throttle.exempt(peer.throttle_key(), cred.as_ref())
+            && let Some(retry_after) = f.auth_locked(&peer.throttle_key().to_string()).await
+        {
+            audit.throttle = Some(Scope::Peer.as_str());
+            audit.peer = Some(peer.throttle_key().to_string());
+            audit.retry_after_s = Some(retry_after_secs(retry_after));
+            return Err(ApiError::Throttled {
+                retry_after,
+                scope: Scope::Peer,
+            });
+        }
+        let attempt =
+            match self
+                .throttle
+                .check_credential(peer.throttle_key(), cred.as_ref(), Instant::now())
+            {
+                Verdict::Proceed(a) => a,
+                Verdict::Throttled { scope, retry_after } => {
+                    audit.throttle = Some(scope.as_str());
+                    audit.peer = Some(peer.throttle_key().to_string());
+                    audit.retry_after_s = Some(retry_after_secs(retry_after));
+                    return Err(ApiError::Throttled { retry_after, scope });
+                }
+            };
+        let caller = match presented {
             // No token is no guess: neither a failure nor a success.
             Bearer::Missing => return Err(ApiError::Unauthenticated(AdminAuthError::Missing)),
             Bearer::Malformed => {
-                self.auth_failed(attempt, peer, audit);
+                self.auth_failed(attempt, peer, audit).await;
                 return Err(ApiError::Unauthenticated(AdminAuthError::Invalid(
                     "malformed",
                 )));
@@ -441,7 +541,7 @@ impl AdminState {
                 match self.auth.authenticate(&t).await {
                     Ok(caller) => caller,
                     Err(e @ AdminAuthError::Invalid(_)) => {
-                        self.auth_failed(attempt, peer, audit);
+                        self.auth_failed(attempt, peer, audit).await;
                         return Err(ApiError::Unauthenticated(e));
                     }
                     // An unreachable IdP is not the caller's failure.
@@ -465,6 +565,8 @@ impl AdminState {
             audit.permission = Some(p.as_str());
             return Err(ApiError::Forbidden(p));
         }
+        // A success does not clear the peer's shared failure count either:
+        // another caller at the same address must not reset a guesser.
         attempt.succeeded();
         let body = read_body(req, self.body_timeout).await?;
         self.run(route, body, &caller, audit).await
@@ -494,9 +596,14 @@ impl AdminState {
             }
             Route::Rotate(name) => self.rotate(name, body, audit).await,
             Route::Rollback(name) => {
-                let store = Arc::clone(&self.shared.secrets);
-                let n = name.clone();
-                let r = blocking(move || store.rollback(&n)).await??;
+                let Changed::RolledBack(r) = self
+                    .shared
+                    .credentials()
+                    .change(name, Change::Rollback)
+                    .await?
+                else {
+                    return Err(ApiError::Internal);
+                };
                 audit.old_version = Some(r.from_version);
                 audit.old_fingerprint = Some(r.from_fingerprint.clone());
                 audit.new_version = Some(r.to_version);
@@ -504,9 +611,14 @@ impl AdminState {
                 Ok(json_response(StatusCode::OK, &r))
             }
             Route::Retire(name, version) => {
-                let store = Arc::clone(&self.shared.secrets);
-                let (n, v) = (name.clone(), *version);
-                let r = blocking(move || store.retire(&n, v)).await??;
+                let Changed::Retired(r) = self
+                    .shared
+                    .credentials()
+                    .change(name, Change::Retire(*version))
+                    .await?
+                else {
+                    return Err(ApiError::Internal);
+                };
                 audit.old_version = Some(r.version);
                 audit.old_fingerprint = Some(r.fingerprint.clone());
                 Ok(json_response(StatusCode::OK, &r))
@@ -525,6 +637,55 @@ impl AdminState {
                 }
             }
             Route::PolicyValidate => self.validate(body, audit).await,
+            Route::Spools => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "spools": self.spools_status() }),
+            )),
+            Route::SpoolInspect(n) => {
+                let spool = self.spool(n)?;
+                Ok(json_response(StatusCode::OK, &spool.inspect(100)))
+            }
+            Route::SpoolReplayDead(n) => {
+                let spool = self.spool(n)?;
+                let replayed = spool.replay_dead().await.map_err(spool_failed)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "upstream": n, "replayed": replayed }),
+                ))
+            }
+            Route::SpoolPurge(n) => {
+                let spool = self.spool(n)?;
+                let req: PurgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                    PurgeRequest::default()
+                } else {
+                    parse_json(&body)?
+                };
+                if !req.confirm {
+                    return Err(ApiError::BadRequest {
+                        code: "confirm_required",
+                        message: "purge deletes batches for good: send \"confirm\": true".into(),
+                    });
+                }
+                let purged = spool.purge(req.dead).await.map_err(spool_failed)?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "upstream": n, "purged": purged, "dead": req.dead }),
+                ))
+            }
+            Route::Deployments(project) => {
+                let projects = self.shared.deployments.snapshot(project.as_deref());
+                if project.is_some() && projects.is_empty() {
+                    return Err(ApiError::NotFound);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "per_project": self.shared.config.deployments.per_project,
+                        "max_projects": self.shared.config.deployments.max_projects,
+                        "projects": projects,
+                    }),
+                ))
+            }
             Route::Healthz | Route::Readyz | Route::Metrics => Err(ApiError::NotFound),
         }
     }
@@ -541,9 +702,26 @@ impl AdminState {
         drop(body);
         let value = req.value;
         audit.new_fingerprint = Some(value.fingerprint());
-        if let Some(cur) = self.shared.secrets.info(name) {
-            audit.old_version = Some(cur.current_version);
-            audit.old_fingerprint = Some(cur.current_fingerprint);
+        match self.shared.secrets.info(name) {
+            Some(cur) => {
+                audit.old_version = Some(cur.current_version);
+                audit.old_fingerprint = Some(cur.current_fingerprint);
+            }
+            None if !req.create => {
+                // At most a screenful of names in the message.
+                const SHOWN: usize = 20;
+                let mut known = self.shared.secrets.names();
+                if known.len() > SHOWN {
+                    let more = known.len() - SHOWN;
+                    known.truncate(SHOWN);
+                    known.push(format!("and {more} more"));
+                }
+                return Err(ApiError::UnknownCredential {
+                    name: name.to_string(),
+                    known,
+                });
+            }
+            None => {}
         }
         check_value(value.expose()).map_err(|reason| {
             crate::secrets::SecretsError::InvalidValue {
@@ -611,9 +789,14 @@ impl AdminState {
         } else {
             audit.verify = Some("skipped");
         }
-        let store = Arc::clone(&self.shared.secrets);
-        let n = name.to_string();
-        let r = blocking(move || store.rotate(&n, value, grace, not_after)).await??;
+        let change = Change::Rotate {
+            value,
+            grace,
+            not_after,
+        };
+        let Changed::Rotated(r) = self.shared.credentials().change(name, change).await? else {
+            return Err(ApiError::Internal);
+        };
         audit.old_version = r.old_version;
         audit.old_fingerprint = r.old_fingerprint.clone();
         audit.new_version = Some(r.new_version);
@@ -726,6 +909,9 @@ impl AdminState {
             "policy": "loaded",
             "policy_last_reload": if self.reloader.status().last_error.is_some() { "error" } else { "ok" },
             "secrets_store": if self.shared.secrets.persistent() { "file" } else { "memory" },
+            // Informational: a replica serves with its last known credentials
+            // while the state store is down, so it stays ready.
+            "state_store": self.shared.fleet.as_ref().map(|f| if f.is_up() { "ok" } else { "degraded: state store unreachable" }),
             "providers": providers,
             "shutting_down": shutting_down,
         });
@@ -735,6 +921,33 @@ impl AdminState {
             StatusCode::OK
         };
         json_response(status, &body)
+    }
+
+    fn spools_status(&self) -> BTreeMap<String, serde_json::Value> {
+        self.shared
+            .spools
+            .iter()
+            .map(|(name, s)| (name.clone(), s.status()))
+            .collect()
+    }
+
+    fn spool(&self, name: &str) -> Result<&crate::spool::Spool, ApiError> {
+        self.shared
+            .spools
+            .get(name)
+            .map(|s| s.as_ref())
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "unknown_spool",
+                message: format!(
+                    "no spool for that upstream; spooled upstreams: {}",
+                    self.shared
+                        .spools
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
     }
 
     fn throttle_status(&self) -> serde_json::Value {
@@ -748,6 +961,7 @@ impl AdminState {
             "lockouts": c.lockouts.load(Ordering::Relaxed),
             "throttled_peer": c.throttled_peer.load(Ordering::Relaxed),
             "throttled_global": c.throttled_global.load(Ordering::Relaxed),
+            "passed_known_or_signed": c.passed_known.load(Ordering::Relaxed),
         })
     }
 
@@ -773,7 +987,7 @@ impl AdminState {
             "proxy": {
                 "memory_budget_bytes": self.shared.config.server.memory_budget.as_u64(),
                 "memory_in_use_bytes": self.shared.budget.in_use_bytes(),
-                "spools": self.shared.spools.iter().map(|(name, s)| (name.clone(), s.status())).collect::<std::collections::BTreeMap<_, _>>(),
+                "spools": self.spools_status(),
             },
             "admin": {
                 "requests": c.requests.load(Ordering::Relaxed),
@@ -783,6 +997,7 @@ impl AdminState {
                 "throttled": c.throttled.load(Ordering::Relaxed),
                 "auth_throttle": self.throttle_status(),
             },
+            "fleet": self.shared.fleet.as_ref().map(|f| f.status()),
         });
         json_response(StatusCode::OK, &body)
     }
@@ -790,6 +1005,23 @@ impl AdminState {
 
 fn yes() -> bool {
     true
+}
+
+/// Body of `POST /admin/v1/spools/{upstream}/purge`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    /// Must be true: a purge cannot be undone.
+    #[serde(default)]
+    confirm: bool,
+    /// Purge the dead letters instead of the queue.
+    #[serde(default)]
+    dead: bool,
+}
+
+fn spool_failed(e: crate::spool::SpoolOpError) -> ApiError {
+    tracing::error!(error = %e, "spool operation failed");
+    ApiError::Internal
 }
 
 /// Body of `POST /admin/v1/secrets/{name}/rotate`.
@@ -808,6 +1040,11 @@ struct RotateRequest {
     upstream: Option<String>,
     #[serde(default)]
     not_after: Option<String>,
+    /// Create the credential when no credential of that name exists. Without
+    /// it an unknown name is refused, so a typo never creates a stray
+    /// credential while the real one stays unrotated.
+    #[serde(default)]
+    create: bool,
 }
 
 #[derive(Serialize)]

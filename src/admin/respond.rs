@@ -61,6 +61,17 @@ pub enum ApiError {
         /// Human message (never contains a submitted value).
         message: String,
     },
+    /// Rotating a credential that does not exist, without `create`.
+    #[error(
+        "no credential named {name:?} (known: {}); to add a new credential, rotate with create (spangate secrets rotate --create)",
+        if .known.is_empty() { "none".to_string() } else { .known.join(", ") }
+    )]
+    UnknownCredential {
+        /// The name asked for.
+        name: String,
+        /// The credentials that exist.
+        known: Vec<String>,
+    },
     /// A secrets store error.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
@@ -134,6 +145,7 @@ impl ApiError {
             }
             ApiError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "auth_throttled"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::UnknownCredential { .. } => (StatusCode::NOT_FOUND, "unknown_credential"),
             ApiError::Secrets(e) => (secrets_status(e), e.reason()),
             ApiError::VerifyRejected { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "upstream_rejected")
@@ -152,6 +164,13 @@ impl ApiError {
         let (status, code) = self.status_and_code();
         let message = match &self {
             // Store failures: details go to the log, the client gets a summary.
+            // Said plainly: the operator must know to wait for the state store.
+            ApiError::Secrets(
+                e @ (SecretsError::StateUnavailable | SecretsError::StateConflict { .. }),
+            ) => {
+                tracing::warn!(reason = e.reason(), "credential change refused: {e}");
+                e.to_string()
+            }
             ApiError::Secrets(e) if status.is_server_error() => {
                 tracing::error!(reason = e.reason(), error = %e, "secrets store operation failed");
                 "the secrets store could not be updated; nothing changed".to_string()
@@ -216,6 +235,7 @@ impl ApiError {
             ApiError::Forbidden(_)
             | ApiError::NotFound
             | ApiError::BadRequest { .. }
+            | ApiError::UnknownCredential { .. }
             | ApiError::Secrets(_)
             | ApiError::VerifyRejected { .. }
             | ApiError::VerifyUnavailable { .. }
@@ -247,7 +267,11 @@ fn secrets_status(e: &SecretsError) -> StatusCode {
         | SecretsError::EncryptedNoKey { .. }
         | SecretsError::WrongKey { .. }
         | SecretsError::Key(_)
-        | SecretsError::Encode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        | SecretsError::Encode { .. }
+        | SecretsError::StateCorrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        SecretsError::StateUnavailable | SecretsError::StateConflict { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

@@ -2,36 +2,50 @@
 //!
 //! Nothing else stops a caller from guessing the bootstrap token or replaying
 //! bad OIDC tokens against the admin API, so every authenticated admin call
-//! passes through [`AuthThrottle`] *before* its token is looked at:
+//! passes through [`AuthThrottle`] *before* its token is looked at. The
+//! design must hold two properties at once (docs/security.md explains why):
+//! a guesser cannot lock out a *different, valid* credential, and a locked
+//! out guesser gets no oracle (a right guess answers like a wrong one).
 //!
-//! * **Per peer.** Failures are counted per peer key ([`PeerKey`]: the IPv4
-//!   address, or the /64 prefix of an IPv6 address, since one host usually
-//!   owns a whole /64). `max_failures` failures within `window` lock the peer
-//!   out for `lockout`; while locked out every call gets 429 with
-//!   `Retry-After` and the token is **not checked at all** (no oracle: the
-//!   right token gets the same 429 as a wrong one). When a lockout ends the
-//!   peer is on probation: a single further failure locks it out again, for
-//!   twice as long each time, up to `max_lockout`. A peer's record is
-//!   forgotten after `max(window, max_lockout)` without failures.
-//! * **Success clears.** A call that authenticates *and* holds the permission
-//!   it asked for clears the peer's record. A 403 (valid token, no
-//!   permission) neither counts as a failure nor clears the record, so a
-//!   token without admin permissions cannot be interleaved with guesses to
-//!   reset the count.
-//! * **In flight.** A peer with failures on record may not have more
+//! * **Keyed by peer and credential.** Failures are counted per peer key
+//!   ([`PeerKey`]: the IPv4 address, the /64 prefix of an IPv6 address, or
+//!   the uid of a Unix-socket peer) and de-duplicated by the fingerprint of
+//!   the presented credential: repeating one wrong token (a stale script)
+//!   counts once. `max_failures` distinct failures within `window` lock the
+//!   peer out for `lockout`; on probation afterwards a single failure locks
+//!   it again, twice as long each time, up to `max_lockout`.
+//! * **A lockout refuses unknown shared secrets without a check.** While a
+//!   peer is locked out, a credential that is neither known good nor signed
+//!   gets 429 with `Retry-After` and is not checked: a right guess gets the
+//!   same 429 as a wrong one, so the lockout is no oracle.
+//! * **Known-good credentials pass.** A credential that authenticated *and*
+//!   held the permission it asked for, from this peer, within the last hour,
+//!   is checked even while the peer is locked out (or the global ceiling is
+//!   reached): a guesser cannot lock an operator out of a credential the
+//!   operator is using. The answer differs from a refusal only for a
+//!   credential that has already proven valid from this peer; guessing it is
+//!   guessing the credential (see docs/security.md on the bootstrap token).
+//! * **Signed credentials pass.** A JWT-shaped credential is checked even
+//!   while the peer is locked out: its signature cannot be guessed, so the
+//!   check is no oracle, and a fresh OIDC admin token keeps working during an
+//!   attack. (The bootstrap token is never compared against a JWT-shaped
+//!   credential, so this path cannot be used to guess it.)
+//! * **Success does not clear the peer.** Another caller at the same address
+//!   succeeding says nothing about the guesser; it only marks the credential
+//!   known good for that peer.
+//! * **In flight.** A peer with failures on record may not have more unknown
 //!   attempts in flight than it has failures left, so parallel connections
-//!   cannot overshoot the threshold. (A peer with a clean record is not
-//!   limited: the first wave of a fresh peer is bounded only by the admin
-//!   listener's connection limit.)
+//!   cannot overshoot the threshold.
 //! * **Global ceiling.** Every failure, from any peer, takes a token from a
 //!   bucket of `global_max_failures` per `global_window`. While the bucket is
 //!   empty, peers that have not authenticated successfully within the last
-//!   hour are throttled without a check (scope `global`); peers that have
-//!   keep working. So a guesser spread over many addresses gets at most
-//!   `global_max_failures` checks per window, and operators already at work
-//!   are not locked out by it.
-//! * **Bounded memory.** Peer records and the "recently authenticated" set
-//!   live in moka caches with `max_peers` entries each.
+//!   hour are throttled without a check (scope `global`), known-good
+//!   credentials excepted. So a guesser spread over many addresses gets at
+//!   most `global_max_failures` checks per window.
+//! * **Bounded memory.** Peer records, known-good credentials and the
+//!   "recently authenticated" set live in moka caches with `max_peers`
+//!   entries each; a peer remembers at most `max_failures` failing
+//!   fingerprints.
 //!
 //! The decisions are pure functions of the recorded state and an explicit
 //! `now`, so they are unit-tested below with synthetic addresses and times.
@@ -48,14 +62,68 @@ pub use crate::config::admin::{
     MAX_CONFIG_LOCKOUT, TRUSTED_FOR,
 };
 
-/// The key failures are counted under: an IPv4 address, or the /64 prefix of
-/// an IPv6 address. IPv4-mapped IPv6 addresses count as their IPv4 address.
+/// The key failures are counted under: an IPv4 address, the /64 prefix of
+/// an IPv6 address, or the uid of a Unix-socket peer. IPv4-mapped IPv6
+/// addresses count as their IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerKey {
     /// One IPv4 address.
     V4([u8; 4]),
     /// The first 64 bits of an IPv6 address.
     V6Prefix([u8; 8]),
+    /// A local user on the Unix socket (kernel-verified uid).
+    Uid(u32),
+}
+
+impl From<IpAddr> for PeerKey {
+    fn from(ip: IpAddr) -> PeerKey {
+        PeerKey::of(ip)
+    }
+}
+
+/// What the throttle knows about a presented credential before it is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Fingerprint of the credential (never the credential).
+    pub fingerprint: String,
+    /// JWT-shaped: a signature decides, guessing is hopeless.
+    pub signed: bool,
+}
+
+impl Presented {
+    /// Describe a presented bearer token.
+    pub fn of(token: &str) -> Presented {
+        Presented {
+            fingerprint: crate::fingerprint(token.as_bytes()),
+            signed: looks_signed(token),
+        }
+    }
+}
+
+/// True when `token` has the shape of a JWS: three non-empty base64url
+/// segments whose first decodes to a JSON object naming an `alg`. The
+/// bootstrap token is never compared against such a token.
+pub fn looks_signed(token: &str) -> bool {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let b64url = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !(b64url(h) && b64url(p) && b64url(sig)) || h.len() > 4096 {
+        return false;
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(h)
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+        .is_some_and(|v| v.get("alg").is_some_and(|a| a.is_string()))
 }
 
 impl PeerKey {
@@ -85,6 +153,7 @@ impl fmt::Display for PeerKey {
                 full[..8].copy_from_slice(p);
                 write!(f, "{}/64", std::net::Ipv6Addr::from(full))
             }
+            PeerKey::Uid(uid) => write!(f, "uid:{uid}"),
         }
     }
 }
@@ -123,6 +192,8 @@ struct PeerState {
     locked_until: Option<Instant>,
     /// Attempts between `check` and their outcome.
     in_flight: u32,
+    /// Fingerprints that failed in the current window (at most `max_failures`).
+    failed: Vec<String>,
 }
 
 impl PeerState {
@@ -133,6 +204,7 @@ impl PeerState {
             (a, b) => a.or(b),
         };
         if last.is_some_and(|l| now.saturating_duration_since(l) > forget_after) {
+            // `failed` goes with the rest.
             let in_flight = self.in_flight;
             *self = PeerState {
                 in_flight,
@@ -174,6 +246,8 @@ pub enum Verdict<'a> {
 pub struct Attempt<'a> {
     throttle: &'a AuthThrottle,
     key: PeerKey,
+    /// Fingerprint of the presented credential (None: none or malformed).
+    fingerprint: Option<String>,
     /// The record whose `in_flight` this attempt holds.
     reserved: Option<Arc<Mutex<PeerState>>>,
 }
@@ -182,13 +256,15 @@ impl Attempt<'_> {
     /// The token was wrong. Returns the lockout this failure started, if any.
     pub fn failed(mut self, now: Instant) -> Option<Duration> {
         self.release();
-        self.throttle.record_failure(self.key, now)
+        let fp = self.fingerprint.take();
+        self.throttle.record_failure(self.key, fp, now)
     }
 
     /// The caller authenticated and holds the permission asked for.
     pub fn succeeded(mut self) {
         self.release();
-        self.throttle.record_success(self.key);
+        let fp = self.fingerprint.take();
+        self.throttle.record_success(self.key, fp);
     }
 
     fn release(&mut self) {
@@ -212,6 +288,9 @@ pub struct ThrottleCounters {
     pub throttled_peer: AtomicU64,
     /// Calls refused by the global ceiling.
     pub throttled_global: AtomicU64,
+    /// Calls checked during a lockout or the global ceiling because their
+    /// credential was known good or signed.
+    pub passed_known: AtomicU64,
     /// Lockouts started.
     pub lockouts: AtomicU64,
     /// Failures recorded.
@@ -223,6 +302,8 @@ pub struct AuthThrottle {
     cfg: AuthThrottleConfig,
     peers: moka::sync::Cache<PeerKey, Arc<Mutex<PeerState>>>,
     trusted: moka::sync::Cache<PeerKey, ()>,
+    /// (peer, fingerprint) of credentials that succeeded within TRUSTED_FOR.
+    known_good: moka::sync::Cache<(PeerKey, String), ()>,
     global: Mutex<Option<Bucket>>,
     counters: ThrottleCounters,
 }
@@ -252,10 +333,15 @@ impl AuthThrottle {
             .max_capacity(capacity)
             .time_to_live(TRUSTED_FOR)
             .build();
+        let known_good = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(TRUSTED_FOR)
+            .build();
         Self {
             cfg,
             peers,
             trusted,
+            known_good,
             global: Mutex::new(None),
             counters: ThrottleCounters::default(),
         }
@@ -282,16 +368,43 @@ impl AuthThrottle {
         self.global_wait(now).is_some()
     }
 
-    /// Decide whether a call from `peer` may have its token checked.
-    pub fn check(&self, peer: IpAddr, now: Instant) -> Verdict<'_> {
-        let key = PeerKey::of(peer);
-        if !self.cfg.enabled {
-            return Verdict::Proceed(Attempt {
+    /// Decide whether a call from `peer` without a (well-formed) credential
+    /// may go on; see [`AuthThrottle::check_credential`].
+    pub fn check(&self, peer: impl Into<PeerKey>, now: Instant) -> Verdict<'_> {
+        self.check_credential(peer.into(), None, now)
+    }
+
+    /// Whether `cred` from `key` is checked even while the peer is locked
+    /// out: known good from this peer, or signed.
+    pub fn exempt(&self, key: PeerKey, cred: Option<&Presented>) -> bool {
+        cred.is_some_and(|c| {
+            c.signed || self.known_good.contains_key(&(key, c.fingerprint.clone()))
+        })
+    }
+
+    /// Decide whether a call from `peer` presenting `cred` may have it
+    /// checked (the module docs give the rules).
+    pub fn check_credential(
+        &self,
+        key: PeerKey,
+        cred: Option<&Presented>,
+        now: Instant,
+    ) -> Verdict<'_> {
+        let fingerprint = cred.map(|c| c.fingerprint.clone());
+        let proceed = |reserved| {
+            Verdict::Proceed(Attempt {
                 throttle: self,
                 key,
-                reserved: None,
-            });
+                fingerprint: fingerprint.clone(),
+                reserved,
+            })
+        };
+        if !self.cfg.enabled {
+            return proceed(None);
         }
+        let known =
+            cred.is_some_and(|c| self.known_good.contains_key(&(key, c.fingerprint.clone())));
+        let signed = cred.is_some_and(|c| c.signed);
         let state = self.peers.get(&key);
         if let Some(state) = &state {
             let mut s = lock(state);
@@ -300,13 +413,24 @@ impl AuthThrottle {
                 && until > now
             {
                 drop(s);
+                if known || signed {
+                    self.counters.passed_known.fetch_add(1, Ordering::Relaxed);
+                    return proceed(None);
+                }
                 return self.throttled(Scope::Peer, until - now);
             }
         }
         if let Some(wait) = self.global_wait(now)
             && !self.trusted.contains_key(&key)
         {
+            if known {
+                self.counters.passed_known.fetch_add(1, Ordering::Relaxed);
+                return proceed(None);
+            }
             return self.throttled(Scope::Global, wait);
+        }
+        if known || signed {
+            return proceed(None);
         }
         let mut reserved = None;
         if let Some(state) = state {
@@ -324,11 +448,7 @@ impl AuthThrottle {
                 reserved = Some(state);
             }
         }
-        Verdict::Proceed(Attempt {
-            throttle: self,
-            key,
-            reserved,
-        })
+        proceed(reserved)
     }
 
     fn throttled(&self, scope: Scope, retry_after: Duration) -> Verdict<'_> {
@@ -340,7 +460,12 @@ impl AuthThrottle {
         Verdict::Throttled { scope, retry_after }
     }
 
-    fn record_failure(&self, key: PeerKey, now: Instant) -> Option<Duration> {
+    fn record_failure(
+        &self,
+        key: PeerKey,
+        fingerprint: Option<String>,
+        now: Instant,
+    ) -> Option<Duration> {
         if !self.cfg.enabled {
             return None;
         }
@@ -354,10 +479,20 @@ impl AuthThrottle {
             .is_none_or(|start| now.saturating_duration_since(start) > self.cfg.window);
         if window_over {
             s.failures = 0;
+            s.failed.clear();
             s.window_start = Some(now);
         }
-        s.failures = s.failures.saturating_add(1);
         s.last_failure = Some(now);
+        // The same wrong credential again is no new guess.
+        if let Some(fp) = fingerprint {
+            if s.failed.contains(&fp) {
+                return None;
+            }
+            if s.failed.len() < self.cfg.max_failures as usize {
+                s.failed.push(fp);
+            }
+        }
+        s.failures = s.failures.saturating_add(1);
         if s.failures < s.threshold(self.cfg.max_failures) {
             return None;
         }
@@ -370,17 +505,22 @@ impl AuthThrottle {
             .min(self.cfg.max_lockout);
         s.strikes = s.strikes.saturating_add(1);
         s.failures = 0;
+        s.failed.clear();
         s.window_start = None;
         s.locked_until = Some(now + lockout);
         self.counters.lockouts.fetch_add(1, Ordering::Relaxed);
         Some(lockout)
     }
 
-    fn record_success(&self, key: PeerKey) {
+    fn record_success(&self, key: PeerKey, fingerprint: Option<String>) {
         if !self.cfg.enabled {
             return;
         }
-        self.peers.invalidate(&key);
+        // The peer's record stays: another caller at the same address
+        // succeeding says nothing about a guesser there.
+        if let Some(fp) = fingerprint {
+            self.known_good.insert((key, fp), ());
+        }
         self.trusted.insert(key, ());
     }
 
@@ -556,18 +696,90 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_the_record() {
+    fn success_marks_the_credential_known_good_and_keeps_the_peer_record() {
         let t = AuthThrottle::new(cfg());
         let t0 = Instant::now();
-        fail(&t, "10.0.0.1", t0);
-        fail(&t, "10.0.0.1", t0);
-        match t.check(ip("10.0.0.1"), t0) {
+        let peer = PeerKey::of(ip("127.0.0.1"));
+        let good = Presented::of("the-operators-token");
+        match t.check_credential(peer, Some(&good), t0) {
             Verdict::Proceed(a) => a.succeeded(),
             Verdict::Throttled { .. } => panic!("throttled"),
         }
-        assert_eq!(fail(&t, "10.0.0.1", t0), None);
-        assert_eq!(fail(&t, "10.0.0.1", t0), None);
-        assert!(fail(&t, "10.0.0.1", t0).is_some());
+        // A guesser at the same address: three distinct wrong tokens.
+        for i in 0..3 {
+            let guess = Presented::of(&format!("guess-{i}"));
+            match t.check_credential(peer, Some(&guess), t0) {
+                Verdict::Proceed(a) => {
+                    let locked = a.failed(t0);
+                    assert_eq!(locked.is_some(), i == 2);
+                }
+                Verdict::Throttled { .. } => panic!("throttled before the lockout"),
+            }
+        }
+        // Locked out: unknown credentials (right or wrong) are refused
+        // unchecked, the operator's known-good credential is checked.
+        let unknown = Presented::of("never-seen");
+        assert!(matches!(
+            t.check_credential(peer, Some(&unknown), t0),
+            Verdict::Throttled {
+                scope: Scope::Peer,
+                ..
+            }
+        ));
+        assert!(matches!(
+            t.check_credential(peer, Some(&good), t0),
+            Verdict::Proceed(_)
+        ));
+        // Known good is per peer: the same credential from elsewhere is unknown there.
+        let other = PeerKey::of(ip("10.9.9.9"));
+        for i in 0..3 {
+            let guess = Presented::of(&format!("g{i}"));
+            if let Verdict::Proceed(a) = t.check_credential(other, Some(&guess), t0) {
+                a.failed(t0);
+            }
+        }
+        assert!(matches!(
+            t.check_credential(other, Some(&good), t0),
+            Verdict::Throttled { .. }
+        ));
+    }
+
+    #[test]
+    fn repeating_one_wrong_credential_counts_once() {
+        let t = AuthThrottle::new(cfg());
+        let t0 = Instant::now();
+        let peer = PeerKey::of(ip("10.0.0.1"));
+        let stale = Presented::of("stale-token-in-a-cron-job");
+        for _ in 0..10 {
+            match t.check_credential(peer, Some(&stale), t0) {
+                Verdict::Proceed(a) => assert_eq!(a.failed(t0), None),
+                Verdict::Throttled { .. } => panic!("a repeated token must not lock the peer"),
+            }
+        }
+    }
+
+    #[test]
+    fn signed_credentials_are_checked_during_a_lockout() {
+        let t = AuthThrottle::new(cfg());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            fail(&t, "10.0.0.1", t0);
+        }
+        let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+        assert!(looks_signed(jwt));
+        let peer = PeerKey::of(ip("10.0.0.1"));
+        assert!(matches!(
+            t.check_credential(peer, Some(&Presented::of(jwt)), t0),
+            Verdict::Proceed(_)
+        ));
+        for not_jwt in [
+            "a.b.c",
+            "bootstrap-admin-token",
+            "eyJhbGciOiJSUzI1NiJ9..c2ln",
+            "x.y.z.w",
+        ] {
+            assert!(!looks_signed(not_jwt), "{not_jwt}");
+        }
     }
 
     #[test]

@@ -130,25 +130,55 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             match check(&set, file, case) {
                 Ok(summary) => {
                     passed += 1;
-                    println!("ok   {label}: {summary}");
+                    super::out(format_args!("ok   {label}: {summary}"))?;
                 }
                 Err(why) => {
                     failed += 1;
-                    println!("FAIL {label}: {why}");
+                    super::out(format_args!("FAIL {label}: {why}"))?;
                 }
             }
         }
     }
-    println!(
+    super::out(format_args!(
         "{passed} passed, {failed} failed ({} file(s), policy version {})",
         files.len(),
         set.version()
-    );
+    ))?;
     Ok(if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The identities, endpoints and batches of the cases in `paths` (files or
+/// directories), as samples for `policy diff`; expectations are ignored.
+pub(crate) fn samples(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::policy::diff::Sample>> {
+    let mut out = Vec::new();
+    for file in case_files(paths)? {
+        for (i, case) in load_cases(&file)?.into_iter().enumerate() {
+            let batch = match &case.batch_file {
+                Some(rel) => {
+                    let path = file.parent().unwrap_or(Path::new(".")).join(rel);
+                    super::load_batch(&path)?.summary
+                }
+                None => summary_of(&case.batch),
+            };
+            let issuer = case
+                .claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            out.push(crate::policy::diff::Sample {
+                label: format!("{}#{} {}", file.display(), i + 1, case.name),
+                principal: Principal::from_verified_claims(&case.provider, &issuer, case.claims),
+                endpoint: case.endpoint,
+                batch,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The case files named by `paths`, directories expanded (sorted, `*.yaml`/`*.yml`).

@@ -3,9 +3,69 @@
 //! loading a config never depends on the admin API's runtime.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+/// Where the admin listener listens: a TCP address, or a Unix domain socket
+/// written `unix:/path` (access by file mode; peers known by uid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    /// A TCP address (loopback unless `allow_non_loopback`).
+    Tcp(SocketAddr),
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+}
+
+impl AdminListen {
+    /// The TCP address, if this is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            AdminListen::Tcp(a) => Some(*a),
+            AdminListen::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminListen::Tcp(a) => write!(f, "{a}"),
+            AdminListen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.strip_prefix("unix:") {
+            Some("") => Err("unix: needs a socket path, e.g. unix:/run/spangate/admin.sock".into()),
+            Some(path) => Ok(AdminListen::Unix(PathBuf::from(path))),
+            None => s
+                .parse::<SocketAddr>()
+                .map(AdminListen::Tcp)
+                .map_err(|e| format!("{s:?} is neither host:port nor unix:/path ({e})")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<SocketAddr> for AdminListen {
+    fn from(a: SocketAddr) -> Self {
+        AdminListen::Tcp(a)
+    }
+}
+
+/// Default file mode of the admin Unix socket: owner only.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 
 /// Default admin listen address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
@@ -18,8 +78,11 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Address of the admin listener (default `127.0.0.1:9901`).
-    pub listen: SocketAddr,
+    /// Address of the admin listener (default `127.0.0.1:9901`), or
+    /// `unix:/path` for a Unix domain socket.
+    pub listen: AdminListen,
+    /// File mode of the Unix socket, octal (default `"0600"`: owner only).
+    pub socket_mode: String,
     /// Allow a non-loopback `listen` address (default false: refused).
     pub allow_non_loopback: bool,
     /// SHA-256 (64 hex digits) of the bootstrap admin token, which holds every
@@ -39,7 +102,8 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            listen: AdminListen::Tcp(SocketAddr::from(([127, 0, 0, 1], 9901))),
+            socket_mode: format!("{DEFAULT_SOCKET_MODE:04o}"),
             allow_non_loopback: false,
             bootstrap_token_sha256: None,
             default_grace: DEFAULT_GRACE,
@@ -53,12 +117,17 @@ impl AdminConfig {
     /// Problems with this config, as messages (empty = valid).
     pub fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
+        if let AdminListen::Tcp(a) = &self.listen
+            && !a.ip().is_loopback()
+            && !self.allow_non_loopback
+        {
             out.push(format!(
-                "listen {} is not a loopback address; the admin API rotates credentials, \
-                 so set allow_non_loopback: true to expose it deliberately",
-                self.listen
+                "listen {a} is not a loopback address; the admin API rotates credentials, \
+                 so set allow_non_loopback: true to expose it deliberately"
             ));
+        }
+        if self.socket_mode().is_none() {
+            out.push("socket_mode must be an octal file mode such as \"0600\" or \"0660\"".into());
         }
         if let Some(h) = &self.bootstrap_token_sha256
             && parse_sha256_hex(h).is_none()
@@ -73,6 +142,13 @@ impl AdminConfig {
         }
         out.extend(self.auth_throttle.validate());
         out
+    }
+
+    /// The Unix socket's file mode (None when not octal or out of range).
+    pub fn socket_mode(&self) -> Option<u32> {
+        u32::from_str_radix(self.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
     }
 
     /// The bootstrap token hash, parsed (None when unset or invalid).

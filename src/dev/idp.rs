@@ -11,6 +11,14 @@
 //! - `GET  /jwks`
 //! - `POST /token` (form `identity=<name>`) or `GET /token?identity=<name>`;
 //!   add `format=opaque` for an opaque token that only introspection knows
+//! - `POST /token` with `grant_type=client_credentials` (RFC 6749 §4.4), the
+//!   request OAuth client libraries send (the OpenTelemetry Collector's
+//!   `oauth2client` extension, Go's `clientcredentials`): the client id names
+//!   a demo identity, the secret is [`DevIdpOptions::client_secret`], sent
+//!   with HTTP Basic (`client_secret_basic`, id and secret form-encoded) or
+//!   as `client_id`/`client_secret` form fields (`client_secret_post`);
+//!   optional `scope` lands in the token's `scope` claim and `audience` (or
+//!   `resource`) replaces its `aud`
 //! - `POST /introspect` (HTTP Basic client authentication, form `token=...`)
 
 use std::collections::{BTreeMap, HashMap};
@@ -122,6 +130,9 @@ pub struct DevIdpOptions {
     pub available: bool,
     /// Client id and secret accepted by the introspection endpoint.
     pub introspection_client: Option<(String, String)>,
+    /// Secret every demo identity accepts as an OAuth client in the
+    /// `client_credentials` grant (`None`: the grant is refused).
+    pub client_secret: Option<String>,
 }
 
 impl Default for DevIdpOptions {
@@ -137,6 +148,7 @@ impl Default for DevIdpOptions {
             issuer_override: None,
             available: true,
             introspection_client: None,
+            client_secret: None,
         }
     }
 }
@@ -263,9 +275,23 @@ struct Shared {
     dropped_connections: AtomicUsize,
 }
 
+/// The address a client on this machine uses for a listener bound to
+/// `addr`: loopback in place of an unspecified address (`0.0.0.0`, `::`).
+pub fn local_addr(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
+}
+
 impl Shared {
+    /// The issuer's base URL; loopback when bound to an unspecified address,
+    /// so `iss`, discovery and the JWKS URL name an address that answers.
     fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", local_addr(self.addr))
     }
 
     fn issuer(&self) -> String {
@@ -429,7 +455,7 @@ impl DevIdp {
 
     /// `http://127.0.0.1:PORT` (the server root).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.shared.addr)
+        self.shared.base_url()
     }
 
     /// The issuer (`iss` of minted tokens), e.g. `http://127.0.0.1:PORT`.
@@ -692,6 +718,75 @@ async fn read_form(req: http::Request<Incoming>) -> HashMap<String, String> {
     out
 }
 
+/// The client id and secret of a token request: HTTP Basic (RFC 6749
+/// §2.3.1: each part form-encoded, then base64) or form fields.
+fn client_auth(basic: Option<&str>, form: &HashMap<String, String>) -> Option<(String, String)> {
+    if let Some(b) = basic {
+        let raw = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        let dec = |s: &str| -> String {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        return Some((dec(id), dec(secret)));
+    }
+    Some((
+        form.get("client_id")?.clone(),
+        form.get("client_secret")?.clone(),
+    ))
+}
+
+/// `grant_type=client_credentials`: a token for the demo identity named by
+/// the client id, when the client secret is right.
+fn client_credentials(
+    shared: &Shared,
+    basic: Option<&str>,
+    form: &HashMap<String, String>,
+) -> http::Response<Full<Bytes>> {
+    let invalid_client = || {
+        let mut r = json_response(401, &json!({"error": "invalid_client"}), None);
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic realm=\"spangate-dev\""),
+        );
+        r
+    };
+    let Some(want) = &shared.opts.client_secret else {
+        return json_response(400, &json!({"error": "unauthorized_client"}), None);
+    };
+    let Some((id, secret)) = client_auth(basic, form) else {
+        return invalid_client();
+    };
+    use subtle::ConstantTimeEq;
+    let secret_ok = bool::from(secret.as_bytes().ct_eq(want.as_bytes()));
+    let claims = shared.opts.identities.get(&id).cloned();
+    let (true, Some(Value::Object(mut claims))) = (secret_ok, claims) else {
+        return invalid_client();
+    };
+    claims.entry("azp").or_insert_with(|| json!(id));
+    claims.entry("client_id").or_insert_with(|| json!(id));
+    let scope = form.get("scope").filter(|s| !s.is_empty());
+    if let Some(scope) = scope {
+        claims.insert("scope".into(), json!(scope));
+    }
+    if let Some(aud) = form.get("audience").or_else(|| form.get("resource")) {
+        claims.insert("aud".into(), json!(aud));
+    }
+    let token = shared.mint_with_header(json!({}), Value::Object(claims));
+    let mut body = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": shared.opts.token_ttl.as_secs(),
+    });
+    if let Some(scope) = scope {
+        body["scope"] = json!(scope);
+    }
+    json_response(200, &body, None)
+}
+
 /// Most distinct paths whose requests are counted.
 const MAX_COUNTED_PATHS: usize = 1024;
 
@@ -761,7 +856,8 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
                 "response_types_supported": ["code", "token"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": algs,
-                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "grant_types_supported": ["client_credentials"],
             });
             let mut doc = doc;
             if let Value::Object(d) = &mut doc {
@@ -787,7 +883,22 @@ async fn handle(shared: &Arc<Shared>, req: http::Request<Incoming>) -> http::Res
             json_response(200, &json!({ "keys": keys }), cc)
         }
         "/token" => {
+            let basic = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Basic "))
+                .map(str::to_string);
             let form = read_form(req).await;
+            match form.get("grant_type").map(String::as_str) {
+                None => {}
+                Some("client_credentials") => {
+                    return client_credentials(shared, basic.as_deref(), &form);
+                }
+                Some(_) => {
+                    return json_response(400, &json!({"error": "unsupported_grant_type"}), None);
+                }
+            }
             let name = form.get("identity").cloned().unwrap_or_default();
             let Some(claims) = shared.opts.identities.get(&name).cloned() else {
                 return json_response(

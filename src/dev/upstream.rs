@@ -46,6 +46,8 @@ pub enum Behavior {
     Status(u16),
     /// Never answer (until the client gives up).
     Hang,
+    /// Accept, but answer only after this long (a slow-but-working backend).
+    Delay(Duration),
 }
 
 struct State {
@@ -92,9 +94,8 @@ impl RecordingUpstream {
             async move { Ok::<_, Infallible>(handle(&s, req).await) }
         };
         let opts = ListenerOptions {
-            tls,
-            header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            ..ListenerOptions::from_config(&crate::config::ServerConfig::default(), tls)
         };
         tokio::spawn(listener::serve(
             l,
@@ -114,14 +115,19 @@ impl RecordingUpstream {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (loopback also when bound to `0.0.0.0`).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("http://{}{}", super::idp::local_addr(self.addr), path)
     }
 
     /// Everything received so far (oldest first).
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state.received).iter().cloned().collect()
+    }
+
+    /// Everything received so far, removed from the recorder in one step.
+    pub fn take(&self) -> Vec<Received> {
+        lock(&self.state.received).drain(..).collect()
     }
 
     pub fn clear(&self) {
@@ -226,6 +232,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         Behavior::Hang => {
             std::future::pending::<()>().await;
             reply(StatusCode::OK, None, Bytes::new())
+        }
+        Behavior::Delay(d) => {
+            tokio::time::sleep(d).await;
+            reply(StatusCode::OK, ct.as_deref(), Bytes::new())
         }
     }
 }

@@ -191,6 +191,9 @@ pub(crate) fn resolve(name: &str, cfg: &ProviderConfig) -> Result<ProviderSpec, 
 
     let mut issuers = vec![];
     let mut extra_issuers: Vec<String> = Vec::new();
+    // A JWKS location the IdP documents, used without discovery when the
+    // config names none.
+    let mut preset_jwks: Option<String> = None;
 
     // Presets.
     if let Some(preset) = cfg.preset {
@@ -231,17 +234,26 @@ pub(crate) fn resolve(name: &str, cfg: &ProviderConfig) -> Result<ProviderSpec, 
                 )),
             },
             Preset::Vercel => {
+                // A loopback issuer stands in for Vercel in local development
+                // and tests (`spangate dev`, the exporter's test suite).
                 let ok = issuer == "https://oidc.vercel.com"
                     || issuer
                         .strip_prefix("https://oidc.vercel.com/")
-                        .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'));
+                        .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
+                    || url::Url::parse(&issuer).is_ok_and(|u| is_loopback(&u));
                 if !ok {
                     errors.push(format!(
-                        "preset vercel: issuer {issuer:?} must be https://oidc.vercel.com/<team_slug> (team) or https://oidc.vercel.com (global)"
+                        "preset vercel: issuer {issuer:?} must be https://oidc.vercel.com/<team_slug> (team) or https://oidc.vercel.com (global), or a loopback issuer for local development"
                     ));
                 }
                 if algorithms.is_none() {
                     algorithms = Some(vec![Algorithm::RS256]);
+                }
+                // Vercel documents its key set at <issuer>/.well-known/jwks;
+                // its discovery document is minimal (no authorization
+                // endpoint), so the keys are fetched from there directly.
+                if issuer.starts_with("https://oidc.vercel.com") {
+                    preset_jwks = Some(format!("{}/.well-known/jwks", issuer.trim_end_matches('/')));
                 }
             }
             Preset::Cognito => {
@@ -304,7 +316,8 @@ pub(crate) fn resolve(name: &str, cfg: &ProviderConfig) -> Result<ProviderSpec, 
     let jwks_uri = cfg
         .jwks_uri
         .as_ref()
-        .and_then(|j| parse_url("jwks_uri", j, insecure, &mut errors).map(|u| u.to_string()));
+        .and_then(|j| parse_url("jwks_uri", j, insecure, &mut errors).map(|u| u.to_string()))
+        .or(preset_jwks);
 
     issuers.push(issuer.clone());
     for extra in extra_issuers
@@ -521,6 +534,17 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(s.algorithms, Some(vec![Algorithm::RS256]));
+        assert_eq!(
+            s.jwks_uri.as_deref(),
+            Some("https://oidc.vercel.com/acme/.well-known/jwks")
+        );
+        // A loopback issuer (local development) uses discovery as usual.
+        let s = resolve(
+            "v",
+            &cfg("http://127.0.0.1:8080/acme", Some(Preset::Vercel)),
+        )
+        .expect("loopback issuer is accepted");
+        assert_eq!(s.jwks_uri, None);
     }
 
     #[test]

@@ -382,9 +382,9 @@ impl Provider {
             m.next_attempt = Some(Instant::now() + retry_in);
         }
         if had_keys {
-            tracing::warn!(provider = %self.spec.name, error = %error, retry_in = ?retry_in, "JWKS refresh failed; serving the last good keys");
+            tracing::warn!(provider = %self.spec.name, error = %error, retry_in = %crate::logging::human(retry_in), "JWKS refresh failed; serving the last good keys");
         } else {
-            tracing::warn!(provider = %self.spec.name, error = %error, retry_in = ?retry_in, "identity provider unavailable; its tokens get 503 until keys are fetched");
+            tracing::warn!(provider = %self.spec.name, error = %error, retry_in = %crate::logging::human(retry_in), "identity provider unavailable; its tokens get 503 until keys are fetched");
         }
         self.ready_tx.send_modify(|g| *g = g.wrapping_add(1));
     }

@@ -89,18 +89,62 @@ where
     }
 }
 
+/// [`read_body`] in two steps, for callers that need the body exactly as it
+/// came over the wire (a signature over the raw bytes): collect at most `cap`
+/// bytes after checking the coding is supported.
+pub async fn read_wire<B>(
+    body: B,
+    content_encoding: Option<&str>,
+    cap: usize,
+) -> Result<Bytes, OtlpError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    coding(content_encoding)?;
+    collect_capped(body, cap).await
+}
+
+/// The second step of [`read_body`]: decompress a body from [`read_wire`].
+pub async fn inflate(
+    wire: Bytes,
+    content_encoding: Option<&str>,
+    cap: usize,
+) -> Result<Bytes, OtlpError> {
+    match coding(content_encoding)? {
+        Coding::Identity => Ok(wire),
+        Coding::Gzip => maybe_off_thread(wire.len(), move || gunzip_capped(&wire, cap)).await,
+    }
+}
+
 /// Read one unary gRPC message (the 5-byte length-prefixed frame of the
-/// gRPC HTTP/2 protocol) from `body`, with the same cap as [`read_body`]
-/// measured after decompression. `grpc_encoding` is the `grpc-encoding`
-/// header: a compressed frame (flag 1) must say `gzip`. More than one
-/// message, a truncated frame or a length disagreeing with the body are
-/// malformed. Compressed frames of [`OFF_THREAD_BYTES`] or more are inflated
-/// on tokio's blocking pool, with at most `cap + 1` bytes ever allocated.
+/// gRPC HTTP/2 protocol) from `body`: the gRPC counterpart of [`read_body`],
+/// built on the same two steps ([`read_grpc_wire`], then [`inflate`]) and the
+/// same cap measured after decompression.
 pub async fn read_grpc_message<B>(
     body: B,
     grpc_encoding: Option<&str>,
     cap: usize,
 ) -> Result<Bytes, OtlpError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (wire, coding) = read_grpc_wire(body, grpc_encoding, cap).await?;
+    inflate(wire, coding, cap).await
+}
+
+/// The wire step of [`read_grpc_message`]: collect the frame (at most
+/// `cap + 5` bytes) and return its message bytes as they came, with the
+/// content coding to give [`inflate`]. `grpc_encoding` is the
+/// `grpc-encoding` header: a compressed frame (flag 1) must say `gzip`. More
+/// than one message, a truncated frame or a length disagreeing with the body
+/// are malformed; a declared length over `cap` is too large.
+pub async fn read_grpc_wire<B>(
+    body: B,
+    grpc_encoding: Option<&str>,
+    cap: usize,
+) -> Result<(Bytes, Option<&'static str>), OtlpError>
 where
     B: Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -129,12 +173,10 @@ where
         )));
     }
     if !compressed {
-        return Ok(raw);
+        return Ok((raw, None));
     }
     match grpc_encoding.map(str::trim) {
-        Some(e) if e.eq_ignore_ascii_case("gzip") => {
-            maybe_off_thread(raw.len(), move || gunzip_capped(&raw, cap)).await
-        }
+        Some(e) if e.eq_ignore_ascii_case("gzip") => Ok((raw, Some("gzip"))),
         _ => Err(OtlpError::UnsupportedEncoding),
     }
 }

@@ -43,6 +43,20 @@ pub fn is_protected(key: &str, protected: &[String]) -> bool {
     })
 }
 
+/// Remove resource attributes `keys` from `resource_spans[index]` (before
+/// [`rewrite`] drops resources, so the index is the summary's). Returns how
+/// many were removed.
+pub fn strip_resource_keys(batch: &mut Batch, index: usize, keys: &[String]) -> usize {
+    batch
+        .request
+        .resource_spans
+        .get_mut(index)
+        .and_then(|rs| rs.resource.as_mut())
+        .map_or(0, |r| {
+            retain_count(&mut r.attributes, &|k: &str| keys.iter().any(|x| x == k))
+        })
+}
+
 /// Rewrite a batch in place:
 ///
 /// 1. drop `resource_spans[i]` unless `keep[i]` is true (a missing entry

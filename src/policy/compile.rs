@@ -28,6 +28,7 @@ pub const KNOWN_ADMIN_PERMISSIONS: &[&str] = &[
     "policy:reload",
     "policy:validate",
     "status:read",
+    "spool:manage",
 ];
 
 /// One policy file's text.
@@ -82,6 +83,8 @@ pub(crate) struct Constraints {
     pub require: Vec<String>,
     pub forbid: Vec<Glob>,
     pub equal: Vec<(String, ClaimPath)>,
+    /// Attribute → allowed values (`attribute_values`).
+    pub values: Vec<(String, Vec<String>)>,
     pub on_violation: Option<OnViolation>,
 }
 
@@ -129,11 +132,16 @@ pub(crate) struct Compiled {
 }
 
 /// Read every `*.yaml` / `*.yml` regular file of `dir` (not hidden), sorted by name.
+/// Paths in diagnostics are absolute, so a message names the file wherever
+/// the process runs from; problems with no position in a file carry line 0
+/// (printed as just the path).
 pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<Diagnostic>> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = absolute.as_path();
     let whole = |file: &Path, message: String| Diagnostic {
         file: file.display().to_string(),
-        line: 1,
-        column: 1,
+        line: 0,
+        column: 0,
         message,
     };
     let entries = std::fs::read_dir(dir)
@@ -179,6 +187,13 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<Diagnostic>> {
             continue;
         }
         match std::fs::read_to_string(&path) {
+            // A 0-byte (or blank) file is a write in progress or a mistake,
+            // never a policy: refusing it keeps the last good set serving.
+            Ok(text) if text.trim().is_empty() => errors.push(whole(
+                &path,
+                "policy file is empty (a file without rules must say so, e.g. with a comment)"
+                    .into(),
+            )),
             Ok(text) => out.push(Source {
                 display: path.display().to_string(),
                 name,
@@ -426,6 +441,7 @@ impl Compiler<'_> {
                     path: ep.path.clone(),
                     upstream: ep.upstream.clone(),
                     signal,
+                    auth: ep.auth,
                 });
             }
         }
@@ -1070,6 +1086,22 @@ impl Compiler<'_> {
                     self.d.error(file, vpos, e.to_string());
                     ok = false;
                 }
+            }
+        }
+        for (attr, values) in &pf.attribute_values {
+            let vpos = p.index.value(&at(&ypath!["attribute_values", attr]));
+            if attr.is_empty() {
+                self.d.error(file, vpos, "attribute key must not be empty");
+                ok = false;
+            } else if values.is_empty() || values.iter().any(String::is_empty) {
+                self.d.error(
+                    file,
+                    vpos,
+                    "attribute_values needs a non-empty list of non-empty values",
+                );
+                ok = false;
+            } else {
+                c.values.push((attr.clone(), values.clone()));
             }
         }
         c.on_violation = pf.on_violation;

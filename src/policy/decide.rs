@@ -327,6 +327,11 @@ fn check_resource(
                 return Some(reason::ATTRIBUTE_CLAIM_MISMATCH);
             }
         }
+        for (key, allowed) in &c.values {
+            if !attr(r, key).is_some_and(|v| allowed.iter().any(|a| a == v)) {
+                return Some(reason::ATTRIBUTE_VALUE_NOT_ALLOWED);
+            }
+        }
     }
     None
 }
@@ -407,6 +412,23 @@ fn describe(
                     }
                 }
             }
+            format!("service.name {service}: {}", parts.join("; "))
+        }
+        reason::ATTRIBUTE_VALUE_NOT_ALLOWED => {
+            let parts: Vec<String> = rendered
+                .iter()
+                .flat_map(|(c, _)| c.values.iter())
+                .filter(|(k, allowed)| !attr(r, k).is_some_and(|v| allowed.iter().any(|a| a == v)))
+                .map(|(k, allowed)| {
+                    format!(
+                        "{k}={} is not one of [{}]",
+                        attr(r, k)
+                            .map(|s| Value::String(s.to_string()).to_string())
+                            .unwrap_or_else(|| "(absent)".into()),
+                        allowed.join(", ")
+                    )
+                })
+                .collect();
             format!("service.name {service}: {}", parts.join("; "))
         }
         other => other.to_string(),

@@ -96,6 +96,10 @@ impl LintContext {
             };
             ctx = ctx.with_provider(name, claims);
         }
+        if !config.drains.is_empty() {
+            // Trace Drain deliveries are principals of their own provider.
+            ctx = ctx.with_provider(crate::drains::PROVIDER, Some(["sub", "drain"]));
+        }
         ctx
     }
 }
@@ -123,18 +127,10 @@ impl CheckReport {
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for d in &self.errors {
-            writeln!(
-                f,
-                "{}:{}:{}: error: {}",
-                d.file, d.line, d.column, d.message
-            )?;
+            writeln!(f, "{}: error: {}", d.location(), d.message)?;
         }
         for d in &self.warnings {
-            writeln!(
-                f,
-                "{}:{}:{}: warning: {}",
-                d.file, d.line, d.column, d.message
-            )?;
+            writeln!(f, "{}: warning: {}", d.location(), d.message)?;
         }
         match &self.version {
             Some(v) if self.errors.is_empty() => write!(

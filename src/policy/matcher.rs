@@ -106,6 +106,55 @@ impl Glob {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// The one string this glob matches, when it has no wildcard.
+    pub fn literal(&self) -> Option<&str> {
+        match &self.kind {
+            GlobKind::Exact(s) => Some(s),
+            GlobKind::Wild(_) => None,
+        }
+    }
+
+    /// Whether every string `other` matches, this glob matches too, as far
+    /// as can be told without a full language comparison: the same glob, a
+    /// universal one, or `other` is a literal this glob matches. `false`
+    /// means "not shown to be covered" (e.g. `a-*` against `a-b*`).
+    pub fn covers(&self, other: &Glob) -> bool {
+        if self.source == other.source
+            || self.is_universal()
+            || other.literal().is_some_and(|l| self.matches(l))
+        {
+            return true;
+        }
+        // `prefix*` covers anything whose every match starts with `prefix`.
+        let GlobKind::Wild(toks) = &self.kind else {
+            return false;
+        };
+        let Some((Tok::Star, lead)) = toks.split_last() else {
+            return false;
+        };
+        let Some(prefix) = lead
+            .iter()
+            .map(|t| match t {
+                Tok::Lit(c) => Some(*c),
+                _ => None,
+            })
+            .collect::<Option<String>>()
+        else {
+            return false;
+        };
+        let other_lead: String = match &other.kind {
+            GlobKind::Exact(s) => s.clone(),
+            GlobKind::Wild(t) => t
+                .iter()
+                .map_while(|t| match t {
+                    Tok::Lit(c) => Some(*c),
+                    _ => None,
+                })
+                .collect(),
+        };
+        other_lead.starts_with(&prefix)
+    }
 }
 
 impl fmt::Display for Glob {
@@ -321,6 +370,19 @@ impl SubjectMatcher {
 mod tests {
     use super::*;
     use wildmatch::WildMatch;
+
+    #[test]
+    fn glob_covers() {
+        let g = |s: &str| Glob::parse(s).unwrap();
+        assert!(g("contract*").covers(&g("contractor-*")));
+        assert!(g("contractor-*").covers(&g("contractor-1")));
+        assert!(g("*").covers(&g("a?b")));
+        assert!(g("a").covers(&g("a")));
+        assert!(!g("contractor-*").covers(&g("contract*")));
+        assert!(!g("a-*").covers(&g("b")));
+        assert!(!g("a?").covers(&g("a*")));
+        assert!(!g("a*b").covers(&g("a*")));
+    }
 
     #[test]
     fn glob_basics() {

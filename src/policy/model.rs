@@ -41,6 +41,31 @@ pub struct EndpointFile {
     /// traces when the path is not a standard one.
     #[serde(default)]
     pub signal: Option<String>,
+    /// How callers authenticate: `bearer` (OIDC token, default) or
+    /// `vercel-drain` (Vercel Trace Drain signature).
+    #[serde(default)]
+    pub auth: EndpointAuth,
+}
+
+/// How an endpoint's callers authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointAuth {
+    /// `Authorization: Bearer <OIDC token>`.
+    #[default]
+    Bearer,
+    /// `x-vercel-signature`: HMAC-SHA1 of the body under a drain's secret.
+    VercelDrain,
+}
+
+impl EndpointAuth {
+    /// `bearer` / `vercel-drain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointAuth::Bearer => "bearer",
+            EndpointAuth::VercelDrain => "vercel-drain",
+        }
+    }
 }
 
 /// `roles.<name>`.
@@ -70,7 +95,7 @@ pub struct PublishFile {
     #[serde(default, alias = "max_items_per_batch")]
     pub max_spans_per_batch: Option<u64>,
     /// Largest (decompressed) batch, e.g. `4MiB`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::size::deserialize_opt")]
     pub max_bytes: Option<bytesize::ByteSize>,
     /// Rate limit for holders.
     #[serde(default)]
@@ -84,6 +109,10 @@ pub struct PublishFile {
     /// Resource attribute → claim path whose value it must equal.
     #[serde(default)]
     pub attributes_equal_claims: BTreeMap<String, String>,
+    /// Resource attribute → the values it may have; every resource must carry
+    /// it with one of them (e.g. the projects a Trace Drain may publish for).
+    #[serde(default)]
+    pub attribute_values: BTreeMap<String, Vec<String>>,
     /// What to do with a non-compliant resource (default `reject`).
     #[serde(default)]
     pub on_violation: Option<OnViolation>,
@@ -182,5 +211,5 @@ pub enum OnViolation {
 
 /// Deserialize an optional byte size written as a number or `8MiB`.
 pub(crate) fn opt_bytes<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
-    Ok(Option::<bytesize::ByteSize>::deserialize(de)?.map(|b| b.as_u64()))
+    Ok(crate::config::size::deserialize_opt(de)?.map(|b| b.as_u64()))
 }

@@ -31,7 +31,7 @@ use prost::Message;
 
 use super::Transport;
 use crate::otlp::{self, Signal};
-use crate::policy::{Endpoint, PolicySet};
+use crate::policy::{Endpoint, EndpointAuth, PolicySet};
 use crate::shared::Shared;
 
 /// `grpc-encoding`: the compression of request messages.
@@ -57,13 +57,16 @@ pub fn signal_of_method(path: &str) -> Option<Signal> {
 
 /// The policy endpoint a gRPC call of `signal` is routed to: the endpoint
 /// of that signal on its standard path (`/v1/traces`, ...) when there is
-/// one, else the first endpoint of that signal by name.
+/// one, else the first endpoint of that signal by name. Only bearer-token
+/// endpoints take gRPC calls: a Vercel Trace Drain endpoint
+/// (`auth: vercel-drain`) is OTLP/HTTP only (Vercel delivers over HTTP, and
+/// its signature covers an HTTP body).
 pub fn endpoint_for(policy: &PolicySet, signal: Signal) -> Option<&Endpoint> {
     let of_signal = || {
         policy
             .endpoints()
             .iter()
-            .filter(move |e| e.signal == signal)
+            .filter(move |e| e.signal == signal && e.auth == EndpointAuth::Bearer)
     };
     let standard = format!("/v1/{}", signal.as_str());
     of_signal()

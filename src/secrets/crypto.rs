@@ -104,20 +104,38 @@ impl StoreKey {
 
     /// Encrypt `plaintext` with a fresh random nonce.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Sealed, CryptoError> {
-        let mut buf = plaintext.to_vec();
-        let nonce = self
-            .key
-            .seal_in_place_append_tag(Aad::from(AAD), &mut buf)
-            .map_err(|_| CryptoError::Seal)?;
-        let nonce: &[u8; NONCE_LEN] = nonce.as_ref();
-        Ok(Sealed {
-            nonce: B64.encode(nonce),
-            ciphertext: B64.encode(&buf),
-        })
+        self.seal_bound(AAD, plaintext)
     }
 
     /// Decrypt a sealed payload. The plaintext is zeroized when dropped.
     pub fn open(&self, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open_bound(AAD, sealed)
+    }
+
+    /// [`seal`](Self::seal) with caller-chosen additional authenticated data
+    /// (the shared state binds each record to its key name, so a record
+    /// copied under another name does not open).
+    pub fn seal_bound(&self, aad: &[u8], plaintext: &[u8]) -> Result<Sealed, CryptoError> {
+        let mut buf = Zeroizing::new(Vec::with_capacity(plaintext.len() + 16));
+        buf.extend_from_slice(plaintext);
+        let nonce = self
+            .key
+            .seal_in_place_append_tag(Aad::from(aad), &mut *buf)
+            .map_err(|_| CryptoError::Seal)?;
+        let nonce: &[u8; NONCE_LEN] = nonce.as_ref();
+        Ok(Sealed {
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(&*buf),
+        })
+    }
+
+    /// [`open`](Self::open) with the additional authenticated data the
+    /// payload was sealed with.
+    pub fn open_bound(
+        &self,
+        aad: &[u8],
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let nonce_bytes = B64
             .decode(&sealed.nonce)
             .map_err(|_| CryptoError::Malformed)?;
@@ -129,7 +147,7 @@ impl StoreKey {
         );
         let len = self
             .key
-            .open_in_place(nonce, Aad::from(AAD), buf.as_mut_slice())
+            .open_in_place(nonce, Aad::from(aad), buf.as_mut_slice())
             .map_err(|_| CryptoError::Open)?
             .len();
         buf.truncate(len);

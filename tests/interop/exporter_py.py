@@ -7,6 +7,13 @@ Input: env INTEROP_EXPORT = JSON {endpoint, token (optional), gzip: bool,
 Output: one line `RESULT {"results": [{"result": "SUCCESS"|"FAILURE", "spans": n}]}`;
 exit 0 only when every export succeeded.
 
+Token renewal (`"renew": {"token_url", "client_id", "client_secret",
+"params": {...}}`): no fixed token; the exporter is given a requests.Session
+whose auth fetches an access token with the client_credentials grant and
+fetches a new one shortly before it expires (the documented way to renew a
+token with this exporter). RESULT then also carries `"tokens"`: how many
+tokens were fetched.
+
 Loop mode (`"loop": {"stop_file": PATH, "max_seconds": S, "interval_ms": MS}`):
 keep exporting, one span per export (named `<first span name> <i>`), each
 flushed at once, until STOP_FILE exists or S seconds have passed; prints
@@ -18,6 +25,8 @@ import json
 import os
 import sys
 import time
+
+import requests
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -57,14 +66,60 @@ class Recording(SpanExporter):
         return True
 
 
+class ClientCredentialsAuth(requests.auth.AuthBase):
+    """Bearer auth from an OAuth2 client_credentials token, renewed `margin`
+    seconds before it expires. Set as `session.auth`, it runs on every export
+    request, so the exporter always sends a live token."""
+
+    def __init__(self, token_url, client_id, client_secret, params, margin=1.0):
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.params = params
+        self.margin = margin
+        self.value = None
+        self.expires_at = 0.0
+        self.fetched = 0
+        self.http = requests.Session()
+
+    def token(self):
+        if self.value is None or time.monotonic() >= self.expires_at - self.margin:
+            resp = self.http.post(
+                self.token_url,
+                data={"grant_type": "client_credentials", **self.params},
+                auth=(self.client_id, self.client_secret),
+                timeout=10,
+            )
+            resp.raise_for_status()
+            body = resp.json()
+            self.value = body["access_token"]
+            self.expires_at = time.monotonic() + float(body.get("expires_in", 60))
+            self.fetched += 1
+        return self.value
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        return request
+
+
 def main():
     spec = json.loads(os.environ.get("INTEROP_EXPORT", "{}"))
     headers = {"Authorization": f"Bearer {spec['token']}"} if spec.get("token") else {}
+    session = None
+    auth = None
+    renew = spec.get("renew")
+    if renew:
+        auth = ClientCredentialsAuth(
+            renew["token_url"], renew["client_id"], renew["client_secret"], renew.get("params", {})
+        )
+        session = requests.Session()
+        session.auth = auth
     inner = OTLPSpanExporter(
         endpoint=spec["endpoint"],
         headers=headers,
         timeout=10,
         compression=Compression.Gzip if spec.get("gzip") else Compression.NoCompression,
+        session=session,
     )
     exporter = Recording(inner)
     provider = TracerProvider(resource=Resource.create(spec.get("resource", {})))
@@ -82,7 +137,10 @@ def main():
                     pass
         flushed = provider.force_flush(timeout_millis=20000)
     provider.shutdown()
-    print("RESULT " + json.dumps({"results": exporter.results, "flushed": flushed}), flush=True)
+    out = {"results": exporter.results, "flushed": flushed}
+    if auth is not None:
+        out["tokens"] = auth.fetched
+    print("RESULT " + json.dumps(out), flush=True)
     ok = exporter.results and all(r["result"] == "SUCCESS" for r in exporter.results)
     sys.exit(0 if ok else 1)
 

@@ -14,7 +14,8 @@
 //
 // Usage: node idp.mjs CONFIG.json
 //   { "port": 0, "jwks_file": "...", "resources": ["https://..."],
-//     "clients": [{ "client_id": "...", "client_secret": "...", "claims": {...} }] }
+//     "clients": [{ "client_id": "...", "client_secret": "...", "claims": {...},
+//                   "access_token_ttl": 600 }] }   (seconds; optional, default 600)
 // Prints one line `LISTENING <issuer>` on stdout once it accepts requests.
 // Binds 127.0.0.1 only.
 
@@ -31,6 +32,7 @@ if (!configPath) {
 const cfg = JSON.parse(readFileSync(configPath, 'utf8'));
 const jwks = JSON.parse(readFileSync(cfg.jwks_file, 'utf8'));
 const claimsByClient = new Map(cfg.clients.map((c) => [c.client_id, c.claims || {}]));
+const ttlByClient = new Map(cfg.clients.map((c) => [c.client_id, c.access_token_ttl || 10 * 60]));
 const resources = new Set(cfg.resources);
 
 const server = createServer();
@@ -59,14 +61,16 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: async (_ctx, _client, oneOf) => oneOf,
       useGrantedResource: async () => true,
-      getResourceServerInfo: async (_ctx, resourceIndicator) => {
+      getResourceServerInfo: async (_ctx, resourceIndicator, client) => {
         if (!resources.has(resourceIndicator)) {
           throw new errors.InvalidTarget();
         }
         return {
           scope: 'traces:write',
           audience: resourceIndicator,
-          accessTokenTTL: 10 * 60,
+          // Per client: the token-renewal run uses a client whose tokens
+          // expire within seconds.
+          accessTokenTTL: ttlByClient.get(client?.clientId) ?? 10 * 60,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'RS256' } },
         };

@@ -39,7 +39,7 @@ const PYTHON = process.env.INTEROP_PYTHON || 'python3';
 const WORK = mkdtempSync(join(tmpdir(), 'spangate-interop-'));
 const STARTED = Date.now();
 /** Hard cap of the whole run. */
-const RUN_DEADLINE_MS = 2 * 60 * 1000;
+const RUN_DEADLINE_MS = 3 * 60 * 1000;
 
 const AUDIENCE = 'https://spangate.interop.test';
 const OTHER_AUDIENCE = 'https://other-api.interop.test';
@@ -54,7 +54,12 @@ const CLIENTS = {
   // An operator identity: policies/admin.yaml grants it admin permissions
   // (no publish binding matches it: no environment claim).
   'ops-admin': { owner_id: 'team_interop', groups: ['platform-admins'] },
+  // Long-running exporters renewing short-lived tokens (tokenRenewal()).
+  'edge-renew': { owner_id: 'team_interop', project: 'checkout', project_id: 'prj_checkout', environment: 'production' },
 };
+/** Access token lifetime per client, seconds (the IdP's default is 600). */
+const RENEW_TTL = 3;
+const CLIENT_TTL = { 'edge-renew': RENEW_TTL };
 const SECRETS = Object.fromEntries(Object.keys(CLIENTS).map((c) => [c, randomBytes(24).toString('base64url')]));
 /** The bootstrap admin token; spangate's config holds only its SHA-256. */
 const ADMIN_BOOTSTRAP_TOKEN = `sgadm-${randomBytes(24).toString('hex')}`;
@@ -247,7 +252,9 @@ async function startIdp(keys) {
     jwks_file: jwksFile,
     resources: [AUDIENCE, OTHER_AUDIENCE],
     cookie_key: randomBytes(16).toString('hex'),
-    clients: Object.entries(CLIENTS).map(([id, claims]) => ({ client_id: id, client_secret: SECRETS[id], claims })),
+    clients: Object.entries(CLIENTS).map(([id, claims]) => ({
+      client_id: id, client_secret: SECRETS[id], claims, access_token_ttl: CLIENT_TTL[id],
+    })),
   }), { mode: 0o600 });
   idp = start('idp', process.execPath, [join(HERE, 'idp.mjs'), cfgFile]);
   const line = await idp.waitLine(/^LISTENING /, 15_000);
@@ -326,10 +333,10 @@ const adminAuditLines = () => readJsonl(auditFile).filter((l) => l.kind === 'adm
  * request is answered (off the request path): wait until the audit file has
  * stopped growing, bounded at 2 s.
  */
-async function auditSettled() {
+async function auditSettled(file = auditFile) {
   let size = -1;
   for (let i = 0; i < 80; i++) {
-    const now = existsSync(auditFile) ? statSync(auditFile).size : 0;
+    const now = existsSync(file) ? statSync(file).size : 0;
     if (now === size) return;
     size = now;
     await sleep(25);
@@ -381,6 +388,9 @@ providers:
     unknown_kid_refetch_interval: 1s
     retry_initial: 200ms
     retry_max: 1s
+    # Test timing: the renewal run's ${RENEW_TTL}-second tokens expire for real
+    # (the default leeway is 30s).
+    leeway: 1s
 upstreams:
   lightstep:
     url: http://127.0.0.1:${recorderPort}/traces/otlp/v0.9
@@ -555,6 +565,68 @@ function checkRefused(label, obs, { status, reasons, rule }) {
     l.decision === 'deny' && l.status === status && reasons.includes(l.reason) && (!rule || l.rule === rule),
     short(l),
   );
+}
+
+// ───────────────────────────── exporter token renewal ─────────────────────────────
+
+/** Seconds each renewing exporter keeps exporting (several token lifetimes). */
+const RENEW_RUN_SECONDS = 3 * RENEW_TTL + 1;
+
+async function tokenRenewal() {
+  section(`exporter token renewal: ${RENEW_TTL}-second tokens, exporters running ${RENEW_RUN_SECONDS} s (docs/exporters.md)`);
+  // Control: a fixed token stops working once it expires (what every
+  // exporter with OTEL_EXPORTER_OTLP_HEADERS meets after the token's lifetime).
+  const fixed = await token('edge-renew');
+  const exp = jwtParts(fixed).payload.exp;
+  check(`the IdP issues edge-renew tokens that live ${RENEW_TTL} s`, exp - jwtParts(fixed).payload.iat === RENEW_TTL, short(jwtParts(fixed).payload));
+  let expired = null;
+  try {
+    await until('the fixed token to be refused as expired', async () => {
+      const o = await observe(() => post(otlpUrl, fixed, otlpJson('checkout', 'fixed token')));
+      if (o.result.status === 401) {
+        expired = o;
+        return true;
+      }
+      return false;
+    }, { timeoutMs: (RENEW_TTL + 5) * 1000, intervalMs: 250 });
+  } catch (e) {
+    check('a fixed token is refused once it expires', false, e.message);
+  }
+  if (expired) checkRefused('a fixed token after it expired', expired, { status: 401, reasons: ['expired'] });
+
+  const renew = {
+    token_url: `${issuer}/token`,
+    client_id: 'edge-renew',
+    client_secret: SECRETS['edge-renew'],
+    params: { resource: AUDIENCE, scope: 'traces:write' },
+  };
+  const cases = [
+    ['python', 'OpenTelemetry Python: OTLPSpanExporter(session=) whose requests auth renews the token', {
+      endpoint: otlpUrl, renew, resource: { 'service.name': 'checkout' }, spans: ['py renewal'],
+      loop: { stop_file: join(WORK, 'never'), max_seconds: RENEW_RUN_SECONDS, interval_ms: 200 },
+    }],
+    ['node', 'OpenTelemetry JS: OTLPTraceExporter({ headers: async () => ... }) renewing the token', {
+      endpoint: otlpUrl, renew, protocol: 'proto', resource: { 'service.name': 'checkout' }, spans: ['node renewal'],
+      loop: { seconds: RENEW_RUN_SECONDS, interval_ms: 200 },
+    }],
+  ];
+  for (const [kind, label, spec] of cases) {
+    const o = await observe(() => exporter(kind, spec));
+    const results = o.result.results;
+    const ok = kind === 'node' ? nodeOk(o.result) : pyOk(o.result);
+    const exports = results.length;
+    check(`${label}: every export succeeded (${exports} exports)`, ok && exports >= RENEW_RUN_SECONDS, short(o.result.parsed ?? o.result.stderr));
+    const tokens = o.result.parsed?.tokens ?? 0;
+    check(`${label}: renewed its token (${tokens} tokens over ${RENEW_RUN_SECONDS} s of ${RENEW_TTL}-second tokens)`,
+      tokens >= 3, `tokens fetched: ${tokens}`);
+    const fps = new Set(o.audit.map((l) => l.token_fp));
+    check(`${label}: spangate saw ${fps.size} different tokens, every request allowed`,
+      fps.size >= 3 && o.audit.length === exports && o.audit.every((l) => l.decision === 'allow' && l.status === 200),
+      short(o.audit.map((l) => [l.status, l.reason, l.token_fp])));
+    const prefix = spec.spans[0];
+    const arrived = spanNames(o.upstream).filter((n) => n.startsWith(prefix)).length;
+    check(`${label}: all ${exports} spans reached the upstream`, arrived === exports, `${arrived} arrived`);
+  }
 }
 
 // ───────────────────────────── credential rotation ─────────────────────────────
@@ -1178,7 +1250,7 @@ async function spoolMetrics() {
     const labels = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     if (labels.upstream === 'lightstep') attempts[labels.outcome] = Number(m[2]);
   }
-  const bytes = text.match(/^spangate_spool_bytes (\d+)/m);
+  const bytes = text.match(/^spangate_spool_bytes\{upstream="lightstep"\} (\d+)/m);
   return { status: resp.status, batches, attempts, bytes: bytes ? Number(bytes[1]) : null };
 }
 const metricsSummary = (m) => `status ${m.status}, spangate_spool_batches_total ${JSON.stringify(m.batches)}, spangate_spool_bytes ${m.bytes}`;
@@ -1188,11 +1260,13 @@ const metricsSummary = (m) => `status ${m.status}, spangate_spool_batches_total 
  * { label, kind, clientId, tok, service, spans, contentType, gzip, spec }.
  */
 async function spoolExports(specs) {
+  await auditSettled(spoolAuditFile);
   const au0 = spoolAuditLines('otlp').length;
   const up0 = spoolRecords().length;
   const results = await Promise.all(specs.map((x) => exporter(x.kind, {
     endpoint: spoolGate.otlp, token: x.tok, ...x.spec, spans: x.spans,
   })));
+  await auditSettled(spoolAuditFile);
   return { results, audit: spoolAuditLines('otlp').slice(au0), upstream: spoolRecords().slice(up0) };
 }
 
@@ -1304,9 +1378,11 @@ async function upstreamSpool() {
     return resp.status === 404;
   }, { timeoutMs: 20_000, intervalMs: 200 });
   {
+    await auditSettled(spoolAuditFile);
     const up0 = spoolRecords().length;
     const au0 = spoolAuditLines('otlp').length;
     const resp = await post(spoolGate.otlp, tEdge, otlpJson('checkout', 'before the outage'));
+    await auditSettled(spoolAuditFile);
     const up = spoolRecords().slice(up0);
     const au = spoolAuditLines('otlp').slice(au0);
     check('spool instance, upstream up: a batch is forwarded at once (200, reason allowed, not spooled; the upstream got it with the injected token)',
@@ -1460,9 +1536,10 @@ async function upstreamSpool() {
   const rids = [...rids1, ...rids2, ...rids3].filter(Boolean);
   {
     const m = await spoolMetrics();
-    check(`/metrics: spangate_spool_batches_total{upstream="lightstep"} spooled = delivered = every exported batch (${exported}); no full, rejected, expired or lost; spangate_spool_bytes 0`,
+    check(`/metrics: spangate_spool_batches_total{upstream="lightstep"} spooled = delivered = every exported batch (${exported}); no full, dead_lettered, expired or lost; spangate_spool_bytes 0`,
       rids.length === exported && m.batches.spooled === rids.length && m.batches.delivered === rids.length
-        && ['full', 'rejected', 'expired', 'lost'].every((k) => !m.batches[k]) && m.bytes === 0, metricsSummary(m));
+        && ['full', 'dead_lettered', 'expired', 'lost'].every((k) => !m.batches[k]) && m.bytes === 0, metricsSummary(m));
+    await auditSettled(spoolAuditFile);
     const spooled = spoolAuditLines('otlp').filter((l) => l.reason === 'spooled').map((l) => l.request_id).sort();
     const outcomes = spoolAuditLines('spool');
     check(`audit: exactly one kind: spool line per spooled request (${spooled.length}), all delivered`,
@@ -1789,6 +1866,8 @@ async function main() {
     }
     check('rotation: spangate was never restarted (same process throughout)', spangate.child.pid === spangatePid && !spangate.exited, JSON.stringify(spangate.exited));
   }
+
+  await tokenRenewal();
 
   await credentialRotation(recPort);
 

@@ -28,6 +28,7 @@ fn rotate(
         force,
         upstream: None,
         not_after: None,
+        create: true,
     }
 }
 

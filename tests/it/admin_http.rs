@@ -97,7 +97,7 @@ async fn admin_every_route_answers_405_with_allow_for_other_methods() {
 async fn admin_non_json_bodies_get_415_and_change_nothing() {
     let h = Harness::start(Options::default()).await;
     let a = auth();
-    let body = br#"{"value": "never-activated-415", "verify": false}"#;
+    let body = br#"{"create": true, "value": "never-activated-415", "verify": false}"#;
     for ct in [
         None,
         Some("text/plain"),
@@ -147,7 +147,7 @@ async fn admin_non_json_bodies_get_415_and_change_nothing() {
 async fn admin_oversize_bodies_get_413_declared_or_chunked() {
     let h = Harness::start(Options::default()).await;
     let a = auth();
-    let mut big = br#"{"value": "x", "grace": ""#.to_vec();
+    let mut big = br#"{"create": true, "value": "x", "grace": ""#.to_vec();
     big.extend(std::iter::repeat_n(b'a', 70 * 1024));
     big.extend_from_slice(br#""}"#);
     for chunked in [false, true] {
@@ -168,7 +168,7 @@ async fn admin_oversize_bodies_get_413_declared_or_chunked() {
         assert_eq!(line["reason"], "body_too_large");
     }
     // Just under the cap is read (and refused for its content, not size).
-    let mut ok = br#"{"value": "x", "grace": ""#.to_vec();
+    let mut ok = br#"{"create": true, "value": "x", "grace": ""#.to_vec();
     ok.extend(std::iter::repeat_n(b'a', 60 * 1024));
     ok.extend_from_slice(br#""}"#);
     let r = h
@@ -260,7 +260,7 @@ async fn admin_responses_share_their_request_id_with_the_audit_line() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             json.to_vec(),
-            br#"{"value": "request-id-token", "verify": false}"#,
+            br#"{"create": true, "value": "request-id-token", "verify": false}"#,
             200,
         ),
         (
@@ -302,7 +302,7 @@ async fn admin_rotate_value_with_json_escapes_is_stored_exactly() {
     let h = Harness::start(Options::default()).await;
     let a = auth();
     // JSON escapes for ", \, / and A: the stored value is the decoded text.
-    let body = br#"{"value": "tok\"with\\back\/slash\u0041", "verify": false}"#;
+    let body = br#"{"create": true, "value": "tok\"with\\back\/slash\u0041", "verify": false}"#;
     let r = send(
         &h,
         "POST",
@@ -332,7 +332,7 @@ async fn admin_rotate_value_with_json_escapes_is_stored_exactly() {
         "POST",
         "/admin/v1/secrets/lp/rotate",
         &[("authorization", &a), ("content-type", "application/json")],
-        br#"{"value": "x\ud800y", "verify": false}"#,
+        br#"{"create": true, "value": "x\ud800y", "verify": false}"#,
     )
     .await;
     assert_eq!(r.status, 400);

@@ -36,7 +36,7 @@ async fn unauthenticated_calls_get_401_with_www_authenticate_and_are_audited() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(wrong),
-            Some(json!({"value": "x-new-value-1"})),
+            Some(json!({"create": true, "value": "x-new-value-1"})),
         )
         .await;
     assert_eq!(status, 401);
@@ -95,7 +95,7 @@ async fn oidc_principal_without_permission_gets_403_and_is_audited() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some("reader-token-1"),
-            Some(json!({"value": "forbidden-new-value", "verify": false})),
+            Some(json!({"create": true, "value": "forbidden-new-value", "verify": false})),
         )
         .await;
     assert_eq!(status, 403);
@@ -138,7 +138,7 @@ async fn oidc_principal_without_permission_gets_403_and_is_audited() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some("rotator-token-1"),
-            Some(json!({"value": "bob-new-value-1", "verify": false})),
+            Some(json!({"create": true, "value": "bob-new-value-1", "verify": false})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -190,7 +190,7 @@ async fn rotate_verified_then_rollback_and_retire() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "token-v1"})),
+            Some(json!({"create": true, "value": "token-v1"})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -216,7 +216,7 @@ async fn rotate_verified_then_rollback_and_retire() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "token-v2", "grace": "1h"})),
+            Some(json!({"create": true, "value": "token-v2", "grace": "1h"})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -310,7 +310,7 @@ async fn rotate_verified_then_rollback_and_retire() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "token-v3", "verify": false, "grace": "1h"})),
+            Some(json!({"create": true, "value": "token-v3", "verify": false, "grace": "1h"})),
         )
         .await;
     assert_eq!(status, 200);
@@ -349,7 +349,7 @@ async fn rotate_verified_then_rollback_and_retire() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "token-v3", "verify": false})),
+            Some(json!({"create": true, "value": "token-v3", "verify": false})),
         )
         .await;
     assert_eq!((status, body["error"].as_str()), (409, Some("unchanged")));
@@ -377,7 +377,7 @@ async fn rotation_refused_when_upstream_rejects_and_accepted_with_force() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "good-token-1"})),
+            Some(json!({"create": true, "value": "good-token-1"})),
         )
         .await;
     assert_eq!(status, 200);
@@ -387,7 +387,7 @@ async fn rotation_refused_when_upstream_rejects_and_accepted_with_force() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "bad-token-2"})),
+            Some(json!({"create": true, "value": "bad-token-2"})),
         )
         .await;
     assert_eq!(status, 422, "{body}");
@@ -414,7 +414,7 @@ async fn rotation_refused_when_upstream_rejects_and_accepted_with_force() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "bad-token-2", "force": true})),
+            Some(json!({"create": true, "value": "bad-token-2", "force": true})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -442,7 +442,7 @@ async fn rotation_refused_when_upstream_rejects_and_accepted_with_force() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "v-403"})),
+            Some(json!({"create": true, "value": "v-403"})),
         )
         .await;
     assert_eq!(
@@ -454,7 +454,7 @@ async fn rotation_refused_when_upstream_rejects_and_accepted_with_force() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "v-403", "upstream": "nope"})),
+            Some(json!({"create": true, "value": "v-403", "upstream": "nope"})),
         )
         .await;
     assert_eq!(
@@ -466,7 +466,7 @@ async fn rotation_refused_when_upstream_rejects_and_accepted_with_force() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "v-403", "upstream": "b"})),
+            Some(json!({"create": true, "value": "v-403", "upstream": "b"})),
         )
         .await;
     assert_eq!(
@@ -493,7 +493,7 @@ async fn unreachable_upstream_is_502_unless_forced() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "unverified-1"})),
+            Some(json!({"create": true, "value": "unverified-1"})),
         )
         .await;
     assert_eq!(status, 502, "{body}");
@@ -504,7 +504,7 @@ async fn unreachable_upstream_is_502_unless_forced() {
             "POST",
             "/admin/v1/secrets/lp/rotate",
             Some(BOOTSTRAP),
-            Some(json!({"value": "unverified-1", "force": true})),
+            Some(json!({"create": true, "value": "unverified-1", "force": true})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -523,7 +523,7 @@ async fn grace_exposes_previous_then_retires_it() {
                 "POST",
                 "/admin/v1/secrets/lp/rotate",
                 Some(BOOTSTRAP),
-                Some(json!({"value": v, "verify": false, "grace": grace})),
+                Some(json!({"create": true, "value": v, "verify": false, "grace": grace})),
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -580,7 +580,7 @@ async fn grace_previous_is_exposed_while_it_runs() {
                 "POST",
                 "/admin/v1/secrets/lp/rotate",
                 Some(BOOTSTRAP),
-                Some(json!({"value": v, "verify": false, "grace": "1h"})),
+                Some(json!({"create": true, "value": v, "verify": false, "grace": "1h"})),
             )
             .await;
         assert_eq!(status, 200);
@@ -604,35 +604,35 @@ async fn bad_requests_are_refused_without_echoing_values() {
         (
             "POST",
             "/admin/v1/secrets/lp/rotate",
-            br#"{"value": 1234567890123}"#.to_vec(),
+            br#"{"create": true, "value": 1234567890123}"#.to_vec(),
             400,
             "invalid_body",
         ),
         (
             "POST",
             "/admin/v1/secrets/lp/rotate",
-            br#"{"value": "echo-me-not-1", "grace": "soon"}"#.to_vec(),
+            br#"{"create": true, "value": "echo-me-not-1", "grace": "soon"}"#.to_vec(),
             400,
             "invalid_grace",
         ),
         (
             "POST",
             "/admin/v1/secrets/lp/rotate",
-            br#"{"value": "echo me not 2 ", "verify": false}"#.to_vec(),
+            br#"{"create": true, "value": "echo me not 2 ", "verify": false}"#.to_vec(),
             400,
             "invalid_value",
         ),
         (
             "POST",
             "/admin/v1/secrets/lp/rotate",
-            br#"{"value": "echo-me-not-3", "secret-key-echo": 1}"#.to_vec(),
+            br#"{"create": true, "value": "echo-me-not-3", "secret-key-echo": 1}"#.to_vec(),
             400,
             "invalid_body",
         ),
         (
             "POST",
             "/admin/v1/secrets/lp/rotate",
-            br#"{"value": "echo-me-not-4", "verify": false, "not_after": "2001-01-01T00:00:00Z"}"#
+            br#"{"create": true, "value": "echo-me-not-4", "verify": false, "not_after": "2001-01-01T00:00:00Z"}"#
                 .to_vec(),
             400,
             "invalid_not_after",
@@ -640,7 +640,7 @@ async fn bad_requests_are_refused_without_echoing_values() {
         (
             "POST",
             "/admin/v1/secrets/lp/rotate",
-            br#"{"value": "echo-me-not-5"}"#.to_vec(),
+            br#"{"create": true, "value": "echo-me-not-5"}"#.to_vec(),
             400,
             "no_upstream",
         ),
@@ -725,7 +725,7 @@ async fn health_ready_metrics_and_status() {
         "POST",
         "/admin/v1/secrets/lp/rotate",
         Some(BOOTSTRAP),
-        Some(json!({"value": "status-token-1"})),
+        Some(json!({"create": true, "value": "status-token-1"})),
     )
     .await;
     h.call("GET", "/admin/v1/secrets", None, None).await;

@@ -1,29 +1,61 @@
-//! The Kubernetes ConfigMap carries exactly the shipped config and policies.
+//! The Kubernetes ConfigMaps carry exactly the shipped configs and policies,
+//! and the shipped configs load.
 
 use std::path::Path;
 
-#[test]
-fn configmap_matches_shipped_config_and_policies() {
+fn check_configmap(cm_file: &str, config_file: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let cm: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(root.join("deploy/kubernetes/configmap.yaml")).unwrap(),
-    )
-    .unwrap();
+    let cm: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join(cm_file)).unwrap()).unwrap();
     for (key, file) in [
-        ("spangate.yaml", "deploy/spangate.yaml"),
+        ("spangate.yaml", config_file),
         ("endpoints.yaml", "policies/endpoints.yaml"),
         ("edge.yaml", "policies/edge.yaml"),
     ] {
         let want = std::fs::read_to_string(root.join(file)).unwrap();
         let got = cm["data"][key]
             .as_str()
-            .unwrap_or_else(|| panic!("configmap has no {key}"));
+            .unwrap_or_else(|| panic!("{cm_file} has no {key}"));
         assert_eq!(
             got.trim_end(),
             want.trim_end(),
-            "{key} differs from {file}: regenerate the ConfigMap"
+            "{key} in {cm_file} differs from {file}: regenerate the ConfigMap"
         );
     }
+}
+
+#[test]
+fn configmap_matches_shipped_config_and_policies() {
+    check_configmap("deploy/kubernetes/configmap.yaml", "deploy/spangate.yaml");
+}
+
+#[test]
+fn fleet_and_sidecar_configmaps_match_their_configs_which_load() {
+    check_configmap(
+        "deploy/kubernetes/fleet/configmap.yaml",
+        "deploy/spangate-fleet.yaml",
+    );
+    check_configmap(
+        "deploy/kubernetes/sidecar/configmap.yaml",
+        "deploy/spangate-sidecar.yaml",
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fleet = spangate::config::Config::load(&root.join("deploy/spangate-fleet.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let redis = fleet.state.redis.expect("the fleet config uses Redis");
+    assert_eq!(redis.url, "redis://spangate-redis:6379");
+    assert!(
+        fleet.secrets.store.is_some(),
+        "a local copy of the credentials"
+    );
+    let sidecar = spangate::config::Config::load(&root.join("deploy/spangate-sidecar.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        sidecar.state.redis.is_none(),
+        "the sidecar is a single node"
+    );
+    assert!(sidecar.server.listen.ip().is_loopback());
+    assert!(sidecar.secrets.store.is_some());
 }
 
 /// `deploy/examples/generic-oidc.yaml` (+ its policies) loads and lints clean
@@ -175,4 +207,79 @@ async fn generic_oidc_example_starts_with_the_idp_down_and_serves_once_it_is_up(
     assert_eq!(audit.lines().last().unwrap()["reason"], "explicit_deny");
     assert_eq!(upstream.received().len(), 1);
     app.shutdown().await;
+}
+
+fn yaml_docs(path: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .collect()
+}
+
+/// Prometheus can reach the metrics listener the shipped config opens: the
+/// pod declares the port and the scrape annotations, the Service exposes it
+/// by name, and the ServiceMonitor selects that Service and port.
+#[test]
+fn metrics_port_is_scrapeable_in_the_manifests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = spangate::config::Config::load(&root.join("deploy/spangate.yaml")).unwrap();
+    let port = cfg
+        .metrics
+        .listen
+        .expect("metrics.listen in the shipped config")
+        .port();
+    let docs = yaml_docs("deploy/kubernetes/gateway.yaml");
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(k))
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let dep = kind("Deployment");
+    let pod = &dep["spec"]["template"];
+    let ann = &pod["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"].as_str(), Some("true"));
+    assert_eq!(
+        ann["prometheus.io/port"].as_str(),
+        Some(port.to_string().as_str())
+    );
+    assert_eq!(ann["prometheus.io/path"].as_str(), Some("/metrics"));
+    let ports = pod["spec"]["containers"][0]["ports"].as_sequence().unwrap();
+    assert!(
+        ports.iter().any(|p| p["name"].as_str() == Some("metrics")
+            && p["containerPort"].as_u64() == Some(u64::from(port))),
+        "container port {port} named metrics"
+    );
+    let svc = kind("Service");
+    assert!(
+        svc["spec"]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"].as_str() == Some("metrics")
+                && p["targetPort"].as_str() == Some("metrics")),
+        "service port named metrics"
+    );
+    let np = kind("NetworkPolicy");
+    assert!(
+        np["spec"]["ingress"][0]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"].as_u64() == Some(u64::from(port))),
+        "network policy admits the metrics port"
+    );
+    let sm = &yaml_docs("deploy/kubernetes/prometheus-operator/servicemonitor.yaml")[0];
+    assert_eq!(sm["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
+    assert_eq!(sm["kind"].as_str(), Some("ServiceMonitor"));
+    let selector = sm["spec"]["selector"]["matchLabels"].as_mapping().unwrap();
+    for (k, v) in selector {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the Service"
+        );
+    }
+    let ep = &sm["spec"]["endpoints"][0];
+    assert_eq!(ep["port"].as_str(), Some("metrics"));
+    assert_eq!(ep["path"].as_str(), Some("/metrics"));
 }

@@ -139,7 +139,7 @@ bindings:
         ),
         (
             "p.yaml:15:29",
-            "unknown admin permission `secrets:explode` (known: secrets:read, secrets:rotate, policy:reload, policy:validate, status:read)",
+            "unknown admin permission `secrets:explode` (known: secrets:read, secrets:rotate, policy:reload, policy:validate, status:read, spool:manage)",
         ),
         (
             "p.yaml:18:11",

@@ -1,7 +1,7 @@
 //! The upstream spool: a batch the upstream cannot take is queued, the
 //! exporter gets a 200, and the spool delivers it later with the credential
 //! current at delivery time; every spooled batch ends in one `kind: spool`
-//! audit line (delivered, rejected, expired or lost).
+//! audit line (delivered, dead_lettered, expired or lost).
 
 use std::time::Duration;
 
@@ -69,7 +69,10 @@ async fn an_upstream_outage_is_spooled_then_delivered_with_the_injected_token() 
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("spangate_spool_bytes 0"), "{metrics}");
+    assert!(
+        metrics.contains(r#"spangate_spool_bytes{upstream="lightstep"} 0"#),
+        "{metrics}"
+    );
     h.stop().await;
 }
 
@@ -93,7 +96,7 @@ async fn a_refused_credential_is_spooled_until_the_upstream_accepts() {
 #[tokio::test]
 async fn status_shows_the_spool_and_the_memory_budget() {
     const ADMIN: &str = "spool-status-admin-token";
-    let mut opts = spool_opts("{ max_bytes: 1MiB }");
+    let mut opts = spool_opts("{ max_bytes: 1MiB, drain: 100ms }");
     opts.admin_extra = format!(
         "  bootstrap_token_sha256: {}\n",
         crate::common::sha256_hex(ADMIN)
@@ -149,20 +152,23 @@ async fn an_old_batch_expires_and_a_non_retryable_answer_rejects() {
     let done = audit_line(&h, |l| l["kind"] == "spool").await;
     assert_eq!(done["result"], "expired");
     assert_eq!(done["spans"], 2);
+    h.stop().await;
 
+    // A fresh spool (the backoff above would outlive a 300 ms max_age).
+    let h = Harness::start_with(spool_opts("{ drain: 300ms }")).await;
     h.upstream.set_behavior(Behavior::Status(504));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 200);
     h.upstream.set_behavior(Behavior::Status(400));
     let done = audit_line(&h, |l| l["kind"] == "spool" && l["result"] != "expired").await;
-    assert_eq!(done["result"], "rejected");
+    assert_eq!(done["result"], "dead_lettered");
     assert_eq!(done["upstream_status"], 400);
     h.stop().await;
 }
 
 #[tokio::test]
 async fn batches_still_queued_at_shutdown_are_audited_as_lost() {
-    let h = Harness::start_with(spool_opts("{}")).await;
+    let h = Harness::start_with(spool_opts("{ drain: 300ms }")).await;
     h.upstream.set_behavior(Behavior::Status(503));
     for _ in 0..2 {
         let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;

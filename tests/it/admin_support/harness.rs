@@ -312,7 +312,11 @@ impl Harness {
             metrics: Arc::new(Metrics::default()),
             limiter: spangate::ratelimit::RateLimiter::new(1000),
             budget: spangate::budget::MemoryBudget::new(1 << 20, Default::default()),
+            deployments: Arc::new(spangate::deployments::DeploymentTracker::new(
+                &Default::default(),
+            )),
             spools: Default::default(),
+            fleet: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -2,6 +2,9 @@
 //! a recording upstream, all on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod redis;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +43,16 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra flow-map fields for `upstreams.lightstep` (e.g. `, ca_file: "x"`).
     pub upstream_extra: String,
+    /// `admin.listen` (default `127.0.0.1:0`).
+    pub admin_listen: Option<String>,
+    /// Use this policy directory as it is (overrides `policies`).
+    pub policies_dir: Option<PathBuf>,
+    /// Extra entries of the `secrets.bootstrap` flow map (e.g. `, drain: { file: "x" }`).
+    pub bootstrap_extra: String,
+    /// Extra top-level YAML (e.g. `drains:`), appended at the end.
+    pub top_extra: String,
+    /// The dev IdP's signing algorithm (Vercel-shaped tokens are RS256).
+    pub idp_alg: spangate::dev::idp::DevKeyAlg,
 }
 
 impl Default for Options {
@@ -56,6 +69,11 @@ impl Default for Options {
             reuse_dir: None,
             upstream_url: None,
             upstream_extra: String::new(),
+            policies_dir: None,
+            admin_listen: None,
+            bootstrap_extra: String::new(),
+            top_extra: String::new(),
+            idp_alg: spangate::dev::idp::DevKeyAlg::Es256,
         }
     }
 }
@@ -94,6 +112,7 @@ impl Harness {
             audience: AUDIENCE.to_string(),
             identities: demo_identities(),
             available: !opts.idp_down,
+            alg: opts.idp_alg,
             ..Default::default()
         })
         .await
@@ -120,9 +139,10 @@ impl Harness {
             .reuse_dir
             .clone()
             .unwrap_or_else(|| dir.path().to_path_buf());
-        let policies = match &opts.policies {
-            None => repo_policies(),
-            Some(files) => {
+        let policies = match (&opts.policies_dir, &opts.policies) {
+            (Some(d), _) => d.clone(),
+            (None, None) => repo_policies(),
+            (None, Some(files)) => {
                 let p = dir.path().join("policies");
                 std::fs::create_dir_all(&p).unwrap();
                 for (name, text) in files {
@@ -151,7 +171,7 @@ server:
   max_body: 64KiB
 {server_extra}
 admin:
-  listen: 127.0.0.1:0
+  listen: "{admin_listen}"
 {admin_extra}
 providers:
   dev:
@@ -161,15 +181,19 @@ providers:
 upstreams:
   lightstep: {{ url: "{up_url}", timeout: {timeout}{upstream_extra} }}
 secrets:
-  bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }} }}
+  bootstrap: {{ lightstep-prod: {{ file: "{token_file}" }}{bootstrap_extra} }}
 {secrets_extra}
 policies: "{policies}"
+{top_extra}
 "#,
+            admin_listen = opts.admin_listen.as_deref().unwrap_or("127.0.0.1:0"),
             server_extra = opts.server_extra,
             admin_extra = opts.admin_extra,
             provider_extra = opts.provider_extra,
             secrets_extra = opts.secrets_extra,
             upstream_extra = opts.upstream_extra,
+            bootstrap_extra = opts.bootstrap_extra,
+            top_extra = opts.top_extra,
             issuer = idp.issuer(),
             timeout = opts.upstream_timeout,
             token_file = token_file.display(),
