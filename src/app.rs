@@ -311,6 +311,7 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
             metrics: shared.metrics.clone(),
             audit: shared.audit.clone(),
             upstream: up.clone(),
+            policy: shared.policy.clone(),
         };
         tasks.push(tokio::spawn(spool.clone().run(deps, rx.clone())));
     }

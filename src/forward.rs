@@ -138,7 +138,9 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
     if count == 1 {
         let body = pieces.into_iter().next().unwrap_or_default();
         let mut r = send_one(client, metrics, &job, body, encoding).await;
-        r.outcome = r.outcome.map(|a| in_client_encoding(a, job.encoding));
+        r.outcome = r
+            .outcome
+            .map(|a| in_client_encoding(a, job.encoding, job.signal));
         return r;
     }
     let mut total = ForwardResult {
@@ -166,7 +168,7 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
                 last = Some(a);
             }
             other => {
-                total.outcome = other.map(|a| in_client_encoding(a, job.encoding));
+                total.outcome = other.map(|a| in_client_encoding(a, job.encoding, job.signal));
                 return total;
             }
         }
@@ -177,7 +179,12 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
             content_type: Some(job.encoding.content_type().to_string()),
             retry_after: None,
             retry_delay: None,
-            body: crate::otlp::export_response(job.encoding, rejected, &messages.join("; ")),
+            body: crate::otlp::export_response_for(
+                job.signal,
+                job.encoding,
+                rejected,
+                &messages.join("; "),
+            ),
             grpc_status: a.grpc_status,
         })
         .ok_or(ProxyError::UpstreamTimeout);
@@ -234,7 +241,7 @@ fn answer_encoding(a: &Answer) -> Option<Encoding> {
 /// An answer to a body sent in another encoding than the client's (JSON
 /// converted to protobuf), re-expressed in the client's: partial success
 /// kept, a refusal as a `google.rpc.Status`.
-fn in_client_encoding(a: Answer, client: Encoding) -> Answer {
+fn in_client_encoding(a: Answer, client: Encoding, signal: Signal) -> Answer {
     let Some(enc) = answer_encoding(&a) else {
         return a;
     };
@@ -243,7 +250,7 @@ fn in_client_encoding(a: Answer, client: Encoding) -> Answer {
     }
     let body = if a.status.is_success() {
         let (n, m) = crate::otlp::parse_export_response(enc, &a.body).unwrap_or_default();
-        crate::otlp::export_response(client, n, &m)
+        crate::otlp::export_response_for(signal, client, n, &m)
     } else {
         let (code, message) = match enc {
             Encoding::Protobuf => {

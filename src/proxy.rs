@@ -475,8 +475,7 @@ where
     let fwd = upstream::Forward {
         name: &endpoint.upstream,
         config: up_cfg,
-        // LEAD: the batch's signal once endpoints carry one (branch grpc).
-        signal: crate::otlp::Signal::Traces,
+        signal: endpoint.signal,
         body,
         encoding: fwd_encoding,
         gzip: fwd_gzip,

@@ -113,6 +113,8 @@ pub struct SpoolDeps {
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
     pub upstream: UpstreamConfig,
+    /// The policy, for the signal of a spooled batch's endpoint.
+    pub policy: Arc<crate::policy::PolicyHolder>,
 }
 
 /// Metrics of all spools.
@@ -1239,9 +1241,15 @@ async fn attempt(
     let job = upstream::Forward {
         name: &deps.name,
         config: &deps.upstream,
-        // LEAD: spooled records do not carry their signal yet; every
-        // batch is traces until signals land (branch grpc).
-        signal: crate::otlp::Signal::Traces,
+        // Records do not carry their signal: it is the endpoint's in the
+        // current policy (traces if the endpoint is gone).
+        signal: deps
+            .policy
+            .current()
+            .endpoints()
+            .iter()
+            .find(|e| e.name == item.endpoint)
+            .map_or(crate::otlp::Signal::Traces, |e| e.signal),
         body: item.body.clone(),
         encoding: item.encoding,
         gzip: item.gzip,

@@ -427,11 +427,19 @@ impl UpstreamConfig {
             format!("{prefix}{}", preset.suffix(signal))
         } else {
             // No preset: `url` is the traces endpoint; the other signals
-            // are its standard siblings when it ends in `/v1/traces`.
+            // are its siblings when it has a standard shape (`/v1/traces`,
+            // or Lightstep's `/traces/otlp/v0.9`).
             let p = base.path();
             match signal {
                 Signal::Traces => p.to_string(),
-                s => format!("{}/v1/{}", p.strip_suffix("/v1/traces")?, s.as_str()),
+                s => {
+                    if let Some(prefix) = p.strip_suffix("/v1/traces") {
+                        format!("{prefix}/v1/{}", s.as_str())
+                    } else {
+                        let prefix = p.strip_suffix("/traces/otlp/v0.9")?;
+                        format!("{prefix}/{}/otlp/v0.9", s.as_str())
+                    }
+                }
             }
         };
         u.set_path(&path);
@@ -776,9 +784,14 @@ mod tests {
             targets(&up),
             [
                 Some("https://ingest.lightstep.com/traces/otlp/v0.9".into()),
-                None,
-                None
+                Some("https://ingest.lightstep.com/metrics/otlp/v0.9".into()),
+                Some("https://ingest.lightstep.com/logs/otlp/v0.9".into()),
             ]
+        );
+        let other = parse("url: \"https://h.example.com/ingest\"");
+        assert_eq!(
+            targets(&other),
+            [Some("https://h.example.com/ingest".into()), None, None]
         );
         let std = parse("url: \"http://127.0.0.1:4318/v1/traces\"");
         assert_eq!(

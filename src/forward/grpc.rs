@@ -36,7 +36,7 @@ use prost::Message;
 use super::{Answer, Forward, insert_common};
 use crate::client::OutBody;
 use crate::error::ProxyError;
-use crate::otlp::{self, code};
+use crate::otlp::{self, ProtoDuration, RETRY_INFO_TYPE, RetryInfo, code};
 use crate::secrets::Secret;
 
 /// `content-type` of gRPC requests and answers.
@@ -52,25 +52,6 @@ const ABORTED: i32 = 10;
 const OUT_OF_RANGE: i32 = 11;
 const UNIMPLEMENTED: i32 = 12;
 const DATA_LOSS: i32 = 15;
-
-/// `google.rpc.RetryInfo` (`google/rpc/error_details.proto`).
-#[derive(Clone, PartialEq, Message)]
-pub struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    pub retry_delay: Option<ProtoDuration>,
-}
-
-/// `google.protobuf.Duration`.
-#[derive(Clone, PartialEq, Message)]
-pub struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-/// Type URL of [`RetryInfo`] inside a status detail.
-pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 /// Longest RetryInfo delay honoured (a longer one is capped).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);

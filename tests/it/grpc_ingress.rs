@@ -106,7 +106,8 @@ async fn the_three_signals_over_grpc_are_authorized_stamped_and_forwarded() {
     let got = h.upstream.received();
     assert_eq!(
         got.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
-        ["/traces/otlp/v0.9"; 3]
+        // Each signal to its own path of the upstream.
+        ["/traces/otlp/v0.9", "/metrics/otlp/v0.9", "/logs/otlp/v0.9"]
     );
     for r in &got {
         assert_eq!(r.header("content-type"), Some("application/x-protobuf"));

@@ -393,3 +393,109 @@ async fn spangate_dev_demo_delivers_over_grpc_with_upstream_grpc() {
     .expect("demo ran");
     assert_eq!(code, std::process::ExitCode::SUCCESS);
 }
+
+/// Policy with an endpoint per signal on the one upstream.
+fn signal_policies() -> Vec<(&'static str, String)> {
+    let endpoints = "endpoints:
+  traces: { path: /v1/traces, upstream: lightstep }
+  metrics: { path: /v1/metrics, upstream: lightstep }
+  logs: { path: /v1/logs, upstream: lightstep }
+";
+    let edge = "roles:
+  pub:
+    publish:
+      endpoints: [traces, metrics, logs]
+      services: [\"${claims.project}\", \"${claims.project}-*\"]
+bindings:
+  - name: edge
+    role: pub
+    subjects:
+      - provider: dev
+        claims: { owner_id: team_demo }
+    credential: lightstep-prod
+";
+    vec![
+        ("endpoints.yaml", endpoints.to_string()),
+        ("edge.yaml", edge.to_string()),
+    ]
+}
+
+#[tokio::test]
+async fn metrics_and_logs_over_http_reach_their_grpc_services() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let h = Harness::start_with(Options {
+        upstream_grpc: true,
+        policies: Some(signal_policies()),
+        ..Default::default()
+    })
+    .await;
+    let token = h.token("edge-prod");
+    let resource = Some(Resource {
+        attributes: vec![KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("checkout".into())),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue.depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint::default(); 2],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 3],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    for (path, body) in [
+        ("/v1/metrics", metrics.encode_to_vec()),
+        ("/v1/logs", logs.encode_to_vec()),
+    ] {
+        let resp = h
+            .post(path, Some(&token), "application/x-protobuf", body, &[])
+            .await;
+        assert_eq!(resp.status(), 200, "{path}: {:?}", resp.body());
+    }
+    let got = h.upstream.received();
+    assert_eq!(
+        got.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        [
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        ]
+    );
+    let m = ExportMetricsServiceRequest::decode(got[0].body.clone()).unwrap();
+    assert_eq!(
+        m.resource_metrics[0].scope_metrics[0].metrics[0].name,
+        "queue.depth"
+    );
+    let l = ExportLogsServiceRequest::decode(got[1].body.clone()).unwrap();
+    assert_eq!(l.resource_logs[0].scope_logs[0].log_records.len(), 3);
+    h.stop().await;
+}
