@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use spangate::client::OutBody;
 
-use crate::common::{Harness, LIGHTSTEP_TOKEN, Options};
+use crate::common::{Harness, LIGHTSTEP_TOKEN, Options, vercel};
 
 /// Series Prometheus writes itself for every target (not in any exposition).
 const WRITTEN_BY_PROMETHEUS: &[&str] = &["up"];
@@ -231,6 +231,32 @@ fn sample_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The sample names each declared family may have (from its `# TYPE`
+/// line, OpenMetrics suffixes by type), plus the samples present: what a
+/// query may select even before the family has a series.
+fn declared_names(text: &str) -> BTreeSet<String> {
+    let mut out = sample_names(text);
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            panic!("malformed TYPE line: {l}");
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "gauge" | "unknown" | "stateset" => &[""],
+            "info" => &["_info"],
+            "histogram" | "gaugehistogram" => &["_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            other => panic!("unknown metric type {other} in {l}"),
+        };
+        out.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+    }
+    out
+}
+
 /// The value of one exact series line (`name{labels}` as printed).
 fn series_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -317,18 +343,11 @@ async fn start() -> Harness {
     .await
 }
 
-#[tokio::test]
-async fn every_metric_in_the_dashboard_and_alerts_is_served() {
-    let h = start().await;
-    let addr = h.app.metrics_addr.expect("metrics listener bound");
-    let (status, ct, text) = get(&h, &format!("http://{addr}/metrics"), http::Method::GET).await;
-    assert_eq!(status, 200, "{text}");
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    let served = sample_names(&text);
-    let exprs = shipped_expressions();
-    assert!(exprs.len() >= 40, "dashboard + alerts: {}", exprs.len());
+/// Every metric name a PromQL expression of the dashboard or the alerts
+/// selects that `served` lacks (and Prometheus does not write itself).
+fn missing_from(exprs: &[(String, String)], served: &BTreeSet<String>) -> Vec<String> {
     let mut missing = Vec::new();
-    for (origin, expr) in &exprs {
+    for (origin, expr) in exprs {
         let names = metric_names(expr);
         assert!(!names.is_empty(), "{origin}: no metric in {expr}");
         for n in names {
@@ -337,6 +356,70 @@ async fn every_metric_in_the_dashboard_and_alerts_is_served() {
             }
         }
     }
+    missing
+}
+
+#[tokio::test]
+async fn every_metric_in_the_dashboard_and_alerts_is_served() {
+    // The Vercel preset, so that a Vercel-shaped batch links its deployment
+    // (the per-deployment series exist only once a deployment was seen).
+    let h = Harness::start_with(Options {
+        top_extra: "metrics: { listen: 127.0.0.1:0 }".into(),
+        upstream_extra: ", spool: { max_bytes: 1MiB, max_age: 1m }".into(),
+        ..vercel::preset_options()
+    })
+    .await;
+    let addr = h.app.metrics_addr.expect("metrics listener bound");
+    let url = format!("http://{addr}/metrics");
+    let exprs = shipped_expressions();
+    assert!(exprs.len() >= 40, "dashboard + alerts: {}", exprs.len());
+
+    // Before any traffic: every family the dashboard and the alerts query is
+    // declared (its HELP and TYPE lines), even those with no series yet.
+    let (status, ct, text) = get(&h, &url, http::Method::GET).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    assert_eq!(
+        series_value(
+            &text,
+            r#"spangate_deployment_batches_total{project="prj_checkout",deployment="dpl_dash"}"#
+        ),
+        None,
+        "no deployment seen yet"
+    );
+    let declared = declared_names(&text);
+    let missing = missing_from(&exprs, &declared);
+    assert!(
+        missing.is_empty(),
+        "queried but not declared before traffic:\n{}\ndeclared: {declared:?}",
+        missing.join("\n")
+    );
+
+    // A real Vercel-shaped batch (an RS256 token with owner_id/project_id
+    // from the dev IdP, @vercel/otel's resource attributes): its deployment
+    // is linked, and then every queried name has samples.
+    let token = h.token("edge-prod");
+    let resp = h
+        .post(
+            "/v1/traces",
+            Some(&token),
+            "application/json",
+            vercel::edge_batch("checkout", "prj_checkout", "dpl_dash"),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    assert_eq!(
+        series_value(
+            &text,
+            r#"spangate_deployment_batches_total{project="prj_checkout",deployment="dpl_dash"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let served = sample_names(&text);
+    let missing = missing_from(&exprs, &served);
     assert!(
         missing.is_empty(),
         "queried but not served:\n{}\nserved: {served:?}",

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::Method;
 use serde_json::json;
 
+use crate::common::vercel::{edge_batch, preset_options};
 use crate::common::{Harness, Options, sha256_hex};
 
 const ADMIN_TOKEN: &str = "vercel-admin-bootstrap-7d1e";
@@ -64,8 +65,6 @@ async fn start() -> Harness {
     std::fs::write(&other_file, "other-drain-secret-55aa").expect("write secret");
     let h = Harness::start_with(Options {
         policies: Some(vec![("vercel.yaml", POLICY.to_string())]),
-        provider_extra: "    preset: vercel\n".into(),
-        idp_alg: spangate::dev::idp::DevKeyAlg::Rs256,
         admin_extra: format!("  bootstrap_token_sha256: {}\n", sha256_hex(ADMIN_TOKEN)),
         bootstrap_extra: format!(
             r#", drain-acme: {{ file: "{}" }}, drain-other: {{ file: "{}" }}"#,
@@ -73,7 +72,7 @@ async fn start() -> Harness {
             other_file.display()
         ),
         top_extra: "drains:\n  acme-prod: { secret: drain-acme }\n  other: { secret: drain-other }\ndeployments: { per_project: 2, max_projects: 10 }\n".into(),
-        ..Default::default()
+        ..preset_options()
     })
     .await;
     // Keep the secret files alive as long as the store may re-read them.
@@ -110,29 +109,6 @@ fn drain_batch(project: &str, deployment: &str) -> String {
             "startTimeUnixNano": "1694723400000000000",
             "endTimeUnixNano": "1694723400150000000"
         }]}]
-    }]})
-    .to_string()
-}
-
-/// An OTLP/JSON batch shaped like @vercel/otel's resource.
-fn edge_batch(service: &str, project: &str, deployment: &str) -> String {
-    json!({"resourceSpans": [{
-        "resource": {"attributes": [
-            {"key": "service.name", "value": {"stringValue": service}},
-            {"key": "vercel.project_id", "value": {"stringValue": project}},
-            {"key": "deployment.id", "value": {"stringValue": deployment}},
-            {"key": "vercel.deployment_id", "value": {"stringValue": deployment}},
-            {"key": "vcs.ref.head.revision", "value": {"stringValue": "9f3c2a1b"}},
-            {"key": "vercel.sha", "value": {"stringValue": "9f3c2a1b"}},
-        ]},
-        "scopeSpans": [{"scope": {"name": "edge"}, "spans": [
-            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-             "name": "GET /", "kind": 2,
-             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"},
-            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175",
-             "name": "GET /a", "kind": 2,
-             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"}
-        ]}]
     }]})
     .to_string()
 }

@@ -4,6 +4,7 @@
 
 pub mod fleet;
 pub mod redis;
+pub mod vercel;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
