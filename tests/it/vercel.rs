@@ -264,6 +264,41 @@ async fn drain_with_a_wrong_signature_is_refused() {
 }
 
 #[tokio::test]
+async fn drain_delivery_without_a_signature_is_unauthenticated() {
+    let h = start().await;
+    let body = drain_batch("prj_checkout", "dpl_1");
+    // Neither a signature nor a token: refused like any unauthenticated
+    // request, before the body is looked at.
+    let resp = h
+        .post(
+            &format!("{DRAIN_PATH}?drain=acme-prod"),
+            None,
+            "application/json",
+            body.clone(),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let a = h.last_audit();
+    assert_eq!(a["reason"], "missing", "{a}");
+    assert_eq!(a["decision"], "deny", "{a}");
+    // The header twice is malformed, even when one of them is right.
+    let sig = hmac_hex(DRAIN_SECRET, body.as_bytes());
+    let resp = deliver(
+        &h,
+        "?drain=acme-prod",
+        body,
+        &sig,
+        &[("x-vercel-signature", &sig)],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(h.last_audit()["reason"], "drain_signature_malformed");
+    assert!(h.upstream.received().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn drain_for_a_project_it_may_not_publish_is_denied() {
     let h = start().await;
     let body = drain_batch("prj_someone_else", "dpl_x");
