@@ -4,20 +4,8 @@
 //! an invalid directory exits 1 with its file:line:column.
 
 use std::path::Path;
-use std::process::Command;
 
-fn spangate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_spangate"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run spangate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::cli::run_plain as spangate;
 
 /// A copy of the shipped policies (without the case directory), edited.
 fn policy_copy(root: &Path, name: &str, edit: impl Fn(String) -> String) -> String {

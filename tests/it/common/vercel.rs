@@ -38,3 +38,21 @@ pub fn edge_batch(service: &str, project: &str, deployment: &str) -> String {
     }]})
     .to_string()
 }
+
+/// POST an [`edge_batch`] to `/v1/traces` with `token`.
+pub async fn send_edge(
+    h: &super::Harness,
+    token: &str,
+    service: &str,
+    project: &str,
+    deployment: &str,
+) -> http::Response<bytes::Bytes> {
+    h.post(
+        "/v1/traces",
+        Some(token),
+        "application/json",
+        edge_batch(service, project, deployment),
+        &[],
+    )
+    .await
+}
