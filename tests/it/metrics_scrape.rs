@@ -490,14 +490,7 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
 
     // A reload through the admin API is counted.
     let admin = h.token("admin");
-    let (status, body) = h
-        .admin(
-            http::Method::POST,
-            "/admin/v1/policies/reload",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, body) = h.reload_policies(&admin).await;
     assert_eq!(status, 200, "{body}");
     let (_, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(
@@ -562,14 +555,7 @@ async fn endpoints_added_by_a_reload_get_their_zero_series() {
     )
     .unwrap();
     let admin = h.token("admin");
-    let (status, body) = h
-        .admin(
-            http::Method::POST,
-            "/admin/v1/policies/reload",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, body) = h.reload_policies(&admin).await;
     assert_eq!(status, 200, "{body}");
     let (_, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(series_value(&text, series), Some(0.0), "{text}");

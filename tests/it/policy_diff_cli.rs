@@ -206,14 +206,7 @@ async fn reload_audit_lists_the_widening_policy_diff_prints() {
     std::fs::copy(Path::new(&new).join("edge.yaml"), &staged).expect("stage");
     std::fs::rename(&staged, Path::new(&live).join("edge.yaml")).expect("rename");
     let admin = h.token("admin");
-    let (status, body) = h
-        .admin(
-            http::Method::POST,
-            "/admin/v1/policies/reload",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, body) = h.reload_policies(&admin).await;
     assert_eq!(status, 200, "{body}");
     // The reload that installed the new set (the watcher's or the admin
     // call's, whichever came first) carries the widening.

@@ -413,6 +413,17 @@ impl Harness {
             .and_then(|r| r.header("lightstep-access-token").map(str::to_string))
     }
 
+    /// Ask the admin API to reload the policy directory.
+    pub async fn reload_policies(&self, admin_token: &str) -> (u16, Value) {
+        self.admin(
+            http::Method::POST,
+            "/admin/v1/policies/reload",
+            Some(admin_token),
+            None,
+        )
+        .await
+    }
+
     /// Rotate the credential `name` through the admin API with `body`.
     pub async fn rotate(&self, name: &str, admin_token: &str, body: Value) -> (u16, Value) {
         self.admin(
