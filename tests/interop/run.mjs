@@ -904,7 +904,7 @@ const adminLineSince = (from, pred) => adminAuditLines().slice(from).filter(pred
 
 /** `spangate secrets rotate lightstep-prod --value-file F --grace 2m` with `adminTok` in SPANGATE_ADMIN_TOKEN. */
 function cliRotate(adminTok, value) {
-  return cli(['secrets', 'rotate', 'lightstep-prod', '--value-file', valueFile(value), '--grace', '2m'], adminTok);
+  return cli(['secrets', 'rotate', 'lightstep-prod', '--value-file', valueFile(value), '--grace', '2m', '--upstream', 'lightstep'], adminTok);
 }
 
 /** Restart spangate: SIGTERM, wait for a clean exit, start it again with the same config. */
@@ -985,7 +985,7 @@ async function credentialRotation(recPort) {
     allowTokens([v2, v3]);
     const adminB = adminAuditLines().length;
     const h = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', {
-      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v3, grace: '2m' },
+      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v3, grace: '2m', upstream: 'lightstep' },
     });
     check('rotate (b) via POST /admin/v1/secrets/lightstep-prod/rotate with the bootstrap token: 200, v2 -> v3, verify accepted',
       h.status === 200 && h.json?.old_version === 2 && h.json.new_version === 3 && h.json.old_fingerprint === fingerprint(v2)
@@ -1079,7 +1079,7 @@ async function credentialRotation(recPort) {
     seqD = lastSeq();
     const adminD = adminAuditLines().length;
     const h = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', {
-      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v5, grace: '2m', verify: false },
+      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v5, grace: '2m', verify: false, upstream: 'lightstep' },
     });
     check('rotate (d) via the HTTP API, verify: false, before the upstream knows v5: 200, v4 -> v5, verify null',
       h.status === 200 && h.json?.new_version === 5 && h.json.new_fingerprint === fingerprint(v5) && h.json.verify === null,
@@ -1128,7 +1128,7 @@ async function credentialRotation(recPort) {
     check('rejected rotation via CLI: exits non-zero, names upstream_rejected (422)',
       r.code !== 0 && /422/.test(r.stderr) && /upstream_rejected/.test(r.stderr), short({ code: r.code, out: r.stdout, err: r.stderr }));
     const h = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', {
-      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: bad2, grace: '2m' },
+      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: bad2, grace: '2m', upstream: 'lightstep' },
     });
     check('rejected rotation via HTTP API: 422 upstream_rejected', h.status === 422 && h.json?.error === 'upstream_rejected', short(h.text));
     const probes = upstreamRecords().filter((x) => x.seq > seqR && isProbe(x));
@@ -1147,7 +1147,7 @@ async function credentialRotation(recPort) {
       short({ status: o.result.status, fp: rec?.token_fp }));
 
     const adminU = adminAuditLines().length;
-    const body = { value: newLightstepToken(), grace: '2m' };
+    const body = { value: newLightstepToken(), grace: '2m', upstream: 'lightstep' };
     const none = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', { body });
     check('admin API without a token: 401 unauthenticated with a Bearer realm="spangate-admin" challenge',
       none.status === 401 && none.json?.error === 'unauthenticated' && /^Bearer realm="spangate-admin"/.test(none.headers.get('www-authenticate') || ''),
@@ -1484,7 +1484,7 @@ async function upstreamSpool() {
     const h = await fetch(`${spoolGate.admin}/admin/v1/secrets/lightstep-prod/rotate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_BOOTSTRAP_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ value: s2, grace: '0s', verify: false }),
+      body: JSON.stringify({ value: s2, grace: '0s', verify: false, upstream: 'lightstep' }),
       signal: AbortSignal.timeout(10_000),
     });
     const text = await h.text();
@@ -1539,7 +1539,7 @@ async function upstreamSpool() {
     const h = await fetch(`${spoolGate.admin}/admin/v1/secrets/lightstep-prod/rotate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_BOOTSTRAP_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ value: s3, grace: '2m' }),
+      body: JSON.stringify({ value: s3, grace: '2m', upstream: 'lightstep' }),
       signal: AbortSignal.timeout(10_000),
     });
     const text = await h.text();
