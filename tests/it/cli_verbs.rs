@@ -397,6 +397,8 @@ async fn dev_on_all_interfaces_warns_and_its_walkthrough_works() {
             "0.0.0.0",
             "--listen",
             "0.0.0.0:0",
+            "--grpc-listen",
+            "0.0.0.0:0",
             "--idp-listen",
             "0.0.0.0:0",
             "--admin-listen",
