@@ -24,8 +24,8 @@ COPY deploy/spangate.yaml /etc/spangate/spangate.yaml
 COPY policies /etc/spangate/policies
 COPY deploy/examples /etc/spangate/examples
 USER 65532:65532
-# 4318 OTLP/HTTP; 9400 the dev IdP of the default `dev` command; 9464
+# 4318 OTLP/HTTP; 4317 OTLP/gRPC (`serve` with the shipped config); 9400 the dev IdP of the default `dev` command; 9464
 # metrics and 9901 admin of `serve` (both loopback unless configured).
-EXPOSE 4318 9400 9464 9901
+EXPOSE 4317 4318 9400 9464 9901
 ENTRYPOINT ["/usr/local/bin/spangate"]
 CMD ["dev", "--host", "0.0.0.0"]

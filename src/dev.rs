@@ -51,6 +51,9 @@ pub struct DevArgs {
     /// OTLP/HTTP listener [default: HOST:4318].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// OTLP/gRPC listener [default: HOST:4317].
+    #[arg(long)]
+    pub grpc_listen: Option<SocketAddr>,
     /// Admin listener [default: 127.0.0.1:9901].
     #[arg(long)]
     pub admin_listen: Option<SocketAddr>,
@@ -80,6 +83,7 @@ pub struct DevArgs {
 /// Default ports of the dev listeners.
 pub const DEV_PORTS: DevPorts = DevPorts {
     otlp: 4318,
+    grpc: 4317,
     admin: 9901,
     idp: 9400,
     upstream: 9411,
@@ -91,6 +95,8 @@ pub const DEV_PORTS: DevPorts = DevPorts {
 pub struct DevPorts {
     /// OTLP/HTTP.
     pub otlp: u16,
+    /// OTLP/gRPC.
+    pub grpc: u16,
     /// Admin API.
     pub admin: u16,
     /// Dev OIDC issuer.
@@ -106,6 +112,7 @@ impl Default for DevArgs {
         DevArgs {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             listen: None,
+            grpc_listen: None,
             admin_listen: None,
             idp_listen: None,
             upstream_listen: None,
@@ -123,6 +130,7 @@ impl DevArgs {
         let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         DevArgs {
             listen: Some(any),
+            grpc_listen: Some(any),
             admin_listen: Some(any),
             idp_listen: Some(any),
             upstream_listen: Some(any),
@@ -138,6 +146,11 @@ impl DevArgs {
     /// OTLP/HTTP listener address.
     pub fn otlp_addr(&self) -> SocketAddr {
         self.or_host(self.listen, DEV_PORTS.otlp)
+    }
+
+    /// OTLP/gRPC listener address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.or_host(self.grpc_listen, DEV_PORTS.grpc)
     }
 
     /// Admin listener address.
@@ -167,6 +180,7 @@ impl DevArgs {
     pub fn exposed(&self) -> bool {
         [
             self.otlp_addr(),
+            self.grpc_addr(),
             self.admin_addr(),
             self.idp_addr(),
             self.upstream_addr(),
@@ -287,7 +301,7 @@ pub async fn start(args: &DevArgs, audit: Audit) -> anyhow::Result<DevStack> {
     write_private(&token_file, &token)?;
     let config_text = format!(
         r#"
-server: {{ listen: "{listen}" }}
+server: {{ listen: "{listen}", grpc_listen: "{grpc}" }}
 admin: {{ listen: "{admin}", allow_non_loopback: {admin_exposed} }}
 metrics: {{ listen: "{metrics}" }}
 providers:
@@ -299,6 +313,7 @@ secrets:
 policies: "{policies}"
 "#,
         listen = args.otlp_addr(),
+        grpc = args.grpc_addr(),
         admin = args.admin_addr(),
         // Only when --admin-listen names a non-loopback address itself.
         admin_exposed = !args.admin_addr().ip().is_loopback(),
@@ -400,6 +415,10 @@ WARNING: production. Production runs `spangate serve` with a real issuer.";
 
 fn print_banner(s: &DevStack, exposed: bool) {
     let otlp = format!("http://{}/v1/traces", reachable(s.app.proxy_addr));
+    let grpc = s
+        .app
+        .grpc_addr
+        .map_or_else(|| "off".to_string(), |a| format!("http://{}", reachable(a)));
     let idp = format!("http://{}", reachable(s.idp.addr()));
     let admin = reachable(s.app.admin_addr);
     let up = format!("http://{}{UPSTREAM_PATH}", reachable(s.upstream.addr()));
@@ -414,6 +433,7 @@ fn print_banner(s: &DevStack, exposed: bool) {
         r#"
 spangate dev is running; {where_}
   OTLP/HTTP  {otlp}
+  OTLP/gRPC  {grpc}   (OTEL_EXPORTER_OTLP_PROTOCOL=grpc)
   admin      http://{admin}   (/healthz, /admin/v1/...)
   metrics    {metrics}   (Prometheus text, no token)
   dev IdP    {idp}   identities: edge-prod, edge-dev, contractor, admin
@@ -430,6 +450,9 @@ Any OpenTelemetry SDK or the Collector:
   export OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf
   export OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer $TOKEN"
   export OTEL_SERVICE_NAME=checkout
+or over gRPC:
+  export OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={grpc}
+  export OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc
 
 Rotate the upstream token through the admin API (the demo identity "admin" holds
 secrets:rotate through the example policy; the proxy keeps serving throughout):

@@ -36,6 +36,10 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
@@ -62,7 +66,41 @@ def attrs_pb(kvs):
     return {kv.key: any_value_pb(kv.value) for kv in kvs}
 
 
-def decode_protobuf(body):
+def signal_of(path):
+    """The signal of an upstream path: /v1/metrics and /v1/logs, else traces."""
+    if path.endswith("/v1/metrics"):
+        return "metrics"
+    if path.endswith("/v1/logs"):
+        return "logs"
+    return "traces"
+
+
+def decode_protobuf(body, path):
+    """Resources of a protobuf body; `items` are span names, metric names or
+    log bodies (string form)."""
+    sig = signal_of(path)
+    if sig == "metrics":
+        req = ExportMetricsServiceRequest()
+        req.ParseFromString(body)
+        return [
+            {
+                "attributes": attrs_pb(rm.resource.attributes),
+                "spans": [],
+                "items": [m.name for sm in rm.scope_metrics for m in sm.metrics],
+            }
+            for rm in req.resource_metrics
+        ]
+    if sig == "logs":
+        req = ExportLogsServiceRequest()
+        req.ParseFromString(body)
+        return [
+            {
+                "attributes": attrs_pb(rl.resource.attributes),
+                "spans": [],
+                "items": [str(any_value_pb(r.body)) for sl in rl.scope_logs for r in sl.log_records],
+            }
+            for rl in req.resource_logs
+        ]
     req = ExportTraceServiceRequest()
     req.ParseFromString(body)
     out = []
@@ -78,7 +116,13 @@ def decode_protobuf(body):
                         "attributes": attrs_pb(s.attributes),
                     }
                 )
-        out.append({"attributes": attrs_pb(rs.resource.attributes), "spans": spans})
+        out.append(
+            {
+                "attributes": attrs_pb(rs.resource.attributes),
+                "spans": spans,
+                "items": [s["name"] for s in spans],
+            }
+        )
     return out
 
 
@@ -99,8 +143,35 @@ def attrs_json(kvs):
     return {kv["key"]: any_value_json(kv.get("value")) for kv in (kvs or [])}
 
 
-def decode_json(body):
+def decode_json(body, path):
     doc = json.loads(body)
+    sig = signal_of(path)
+    if sig == "metrics":
+        return [
+            {
+                "attributes": attrs_json((rm.get("resource") or {}).get("attributes")),
+                "spans": [],
+                "items": [
+                    m.get("name", "")
+                    for sm in rm.get("scopeMetrics", []) or []
+                    for m in sm.get("metrics", []) or []
+                ],
+            }
+            for rm in doc.get("resourceMetrics", []) or []
+        ]
+    if sig == "logs":
+        return [
+            {
+                "attributes": attrs_json((rl.get("resource") or {}).get("attributes")),
+                "spans": [],
+                "items": [
+                    str(any_value_json(r.get("body")))
+                    for sl in rl.get("scopeLogs", []) or []
+                    for r in sl.get("logRecords", []) or []
+                ],
+            }
+            for rl in doc.get("resourceLogs", []) or []
+        ]
     out = []
     for rs in doc.get("resourceSpans", []) or []:
         spans = []
@@ -115,7 +186,11 @@ def decode_json(body):
                     }
                 )
         out.append(
-            {"attributes": attrs_json((rs.get("resource") or {}).get("attributes")), "spans": spans}
+            {
+                "attributes": attrs_json((rs.get("resource") or {}).get("attributes")),
+                "spans": spans,
+                "items": [s["name"] for s in spans],
+            }
         )
     return out
 
@@ -189,9 +264,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = gzip.decompress(raw) if cenc == "gzip" else raw
             if ctype == "application/json":
-                record["resources"] = decode_json(body)
+                record["resources"] = decode_json(body, self.path)
             else:
-                record["resources"] = decode_protobuf(body)
+                record["resources"] = decode_protobuf(body, self.path)
         except Exception as e:  # recorded, asserted on by the test
             record["decode_error"] = f"{type(e).__name__}: {e}"
         token = self.headers.get("lightstep-access-token")

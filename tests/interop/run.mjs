@@ -16,6 +16,12 @@
 // a revoked token fixed by a rotation: the exporters see success, the batches
 // arrive once the upstream takes them, each with one `kind: spool` audit line.
 //
+// And every signal over every protocol: the JS and Python SDKs, configured only
+// by OTEL_EXPORTER_OTLP_* (signals-node.mjs, signals_py.py), send traces,
+// metrics and logs over grpc (server.grpc_listen), http/protobuf and http/json;
+// hostile tokens over gRPC; a rate-limited gRPC client that backs off on
+// RetryInfo. INTEROP_ONLY=signals runs only those sections.
+//
 // Every check is named; the last line printed is `N passed, M failed`.
 // Exit status: 0 only when every check passed.
 //
@@ -39,7 +45,7 @@ const PYTHON = process.env.INTEROP_PYTHON || 'python3';
 const WORK = mkdtempSync(join(tmpdir(), 'spangate-interop-'));
 const STARTED = Date.now();
 /** Hard cap of the whole run. */
-const RUN_DEADLINE_MS = 3 * 60 * 1000;
+const RUN_DEADLINE_MS = 5 * 60 * 1000;
 
 const AUDIENCE = 'https://spangate.interop.test';
 const OTHER_AUDIENCE = 'https://other-api.interop.test';
@@ -54,6 +60,9 @@ const CLIENTS = {
   // An operator identity: policies/admin.yaml grants it admin permissions
   // (no publish binding matches it: no environment claim).
   'ops-admin': { owner_id: 'team_interop', groups: ['platform-admins'] },
+  // A publisher with a tight request rate (policies/interop.yaml, interop-limited):
+  // the gRPC back-off check (grpcSignals()).
+  'edge-limited': { owner_id: 'team_interop', project: 'checkout', project_id: 'prj_checkout', environment: 'canary' },
   // Long-running exporters renewing short-lived tokens (tokenRenewal()).
   'edge-renew': { owner_id: 'team_interop', project: 'checkout', project_id: 'prj_checkout', environment: 'production' },
 };
@@ -359,9 +368,20 @@ async function observe(fn) {
 
 let spangate = null;
 let otlpUrl = '';
+let otlpBase = '';
+let grpcUrl = '';
 let adminUrl = '';
 const secretsStore = join(WORK, 'state', 'secrets.json');
 const sha256hex = (s) => createHash('sha256').update(s).digest('hex');
+
+/** The metrics and logs upstreams of policies/endpoints.yaml (same recorder). */
+function signalUpstreams(port) {
+  return ['metrics', 'logs'].map((sig) => `  lightstep-${sig}:
+    url: http://127.0.0.1:${port}/v1/${sig}
+    credential_header: lightstep-access-token
+    timeout: 5s
+`).join('');
+}
 
 function spangateConfig(recorderPort) {
   // The shape of deploy/spangate.yaml (docs/configuration.md),
@@ -369,6 +389,7 @@ function spangateConfig(recorderPort) {
   return `# spangate process config for the interop run (see deploy/spangate.yaml).
 server:
   listen: 127.0.0.1:0
+  grpc_listen: 127.0.0.1:0
   max_body: 16MiB
   header_timeout: 10s
   request_timeout: 30s
@@ -396,7 +417,7 @@ upstreams:
     url: http://127.0.0.1:${recorderPort}/traces/otlp/v0.9
     credential_header: lightstep-access-token
     timeout: 5s
-secrets:
+${signalUpstreams(recorderPort)}secrets:
   # Persistent store: rotations survive a restart. The directory does not
   # exist before the first start (spangate creates it, mode 0700).
   store: ${secretsStore}
@@ -426,6 +447,8 @@ async function startSpangate(recorderPort) {
   }, { timeoutMs: 20_000, intervalMs: 100 });
   const fields = JSON.parse(line).fields || {};
   otlpUrl = `http://${fields.otlp}/v1/traces`;
+  otlpBase = `http://${fields.otlp}`;
+  grpcUrl = `http://${fields.otlp_grpc}`;
   adminUrl = `http://${fields.admin}`;
   return fields;
 }
@@ -881,7 +904,7 @@ const adminLineSince = (from, pred) => adminAuditLines().slice(from).filter(pred
 
 /** `spangate secrets rotate lightstep-prod --value-file F --grace 2m` with `adminTok` in SPANGATE_ADMIN_TOKEN. */
 function cliRotate(adminTok, value) {
-  return cli(['secrets', 'rotate', 'lightstep-prod', '--value-file', valueFile(value), '--grace', '2m'], adminTok);
+  return cli(['secrets', 'rotate', 'lightstep-prod', '--value-file', valueFile(value), '--grace', '2m', '--upstream', 'lightstep'], adminTok);
 }
 
 /** Restart spangate: SIGTERM, wait for a clean exit, start it again with the same config. */
@@ -962,7 +985,7 @@ async function credentialRotation(recPort) {
     allowTokens([v2, v3]);
     const adminB = adminAuditLines().length;
     const h = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', {
-      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v3, grace: '2m' },
+      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v3, grace: '2m', upstream: 'lightstep' },
     });
     check('rotate (b) via POST /admin/v1/secrets/lightstep-prod/rotate with the bootstrap token: 200, v2 -> v3, verify accepted',
       h.status === 200 && h.json?.old_version === 2 && h.json.new_version === 3 && h.json.old_fingerprint === fingerprint(v2)
@@ -1056,7 +1079,7 @@ async function credentialRotation(recPort) {
     seqD = lastSeq();
     const adminD = adminAuditLines().length;
     const h = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', {
-      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v5, grace: '2m', verify: false },
+      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: v5, grace: '2m', verify: false, upstream: 'lightstep' },
     });
     check('rotate (d) via the HTTP API, verify: false, before the upstream knows v5: 200, v4 -> v5, verify null',
       h.status === 200 && h.json?.new_version === 5 && h.json.new_fingerprint === fingerprint(v5) && h.json.verify === null,
@@ -1105,7 +1128,7 @@ async function credentialRotation(recPort) {
     check('rejected rotation via CLI: exits non-zero, names upstream_rejected (422)',
       r.code !== 0 && /422/.test(r.stderr) && /upstream_rejected/.test(r.stderr), short({ code: r.code, out: r.stdout, err: r.stderr }));
     const h = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', {
-      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: bad2, grace: '2m' },
+      bearer: ADMIN_BOOTSTRAP_TOKEN, body: { value: bad2, grace: '2m', upstream: 'lightstep' },
     });
     check('rejected rotation via HTTP API: 422 upstream_rejected', h.status === 422 && h.json?.error === 'upstream_rejected', short(h.text));
     const probes = upstreamRecords().filter((x) => x.seq > seqR && isProbe(x));
@@ -1124,7 +1147,7 @@ async function credentialRotation(recPort) {
       short({ status: o.result.status, fp: rec?.token_fp }));
 
     const adminU = adminAuditLines().length;
-    const body = { value: newLightstepToken(), grace: '2m' };
+    const body = { value: newLightstepToken(), grace: '2m', upstream: 'lightstep' };
     const none = await adminCall('POST', '/admin/v1/secrets/lightstep-prod/rotate', { body });
     check('admin API without a token: 401 unauthenticated with a Bearer realm="spangate-admin" challenge',
       none.status === 401 && none.json?.error === 'unauthenticated' && /^Bearer realm="spangate-admin"/.test(none.headers.get('www-authenticate') || ''),
@@ -1212,7 +1235,7 @@ upstreams:
     # Keep permitted batches through an upstream outage: exporters such as
     # @vercel/otel never retry and never read the status code.
     spool: { max_bytes: 8MiB, max_age: 2m }
-secrets:
+${signalUpstreams(recPort)}secrets:
   store: ${spoolStore}
   bootstrap:
     lightstep-prod: { env: LIGHTSTEP_ACCESS_TOKEN }
@@ -1461,7 +1484,7 @@ async function upstreamSpool() {
     const h = await fetch(`${spoolGate.admin}/admin/v1/secrets/lightstep-prod/rotate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_BOOTSTRAP_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ value: s2, grace: '0s', verify: false }),
+      body: JSON.stringify({ value: s2, grace: '0s', verify: false, upstream: 'lightstep' }),
       signal: AbortSignal.timeout(10_000),
     });
     const text = await h.text();
@@ -1516,7 +1539,7 @@ async function upstreamSpool() {
     const h = await fetch(`${spoolGate.admin}/admin/v1/secrets/lightstep-prod/rotate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${ADMIN_BOOTSTRAP_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ value: s3, grace: '2m' }),
+      body: JSON.stringify({ value: s3, grace: '2m', upstream: 'lightstep' }),
       signal: AbortSignal.timeout(10_000),
     });
     const text = await h.text();
@@ -1567,6 +1590,147 @@ async function upstreamSpool() {
 
 // ───────────────────────────── the run ─────────────────────────────
 
+// ───────────────────────────── signals × protocols ─────────────────────────────
+
+/** Where each signal arrives upstream (policies/endpoints.yaml, signalUpstreams()). */
+const SIGNAL_UPSTREAM_PATH = { traces: '/traces/otlp/v0.9', metrics: '/v1/metrics', logs: '/v1/logs' };
+const PROTOCOLS = ['grpc', 'http/protobuf', 'http/json'];
+
+/**
+ * Run the Node or Python signal exporter (signals-node.mjs, signals_py.py)
+ * configured only with the standard OTEL_* variables. Returns the child's
+ * result plus `ok` (every export reported success by the SDK itself).
+ */
+async function signalExport(sdk, signal, protocol, bearer, items, { service = 'checkout' } = {}) {
+  const env = {
+    OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+    OTEL_EXPORTER_OTLP_ENDPOINT: protocol === 'grpc' ? grpcUrl : otlpBase,
+    OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${encodeURIComponent(bearer)}`,
+    OTEL_EXPORTER_OTLP_TIMEOUT: '10000',
+    OTEL_SERVICE_NAME: service,
+    // Protected attributes a client may not set: spangate strips them.
+    OTEL_RESOURCE_ATTRIBUTES: 'enduser.id=mallory,spangate.spoofed=yes',
+    OTEL_LOG_LEVEL: 'error',
+    INTEROP_SIGNAL: signal,
+    INTEROP_ITEMS: items.join(','),
+  };
+  const r = sdk === 'node'
+    ? await run(process.execPath, [join(HERE, 'signals-node.mjs')], { env, timeoutMs: 40_000 })
+    : await run(PYTHON, [join(HERE, 'signals_py.py')], { env, timeoutMs: 40_000 });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  const results = line ? JSON.parse(line.slice(7)).results : [];
+  const ok = results.length > 0 && results.every((x) => x === 'SUCCESS' || x?.code === 0);
+  return { ...r, results, ok };
+}
+
+/** Bearer values a header of a forwarded request must never carry. */
+function headerLeaks(rec, values) {
+  return Object.values(rec.headers).filter((v) => values.some((t) => String(v).includes(t))).length;
+}
+
+async function grpcSignals() {
+  const tok = await token('edge-prod');
+  const claims = CLIENTS['edge-prod'];
+  for (const sdk of ['node', 'python']) {
+    section(`all signals × protocols: OpenTelemetry ${sdk === 'node' ? 'JS' : 'Python'} SDK configured only by OTEL_EXPORTER_OTLP_* (grpc on server.grpc_listen, http/protobuf and http/json on server.listen)`);
+    for (const signal of ['traces', 'metrics', 'logs']) {
+      for (const protocol of PROTOCOLS) {
+        const label = `${sdk} ${protocol} ${signal}`;
+        const item = `${sdk}-${protocol.replace('/', '-')}-${signal}-${randomBytes(3).toString('hex')}`;
+        await auditSettled();
+        const up0 = upstreamRecords().length;
+        const au0 = auditLines().length;
+        const r = await signalExport(sdk, signal, protocol, tok, [item]);
+        // Metric readers may export again on shutdown: wait for the records
+        // the exports produced (the recorder writes before it answers).
+        await auditSettled();
+        const upstream = upstreamRecords().slice(up0);
+        const audit = auditLines().slice(au0);
+        check(`${label}: the SDK reports every export successful`, r.ok, short(r.results.length ? r.results : r.stderr || r.stdout));
+        const wantOne = signal !== 'metrics';
+        check(`${label}: ${wantOne ? 'one request' : 'at least one request'} reached the upstream`,
+          wantOne ? upstream.length === 1 : upstream.length >= 1, `got ${upstream.length}`);
+        if (upstream.length === 0) continue;
+        const path = SIGNAL_UPSTREAM_PATH[signal];
+        // OTLP/JSON traces stay JSON; JSON metrics and logs are forwarded as
+        // protobuf (docs/otlp.md); gRPC is always protobuf.
+        const ct = protocol === 'http/json' && signal === 'traces' ? 'application/json' : 'application/x-protobuf';
+        check(`${label}: upstream path ${path}, content type ${ct}, decodes (independent decoder)`,
+          upstream.every((u) => u.path === path && u.content_type === ct && u.decode_error === null),
+          short(upstream.map((u) => [u.path, u.content_type, u.decode_error])));
+        const items = upstream.flatMap((u) => u.resources.flatMap((x) => x.items || []));
+        check(`${label}: the SDK's ${signal === 'traces' ? 'span' : signal === 'metrics' ? 'counter' : 'log record'} arrives`, items.includes(item), short(items));
+        const res = upstream.flatMap((u) => u.resources);
+        check(`${label}: verified identity stamped on every resource, service.name intact, protected attributes stripped`,
+          res.length > 0 && res.every((x) => x.attributes['service.name'] === 'checkout'
+            && x.attributes['deployment.environment.name'] === claims.environment
+            && x.attributes['vercel.project_id'] === claims.project_id
+            && x.attributes['spangate.subject'] === 'edge-prod'
+            && !('enduser.id' in x.attributes) && !('spangate.spoofed' in x.attributes)),
+          short(res.map((x) => x.attributes)));
+        check(`${label}: upstream credential injected, client token never forwarded`,
+          upstream.every((u) => u.headers['lightstep-access-token'] === LIGHTSTEP_TOKEN
+            && !('authorization' in u.headers) && headerLeaks(u, [tok]) === 0),
+          short(upstream.map((u) => Object.keys(u.headers))));
+        check(`${label}: one allow audit line per forwarded request, with the identity and token fingerprint`,
+          audit.length === upstream.length && audit.every((l) => l.decision === 'allow' && l.subject === 'edge-prod'
+            && l.token_fp === fingerprint(tok) && l.upstream === (signal === 'traces' ? 'lightstep' : `lightstep-${signal}`)),
+          short(audit));
+      }
+    }
+  }
+
+  section('hostile tokens over gRPC (real SDKs): UNAUTHENTICATED, never forwarded');
+  {
+    const good = await token('edge-prod');
+    const forged = good.slice(0, -1) + (good.endsWith('A') ? 'B' : 'A');
+    const otherAud = await token('edge-prod', OTHER_AUDIENCE);
+    const cases = [
+      ['python', 'traces', forged, 'forged signature'],
+      ['node', 'metrics', otherAud, 'token for another audience'],
+      ['python', 'logs', 'not.a.jwt', 'not a JWT'],
+    ];
+    for (const [sdk, signal, bad, what] of cases) {
+      const label = `${sdk} grpc ${signal}, ${what}`;
+      await auditSettled();
+      const up0 = upstreamRecords().length;
+      const au0 = auditLines().length;
+      const r = await signalExport(sdk, signal, 'grpc', bad, [`hostile-${signal}`]);
+      await auditSettled();
+      const upstream = upstreamRecords().slice(up0);
+      const audit = auditLines().slice(au0);
+      check(`${label}: the SDK reports the export failed`, r.results.length > 0 && !r.ok, short(r.results));
+      check(`${label}: nothing reached the upstream`, upstream.length === 0, `${upstream.length} request(s)`);
+      check(`${label}: audit lines are deny with gRPC status UNAUTHENTICATED (16)`,
+        audit.length >= 1 && audit.every((l) => l.decision === 'deny' && l.grpc_status === 16), short(audit));
+      check(`${label}: the token is in no audit line or log`,
+        !readFileSync(auditFile, 'utf8').includes(bad) && !spangateLog().includes(bad));
+    }
+  }
+
+  section('a rate-limited gRPC client backs off: RESOURCE_EXHAUSTED + RetryInfo, the Python SDK retries after the delay, then succeeds');
+  {
+    const limited = await token('edge-limited');
+    await auditSettled();
+    const up0 = upstreamRecords().length;
+    const au0 = auditLines().length;
+    // Two spans exported one after the other (SimpleSpanProcessor): the
+    // policy allows one request per second, no burst.
+    const names = [`limited-a-${randomBytes(3).toString('hex')}`, `limited-b-${randomBytes(3).toString('hex')}`];
+    const r = await signalExport('python', 'traces', 'grpc', limited, names);
+    await auditSettled();
+    const upstream = upstreamRecords().slice(up0);
+    const audit = auditLines().slice(au0);
+    check('rate limited: the SDK reports both exports successful', r.ok && r.results.length === 2, short(r.results.length ? r.results : r.stderr));
+    const limitedLines = audit.filter((l) => l.reason === 'rate_limited');
+    check('rate limited: at least one call was refused as rate_limited with gRPC status RESOURCE_EXHAUSTED (8)',
+      limitedLines.length >= 1 && limitedLines.every((l) => l.grpc_status === 8), short(audit));
+    const arrived = upstream.flatMap((u) => u.resources.flatMap((x) => x.items || []));
+    check('rate limited: the upstream got each span exactly once (retried, not duplicated, not lost)',
+      names.every((n) => arrived.filter((a) => a === n).length === 1) && upstream.length === 2, short(arrived));
+  }
+}
+
 async function main() {
   console.log(`spangate interop run; work dir ${WORK}`);
   console.log(`spangate: ${SPANGATE}; node ${process.version}; python: ${PYTHON}`);
@@ -1602,6 +1766,11 @@ async function main() {
     return resp.status === 404;
   }, { timeoutMs: 20_000, intervalMs: 200 });
   check('spangate: discovered the IdP and fetched its JWKS', true);
+  // INTEROP_ONLY=signals: only the signals × protocols sections (development).
+  if (process.env.INTEROP_ONLY === 'signals') {
+    await grpcSignals();
+    return;
+  }
 
   section('allowed: the README walk-through batch (curl-equivalent POST, OTLP/JSON)');
   {
@@ -1692,6 +1861,8 @@ async function main() {
     check(`vercel ${protocol}: exporter ran and flushed`, obs.result.code !== null && obs.result.results.length > 0, short(obs.result.parsed ?? obs.result.stderr));
     checkAllowed(`vercel ${protocol}`, obs, { clientId: 'edge-prod', tok: t1, service, spans, contentType: ct });
   }
+
+  await grpcSignals();
 
   section('refused: identity whose claims match no binding (environment: development)');
   const tDev = await token('edge-dev');

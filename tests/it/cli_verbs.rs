@@ -399,6 +399,8 @@ async fn dev_on_all_interfaces_warns_and_its_walkthrough_works() {
             "0.0.0.0",
             "--listen",
             "0.0.0.0:0",
+            "--grpc-listen",
+            "0.0.0.0:0",
             "--idp-listen",
             "0.0.0.0:0",
             "--admin-listen",
@@ -502,5 +504,12 @@ fn dockerfile_default_command_is_the_first_look() {
             .any(|l| l == r#"CMD ["dev", "--host", "0.0.0.0"]"#),
         "the image's default command is what dev_on_all_interfaces_warns_and_its_walkthrough_works runs"
     );
-    assert!(text.contains("EXPOSE 4318 9400"), "{text}");
+    // OTLP/gRPC, OTLP/HTTP and the dev issuer.
+    let expose = text
+        .lines()
+        .find(|l| l.starts_with("EXPOSE "))
+        .expect("an EXPOSE line");
+    for port in ["4317", "4318", "9400"] {
+        assert!(expose.split_whitespace().any(|p| p == port), "{expose}");
+    }
 }

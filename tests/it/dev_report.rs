@@ -36,6 +36,8 @@ async fn recording_upstream_prints_services_spans_stamps_and_credential_version(
         "dev",
         "--listen",
         any,
+        "--grpc-listen",
+        any,
         "--admin-listen",
         any,
         "--idp-listen",
