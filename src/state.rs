@@ -22,6 +22,7 @@
 
 pub mod heartbeat;
 pub mod limits;
+pub mod link;
 pub mod redis;
 pub mod throttle;
 pub mod view;
@@ -68,8 +69,13 @@ pub enum OnUnavailable {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://host:port[/db]` (or `rediss://` for TLS).
-    pub url: String,
+    /// `redis://host:port[/db]` (or `rediss://` for TLS). Exactly one of
+    /// `url` and `sentinel`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The master of a Sentinel-monitored group, followed across failovers.
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
     /// Prefix of every key and channel (lets fleets share one Redis).
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
@@ -107,6 +113,32 @@ pub struct RedisConfig {
     pub replica_id: Option<String>,
 }
 
+/// `state.redis.sentinel:` in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The monitored master's name (`sentinel monitor NAME ...`).
+    pub master_name: String,
+    /// Sentinel addresses, `host:port` each.
+    pub nodes: Vec<String>,
+    /// ACL user name for the sentinels (`{ env: VAR }` or `{ file: PATH }`).
+    #[serde(default)]
+    pub username: Option<SecretSource>,
+    /// Password for the sentinels (`{ env: VAR }` or `{ file: PATH }`).
+    #[serde(default)]
+    pub password: Option<SecretSource>,
+    /// Talk TLS to the sentinels (`state.redis.ca_file` is trusted for them
+    /// too). TLS to the master is `state.redis.tls`.
+    #[serde(default)]
+    pub tls: bool,
+    /// Database number on the master.
+    #[serde(default)]
+    pub db: i64,
+}
+
+/// Most sentinel addresses accepted.
+pub const MAX_SENTINELS: usize = 16;
+
 fn default_prefix() -> String {
     DEFAULT_KEY_PREFIX.to_string()
 }
@@ -127,20 +159,27 @@ impl StateConfig {
             return Vec::new();
         };
         let mut out = Vec::new();
-        match url::Url::parse(&r.url) {
-            Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "valkey" | "valkeys") => {
-                if u.password().is_some() || !u.username().is_empty() {
-                    out.push(
-                        "redis.url must not hold credentials; use redis.username / redis.password"
-                            .into(),
-                    );
-                }
+        match (&r.url, &r.sentinel) {
+            (Some(_), Some(_)) => {
+                out.push("redis: set either url or sentinel, not both".into());
             }
-            Ok(u) => out.push(format!(
-                "redis.url: unsupported scheme {:?} (redis:// or rediss://)",
-                u.scheme()
-            )),
-            Err(e) => out.push(format!("redis.url: {e}")),
+            (None, None) => out.push("redis: set url (or sentinel)".into()),
+            (Some(url), None) => match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "valkey" | "valkeys") => {
+                    if u.password().is_some() || !u.username().is_empty() {
+                        out.push(
+                            "redis.url must not hold credentials; use redis.username / redis.password"
+                                .into(),
+                        );
+                    }
+                }
+                Ok(u) => out.push(format!(
+                    "redis.url: unsupported scheme {:?} (redis:// or rediss://)",
+                    u.scheme()
+                )),
+                Err(e) => out.push(format!("redis.url: {e}")),
+            },
+            (None, Some(s)) => out.extend(s.validate()),
         }
         if r.key_prefix.len() > 64
             || r.key_prefix
@@ -151,8 +190,12 @@ impl StateConfig {
                 "redis.key_prefix: at most 64 printable characters, no braces or spaces".into(),
             );
         }
-        let tls = r.tls || r.url.starts_with("rediss://") || r.url.starts_with("valkeys://");
-        if r.ca_file.is_some() && !tls {
+        let url_tls = r
+            .url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("rediss://") || u.starts_with("valkeys://"));
+        let sentinel_tls = r.sentinel.as_ref().is_some_and(|s| s.tls);
+        if r.ca_file.is_some() && !(r.tls || url_tls || sentinel_tls) {
             out.push("redis.ca_file needs TLS (tls: true or a rediss:// url)".into());
         }
         for (name, d) in [
@@ -184,10 +227,16 @@ impl StateConfig {
         {
             *p = dir.join(&*p);
         }
+        let (su, sp) = match &mut r.sentinel {
+            Some(s) => (s.username.as_mut(), s.password.as_mut()),
+            None => (None, None),
+        };
         for src in [
             Some(&mut r.encryption_key),
             r.username.as_mut(),
             r.password.as_mut(),
+            su,
+            sp,
         ]
         .into_iter()
         .flatten()
@@ -199,6 +248,51 @@ impl StateConfig {
             }
         }
     }
+}
+
+impl SentinelConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.master_name.is_empty()
+            || self.master_name.len() > 128
+            || !self.master_name.bytes().all(|b| b.is_ascii_graphic())
+        {
+            out.push("redis.sentinel.master_name: 1-128 printable characters".into());
+        }
+        if self.nodes.is_empty() || self.nodes.len() > MAX_SENTINELS {
+            out.push(format!(
+                "redis.sentinel.nodes: 1 to {MAX_SENTINELS} sentinel addresses (host:port)"
+            ));
+        }
+        for n in &self.nodes {
+            if split_host_port(n).is_none() {
+                out.push(format!(
+                    "redis.sentinel.nodes: {n:?} is not host:port (a sentinel's port is usually 26379)"
+                ));
+            }
+        }
+        if self.db < 0 {
+            out.push("redis.sentinel.db must be 0 or more".into());
+        }
+        out
+    }
+}
+
+/// `host:port` (IPv6 in brackets) → host and port.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty()
+        || host.contains(['/', '@', ' '])
+        || (host.contains(':') && !s.starts_with('['))
+    {
+        return None;
+    }
+    Some((host.to_string(), port))
 }
 
 /// Where credential changes go: the embedded store, or Redis (which every

@@ -411,7 +411,7 @@ impl Fleet {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let out: Vec<i64> = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use ::redis::AsyncCommands;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManagerConfig;
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +40,8 @@ use tokio::sync::watch;
 
 use super::RedisConfig;
 use super::heartbeat::ReplicaView;
+use super::link::{Conn, Link};
+use super::{RedisConfig as Cfg, SentinelConfig};
 use crate::policy::PolicyHolder;
 use crate::secrets::crypto::{ALGORITHM, Sealed, StoreKey};
 use crate::secrets::{Change, Changed, CredentialRecord, SecretStore, SecretsError, valid_name};
@@ -192,8 +194,7 @@ impl StateMetrics {
 pub struct Fleet {
     pub(crate) cfg: RedisConfig,
     pub(crate) keys: Keys,
-    client: ::redis::Client,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) link: Arc<Link>,
     key: StoreKey,
     pub(crate) store: Arc<SecretStore>,
     pub(crate) policy: Arc<PolicyHolder>,
@@ -236,6 +237,9 @@ pub enum FleetError {
     /// The URL or client settings are refused by the Redis client.
     #[error("state.redis.url: {0}")]
     Client(String),
+    /// The Sentinel settings are refused by the Redis client.
+    #[error("state.redis.sentinel: {0}")]
+    Sentinel(String),
 }
 
 impl Fleet {
@@ -251,52 +255,38 @@ impl Fleet {
         let key_text = cfg.encryption_key.read("state.redis.encryption_key")?;
         let key =
             StoreKey::from_base64(key_text.expose().trim()).map_err(|_| FleetError::BadKey)?;
-        let mut url = cfg.url.clone();
-        if cfg.tls && url.starts_with("redis://") {
-            url = url.replacen("redis://", "rediss://", 1);
-        }
-        let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
-            .map_err(|e| FleetError::Client(e.to_string()))?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(u) = &cfg.username {
-            settings = settings.set_username(u.read("state.redis.username")?.expose());
-        }
-        if let Some(p) = &cfg.password {
-            settings = settings.set_password(p.read("state.redis.password")?.expose());
-        }
-        info = info.set_redis_settings(settings);
-        let client = match &cfg.ca_file {
-            None => ::redis::Client::open(info),
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    FleetError::Client(format!("ca_file {}: {}", path.display(), e.kind()))
-                })?;
-                ::redis::Client::build_with_tls(
-                    info,
-                    ::redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-        }
-        .map_err(|e| FleetError::Client(e.to_string()))?;
         let mgr_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2))
             .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), mgr_cfg)
-            .map_err(|e| FleetError::Client(e.to_string()))?;
+        let ca = match &cfg.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                FleetError::Client(format!("ca_file {}: {}", path.display(), e.kind()))
+            })?),
+        };
+        let link = match (&cfg.url, &cfg.sentinel) {
+            (Some(url), _) => Link::direct(direct_client(cfg, url, ca)?, mgr_cfg, cfg.timeout)
+                .map_err(|e| FleetError::Client(e.to_string()))?,
+            (None, Some(s)) => Link::sentinel(
+                sentinel_client(cfg, s, ca)?,
+                &s.master_name,
+                mgr_cfg,
+                cfg.timeout,
+            ),
+            (None, None) => {
+                return Err(FleetError::Client("set url (or sentinel)".into()));
+            }
+        };
         let replica_id = cfg.replica_id.clone().unwrap_or_else(default_replica_id);
         let keys = Keys::new(&cfg.key_prefix);
         Ok(Arc::new(Fleet {
             limits: super::limits::FleetLimiter::new(rate_limit_keys, cfg.on_state_unavailable),
             cfg: cfg.clone(),
             keys,
-            client,
-            conn,
+            link: Arc::new(link),
             key,
             store,
             policy,
@@ -310,6 +300,11 @@ impl Fleet {
             metrics: StateMetrics::default(),
             reconciles: AtomicU64::new(0),
         }))
+    }
+
+    /// A connection to the state store's node in use (cheap).
+    pub(crate) fn conn(&self) -> Conn {
+        self.link.conn()
     }
 
     /// Metrics of the fleet state (register them once at start-up).
@@ -346,6 +341,8 @@ impl Fleet {
             "message": if up { "state store reachable" } else { "degraded: state store unreachable" },
             "replica_id": self.replica_id,
             "key_prefix": self.keys.prefix,
+            "mode": if self.link.is_sentinel() { "sentinel" } else { "standalone" },
+            "node": self.link.address(),
             "on_state_unavailable": match self.cfg.on_state_unavailable {
                 super::OnUnavailable::Local => "local",
                 super::OnUnavailable::Deny => "deny",
@@ -390,6 +387,10 @@ impl Fleet {
             }
             Err(_) => Err(()),
         };
+        if r.is_err() {
+            // Sentinel: the master may have moved; ask again.
+            self.link.suspect();
+        }
         self.observe(&r);
         r
     }
@@ -456,7 +457,7 @@ impl Fleet {
 
     /// The record of `name` in Redis with its revision (`None`: no record).
     async fn fetch(&self, name: &str) -> Result<Option<(u64, CredentialRecord)>, SecretsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let key = self.keys.credential(name);
         let (rev, blob): (Option<u64>, Option<Vec<u8>>) = self
             .run(async move {
@@ -485,7 +486,7 @@ impl Fleet {
         expect: u64,
         blob: String,
     ) -> Result<Option<u64>, SecretsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let key = self.keys.credential(name);
         let channel = self.keys.events();
         let script = ::redis::Script::new(CAS_SCRIPT);
@@ -507,7 +508,7 @@ impl Fleet {
             return Ok(None);
         };
         // The index is another key (another slot on a cluster): added after.
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let index = self.keys.credential_index();
         let n = name.to_string();
         let _ = self
@@ -585,7 +586,7 @@ impl Fleet {
     /// Redis, push local credentials Redis does not have (bootstrap values),
     /// and retire previous versions whose grace ended.
     pub async fn reconcile(&self) -> Result<(), SecretsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let index = self.keys.credential_index();
         let remote: Vec<String> = self
             .run(async move { conn.smembers(&index).await })
@@ -649,18 +650,27 @@ impl Fleet {
         vec![
             tokio::spawn(Arc::clone(self).subscriber(shutdown.clone())),
             tokio::spawn(Arc::clone(self).reconciler(shutdown.clone())),
-            tokio::spawn(Arc::clone(self).heartbeat_loop(shutdown)),
+            tokio::spawn(Arc::clone(self).heartbeat_loop(shutdown.clone())),
+            tokio::spawn(Arc::clone(&self.link).watch(self.cfg.reconcile_interval, shutdown)),
         ]
     }
 
     async fn subscriber(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        let mut generation = self.link.generation();
         loop {
             if *shutdown.borrow() {
                 return;
             }
+            generation.borrow_and_update();
             let pubsub = tokio::time::timeout(self.cfg.timeout, async {
-                let mut ps = self.client.get_async_pubsub().await?;
+                let Some(client) = self.link.client() else {
+                    return Err(::redis::RedisError::from((
+                        ::redis::ErrorKind::Io,
+                        "no state store master resolved yet",
+                    )));
+                };
+                let mut ps = client.get_async_pubsub().await?;
                 ps.subscribe(self.keys.events()).await?;
                 Ok::<_, ::redis::RedisError>(ps)
             })
@@ -683,14 +693,25 @@ impl Fleet {
                                 None => break,
                             },
                             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+                            // Sentinel failover: subscribe on the new master.
+                            _ = generation.changed() => break,
                         }
                     }
+                    if generation.has_changed().unwrap_or(false) {
+                        tracing::debug!("state store master changed; subscribing again");
+                        continue;
+                    }
                     self.observe::<()>(&Err(()));
+                    self.link.suspect();
                     tracing::debug!("state store subscription ended; reconnecting");
                 }
-                _ => self.observe::<()>(&Err(())),
+                _ => {
+                    self.observe::<()>(&Err(()));
+                    self.link.suspect();
+                }
             }
             tokio::select! {
+                _ = generation.changed() => {}
                 _ = tokio::time::sleep(backoff) => {}
                 _ = self.reachable.notified() => {}
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
@@ -732,6 +753,95 @@ impl Fleet {
             }
         }
     }
+}
+
+/// The client of a fixed node (`state.redis.url`).
+fn direct_client(cfg: &Cfg, url: &str, ca: Option<Vec<u8>>) -> Result<::redis::Client, FleetError> {
+    let mut url = url.to_string();
+    if cfg.tls && url.starts_with("redis://") {
+        url = url.replacen("redis://", "rediss://", 1);
+    }
+    let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .map_err(|e| FleetError::Client(e.to_string()))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = &cfg.username {
+        settings = settings.set_username(u.read("state.redis.username")?.expose());
+    }
+    if let Some(p) = &cfg.password {
+        settings = settings.set_password(p.read("state.redis.password")?.expose());
+    }
+    info = info.set_redis_settings(settings);
+    match ca {
+        None => ::redis::Client::open(info),
+        Some(pem) => ::redis::Client::build_with_tls(
+            info,
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            },
+        ),
+    }
+    .map_err(|e| FleetError::Client(e.to_string()))
+}
+
+/// The Sentinel client (`state.redis.sentinel`): sentinels with their own
+/// credentials and TLS; the master with `state.redis.username/password/tls`.
+fn sentinel_client(
+    cfg: &Cfg,
+    s: &SentinelConfig,
+    ca: Option<Vec<u8>>,
+) -> Result<::redis::sentinel::SentinelClient, FleetError> {
+    use ::redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let client_err = |e: ::redis::RedisError| FleetError::Sentinel(e.to_string());
+    let mut nodes = Vec::with_capacity(s.nodes.len());
+    for n in &s.nodes {
+        let (host, port) = super::split_host_port(n)
+            .ok_or_else(|| FleetError::Sentinel(format!("{n:?} is not host:port")))?;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let scheme = if s.tls { "rediss" } else { "redis" };
+        let info = ::redis::IntoConnectionInfo::into_connection_info(
+            format!("{scheme}://{host}:{port}").as_str(),
+        )
+        .map_err(client_err)?;
+        nodes.push(info.addr().clone());
+    }
+    let mut b = SentinelClientBuilder::new(nodes, &s.master_name, SentinelServerType::Master)
+        .map_err(client_err)?
+        .set_client_to_redis_db(s.db);
+    if let Some(u) = &s.username {
+        b = b.set_client_to_sentinel_username(u.read("state.redis.sentinel.username")?.expose());
+    }
+    if let Some(p) = &s.password {
+        b = b.set_client_to_sentinel_password(p.read("state.redis.sentinel.password")?.expose());
+    }
+    if let Some(u) = &cfg.username {
+        b = b.set_client_to_redis_username(u.read("state.redis.username")?.expose());
+    }
+    if let Some(p) = &cfg.password {
+        b = b.set_client_to_redis_password(p.read("state.redis.password")?.expose());
+    }
+    if cfg.tls {
+        b = b.set_client_to_redis_tls_mode(::redis::TlsMode::Secure);
+        if let Some(pem) = &ca {
+            b = b.set_client_to_redis_certificates(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+    }
+    if s.tls
+        && let Some(pem) = ca
+    {
+        b = b.set_client_to_sentinel_certificates(::redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    b.build().map_err(client_err)
 }
 
 /// `HOSTNAME` (the pod name on Kubernetes) plus a random suffix, so two

@@ -38,7 +38,7 @@ impl Fleet {
             return None;
         }
         let key = self.keys.auth_lock(peer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ttl: i64 = self
             .run(async move { ::redis::cmd("PTTL").arg(&key).query_async(&mut conn).await })
             .await
@@ -68,7 +68,7 @@ impl Fleet {
             .arg(max_failures.max(1))
             .arg(ms(window))
             .arg(ms(lockout));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let out: i64 = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await
@@ -85,7 +85,7 @@ impl Fleet {
             return;
         }
         let key = self.keys.auth_failures(peer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _ = self
             .run(async move {
                 ::redis::cmd("DEL")
