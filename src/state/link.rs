@@ -10,6 +10,8 @@
 //! * after any failed command (a dead master refuses connections; a demoted
 //!   one answers writes with `READONLY`), at most every
 //!   [`MIN_RECHECK`], and
+//! * when a sentinel announces `+switch-master` for the group (a
+//!   subscription on one sentinel at a time), and
 //! * every `reconcile_interval` as a backstop (a master that is still
 //!   reachable from here after the sentinels replaced it).
 //!
@@ -25,6 +27,7 @@ use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::sentinel::SentinelClient;
 use ::redis::{Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value};
 use arc_swap::ArcSwapOption;
+use futures_util::StreamExt;
 use tokio::sync::watch;
 
 /// Shortest time between two Sentinel look-ups triggered by errors.
@@ -189,6 +192,8 @@ impl Link {
         if !self.is_sentinel() {
             return;
         }
+        let announcements = tokio::spawn(Arc::clone(&self).switch_master(shutdown.clone()));
+        let _abort = AbortOnDrop(announcements);
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
@@ -220,6 +225,64 @@ impl Link {
                 tokio::time::sleep(MIN_RECHECK - since).await;
             }
         }
+    }
+}
+
+impl Link {
+    /// Listen for `+switch-master` on a sentinel; every announcement for
+    /// this group wakes the look-up at once.
+    async fn switch_master(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let Mode::Sentinel {
+            client,
+            master_name,
+        } = &self.mode
+        else {
+            return;
+        };
+        let mut backoff = MIN_RECHECK;
+        loop {
+            let subscribed = tokio::time::timeout(self.timeout * 2, async {
+                let sentinel = client.lock().await.async_get_sentinel_client().await?;
+                let mut ps = sentinel.get_async_pubsub().await?;
+                ps.subscribe("+switch-master").await?;
+                Ok::<_, RedisError>(ps)
+            })
+            .await;
+            if let Ok(Ok(mut ps)) = subscribed {
+                backoff = MIN_RECHECK;
+                let mut stream = ps.on_message();
+                loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            // "<name> <old ip> <old port> <new ip> <new port>"
+                            Some(msg) => {
+                                let payload = msg.get_payload_bytes();
+                                if payload.split(|b| *b == b' ').next() == Some(master_name.as_bytes()) {
+                                    tracing::info!(name = %master_name, "Sentinel announced a new master");
+                                    self.suspect.notify_one();
+                                }
+                            }
+                            None => break,
+                        },
+                        r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -24,6 +24,7 @@ mod e2e_rotation;
 mod fleet_credentials;
 mod fleet_limits;
 mod fleet_outage;
+mod fleet_sentinel;
 mod hostile_admin;
 mod hostile_listener;
 mod hostile_reload;
