@@ -108,7 +108,26 @@ async fn rotate_until_ok(h: &Harness, value: &str, limit: Duration) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_follows_a_sentinel_failover_rotation_works_on_the_new_master_and_traffic_never_stops()
  {
-    let master = RedisServer::start();
+    failover(Failover::Command).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_follows_sentinel_when_the_master_is_killed_rotation_answers_503_until_the_new_master()
+ {
+    failover(Failover::KillMaster).await;
+}
+
+/// How the master goes away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failover {
+    /// `SENTINEL FAILOVER` (the old master stays up and becomes a replica).
+    Command,
+    /// The master process is killed; the Sentinel notices (1 s) and promotes.
+    KillMaster,
+}
+
+async fn failover(how: Failover) {
+    let mut master = RedisServer::start();
     let replica = RedisServer::start_replica_of(&master);
     let (mport, rport) = (master.port(), replica.port());
     wait_for(Duration::from_secs(20), "the replica to sync", || async {
@@ -183,10 +202,27 @@ async fn fleet_follows_a_sentinel_failover_rotation_works_on_the_new_master_and_
     for h in &replicas {
         h.upstream.clear();
     }
-    let ok: String = query(sport, &["SENTINEL", "FAILOVER", MASTER_NAME])
-        .await
-        .expect("SENTINEL FAILOVER");
-    assert_eq!(ok, "OK");
+    match how {
+        Failover::Command => {
+            let ok: String = query(sport, &["SENTINEL", "FAILOVER", MASTER_NAME])
+                .await
+                .expect("SENTINEL FAILOVER");
+            assert_eq!(ok, "OK");
+        }
+        Failover::KillMaster => {
+            master.stop();
+            // No master can be reached before the Sentinel promotes one
+            // (it waits 1 s to call the master down): changes answer 503.
+            let (code, body) = fleet::rotate(&replicas[0], "ls-never-applied").await;
+            assert_eq!(code, 503, "{body}");
+            let f = replicas[0].app.shared.fleet.as_ref().expect("fleet");
+            assert!(
+                fleet::wait_until(Duration::from_secs(5), || f.status()["state"] == "degraded")
+                    .await,
+                "status says degraded while no master answers"
+            );
+        }
+    }
     wait_for(
         Duration::from_secs(30),
         "the Sentinel to name the replica master",
