@@ -331,3 +331,79 @@ impl CredentialBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ::redis::cluster_routing::Slot;
+
+    use super::limits::{GCRA_SCRIPT, key_hash};
+    use super::redis::{CAS_SCRIPT, Keys};
+    use super::throttle::FAIL_SCRIPT;
+
+    /// The hash tag Redis Cluster hashes: between the first `{` and the
+    /// next `}`, when not empty.
+    fn hash_tag(key: &str) -> Option<&str> {
+        let open = key.find('{')?;
+        let rest = &key[open + 1..];
+        let tag = &rest[..rest.find('}')?];
+        (!tag.is_empty()).then_some(tag)
+    }
+
+    /// Every key of `keys` carries the same hash tag (so one slot), and the
+    /// script touches keys only through `KEYS[1..=n]`.
+    fn assert_one_slot(script: &str, keys: &[String]) {
+        let first = &keys[0];
+        let tag = hash_tag(first).unwrap_or_else(|| panic!("{first} has no hash tag"));
+        for k in keys {
+            assert_eq!(hash_tag(k), Some(tag), "{k} vs {first}");
+            assert_eq!(Slot::for_key(k), Slot::for_key(first), "{k} vs {first}");
+        }
+        for (i, _) in script.match_indices("KEYS[") {
+            let n: usize = script[i + 5..]
+                .split(']')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            assert!(n <= keys.len(), "script reads KEYS[{n}] of {}", keys.len());
+        }
+        // Every command's key argument is one of KEYS (no key built inside
+        // the script); TIME has no key and PUBLISH takes a channel.
+        for (i, _) in script.match_indices("redis.call('") {
+            let rest = &script[i + "redis.call('".len()..];
+            let cmd = rest.split('\'').next().unwrap_or_default();
+            if matches!(cmd, "TIME" | "PUBLISH") {
+                continue;
+            }
+            let arg = rest[cmd.len() + 1..].trim_start_matches([',', ' ']);
+            assert!(
+                arg.starts_with("KEYS["),
+                "{cmd} in a script takes a key that is not one of KEYS: {arg:.20}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_script_touches_one_hash_slot() {
+        let long = "n".repeat(crate::secrets::MAX_NAME_LEN);
+        for prefix in ["spangate:", "", "team-a/prod:"] {
+            let k = Keys::new(prefix);
+            for name in ["lightstep-prod", "a", "x.y_z-1", long.as_str()] {
+                assert!(crate::secrets::valid_name(name));
+                assert_one_slot(CAS_SCRIPT, &k.cas_keys(name));
+            }
+            for limit_key in ["tenant-a", "", "{x}", "sub:svc@corp"] {
+                assert_one_slot(GCRA_SCRIPT, &k.gcra_keys(&key_hash(limit_key)));
+            }
+            // What the admin throttle keys peers by: IPv4, an IPv6 /64, a uid.
+            for peer in ["10.1.2.3", "2001:db8::/64", "uid:1000"] {
+                assert_one_slot(FAIL_SCRIPT, &k.auth_fail_keys(peer));
+            }
+        }
+        // The slots differ between credentials, so a cluster spreads them.
+        let k = Keys::new("spangate:");
+        assert_ne!(
+            Slot::for_key(k.credential("lightstep-prod")),
+            Slot::for_key(k.credential("honeycomb"))
+        );
+    }
+}

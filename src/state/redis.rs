@@ -56,7 +56,7 @@ const MAX_EVENT_BYTES: usize = 512;
 /// Compare-and-set of one credential record; publishes the change.
 /// KEYS[1] record; ARGV: expected rev, blob, channel, name. Returns the new
 /// rev, or -1 when the record changed in between.
-const CAS_SCRIPT: &str = r#"
+pub(crate) const CAS_SCRIPT: &str = r#"
 local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
 if rev ~= tonumber(ARGV[1]) then return -1 end
 rev = rev + 1
@@ -109,6 +109,23 @@ impl Keys {
     /// Lockout marker of one admin peer.
     pub fn auth_lock(&self, peer: &str) -> String {
         format!("{}authlock:{{{peer}}}", self.prefix)
+    }
+
+    // The KEYS of every script, built here only: on Redis Cluster a script
+    // may touch keys of one hash slot only, so each list shares one hash
+    // tag (checked by `state::tests::every_script_touches_one_hash_slot`).
+
+    /// KEYS of the credential compare-and-set script.
+    pub fn cas_keys(&self, name: &str) -> [String; 1] {
+        [self.credential(name)]
+    }
+    /// KEYS of the GCRA script: requests, spans, bytes of one limit key.
+    pub fn gcra_keys(&self, key_hash: &str) -> [String; 3] {
+        ["r", "s", "b"].map(|d| self.rate(key_hash, d))
+    }
+    /// KEYS of the admin failed-auth script: failures, lockout.
+    pub fn auth_fail_keys(&self, peer: &str) -> [String; 2] {
+        [self.auth_failures(peer), self.auth_lock(peer)]
     }
 }
 
@@ -487,7 +504,7 @@ impl Fleet {
         blob: String,
     ) -> Result<Option<u64>, SecretsError> {
         let mut conn = self.conn();
-        let key = self.keys.credential(name);
+        let [key] = self.keys.cas_keys(name);
         let channel = self.keys.events();
         let script = ::redis::Script::new(CAS_SCRIPT);
         let name_owned = name.to_string();
