@@ -318,3 +318,92 @@ async fn failover(how: Failover) {
     }
     drop((sentinel, replica, master));
 }
+
+/// Password-protected master and Sentinel: the sentinels' password and the
+/// master's are separate settings, both read from files; without the
+/// sentinels' password no master is found (degraded, changes 503), with it
+/// rotation works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_finds_a_password_protected_master_through_a_password_protected_sentinel() {
+    const MASTER_PW: &str = "master-pw-3c9d1e";
+    const SENTINEL_PW: &str = "sentinel-pw-77ab02";
+    let master = RedisServer::start_args(&["--requirepass", MASTER_PW]);
+    let sentinel = RedisServer::start_sentinel_conf(
+        &master,
+        MASTER_NAME,
+        &format!("sentinel auth-pass {MASTER_NAME} {MASTER_PW}\nrequirepass {SENTINEL_PW}\n"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("master.pw"), MASTER_PW).unwrap();
+    std::fs::write(dir.path().join("sentinel.pw"), SENTINEL_PW).unwrap();
+    std::fs::write(dir.path().join("wrong.pw"), "not-the-password").unwrap();
+    let start = |id: &'static str, sentinel_pw: &'static str| {
+        let extra = format!(
+            "    password: {{ file: \"{mp}\" }}\n    sentinel:\n      master_name: {MASTER_NAME}\n      nodes: [\"127.0.0.1:{sp}\"]\n      password: {{ file: \"{spw}\" }}\n",
+            mp = dir.path().join("master.pw").display(),
+            sp = sentinel.port(),
+            spw = dir.path().join(sentinel_pw).display(),
+        );
+        let dir = dir.path().to_path_buf();
+        async move {
+            Replica {
+                id,
+                redis_url: "",
+                dir: &dir,
+                prefix: PREFIX,
+                reconcile: "1h",
+                policies: None,
+                extra_redis: &extra,
+                extra_admin: "",
+            }
+            .start()
+            .await
+        }
+    };
+
+    // The wrong sentinel password: serves from its local store, degraded.
+    let wrong = start("w1", "wrong.pw").await;
+    let (code, body) = fleet::rotate(&wrong, "ls-never-applied").await;
+    assert_eq!(code, 503, "{body}");
+    let st = wrong.app.shared.fleet.as_ref().expect("fleet").status();
+    assert_eq!(st["state"], "degraded", "{st}");
+    assert!(st["node"].is_null(), "{st}");
+    assert_eq!(
+        fleet::injected(&wrong),
+        1,
+        "serves its bootstrap credential"
+    );
+    let statuses = {
+        let token = wrong.token("edge-prod");
+        wrong.send_json(Some(&token), "checkout").await.status()
+    };
+    assert_eq!(statuses, 200);
+    wrong.stop().await;
+
+    // The right one: finds the master and rotates there.
+    let h = start("p1", "sentinel.pw").await;
+    let f = h.app.shared.fleet.as_ref().expect("fleet");
+    assert!(
+        fleet::wait_until(Duration::from_secs(10), || f.is_up()).await,
+        "{}",
+        f.status()
+    );
+    assert_eq!(
+        f.status()["node"],
+        format!("127.0.0.1:{}", master.port()).as_str()
+    );
+    let v = rotate_until_ok(&h, TOKEN_1, Duration::from_secs(10)).await;
+    assert_eq!(v, 2);
+    let client =
+        redis::Client::open(format!("redis://:{MASTER_PW}@127.0.0.1:{}", master.port())).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let rev: Option<u64> = redis::cmd("HGET")
+        .arg(format!("{PREFIX}cred:{{lightstep-prod}}"))
+        .arg("rev")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(rev.is_some_and(|r| r >= 1), "the record is on the master");
+    h.stop().await;
+    drop((sentinel, master));
+}

@@ -46,7 +46,8 @@ fn answers(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    // A server with a password answers, too: it refuses the PING.
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 impl RedisServer {
@@ -56,7 +57,25 @@ impl RedisServer {
         Self::start_with(Vec::new(), None)
     }
 
+    /// Start one with extra command-line arguments (e.g. `--requirepass`).
+    pub fn start_args(args: &[&str]) -> RedisServer {
+        Self::start_with(args.iter().map(|a| a.to_string()).collect(), None)
+    }
+
     fn start_with(args: Vec<String>, sentinel: Option<(&RedisServer, &str)>) -> RedisServer {
+        Self::start_full(args, sentinel, "")
+    }
+
+    /// A Sentinel as [`RedisServer::start_sentinel`] with extra config lines.
+    pub fn start_sentinel_conf(master: &RedisServer, name: &str, extra: &str) -> RedisServer {
+        Self::start_full(Vec::new(), Some((master, name)), extra)
+    }
+
+    fn start_full(
+        args: Vec<String>,
+        sentinel: Option<(&RedisServer, &str)>,
+        extra: &str,
+    ) -> RedisServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let sentinel_conf = sentinel.map(|(master, name)| {
@@ -69,7 +88,7 @@ impl RedisServer {
                      sentinel monitor {name} 127.0.0.1 {mport} 1\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 10000\n\
-                     sentinel parallel-syncs {name} 1\n",
+                     sentinel parallel-syncs {name} 1\n{extra}",
                     dir = dir.path().display(),
                     mport = master.port,
                 ),
