@@ -355,12 +355,12 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
 
     // Families with labels exist with zero values before any event.
     for series in [
-        r#"spangate_requests_total{endpoint="traces",decision="deny",reason="no_match",status="403"}"#,
-        r#"spangate_requests_total{endpoint="traces",decision="allow",reason="allowed",status="200"}"#,
-        r#"spangate_requests_total{endpoint="traces",decision="error",reason="overloaded",status="503"}"#,
-        r#"spangate_requests_total{endpoint="traces",decision="allow",reason="upstream_unavailable",status="502"}"#,
-        r#"spangate_requests_total{endpoint="-",decision="deny",reason="expired",status="401"}"#,
-        r#"spangate_requests_total{endpoint="-",decision="deny",reason="provider_unavailable",status="503"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="deny",reason="no_match",status="403"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="allow",reason="allowed",status="200"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="error",reason="overloaded",status="503"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="allow",reason="upstream_unavailable",status="502"}"#,
+        r#"spangate_requests_total{endpoint="-",signal="-",decision="deny",reason="expired",status="401"}"#,
+        r#"spangate_requests_total{endpoint="-",signal="-",decision="deny",reason="provider_unavailable",status="503"}"#,
         r#"spangate_spans_total{endpoint="traces",outcome="forwarded"}"#,
         r#"spangate_upstream_attempts_total{upstream="lightstep",outcome="timeout"}"#,
         r#"spangate_spool_batches_total{upstream="lightstep",outcome="expired"}"#,
@@ -433,7 +433,7 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
     assert_eq!(
         series_value(
             &text,
-            r#"spangate_requests_total{endpoint="traces",decision="allow",reason="allowed",status="200"}"#
+            r#"spangate_requests_total{endpoint="traces",signal="traces",decision="allow",reason="allowed",status="200"}"#
         ),
         Some(1.0),
         "{text}"
@@ -441,7 +441,7 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
     assert_eq!(
         series_value(
             &text,
-            r#"spangate_requests_total{endpoint="-",decision="deny",reason="missing",status="401"}"#
+            r#"spangate_requests_total{endpoint="-",signal="-",decision="deny",reason="missing",status="401"}"#
         ),
         Some(1.0)
     );
@@ -521,7 +521,7 @@ async fn endpoints_added_by_a_reload_get_their_zero_series() {
     })
     .await;
     let url = format!("http://{}/metrics", h.app.metrics_addr.unwrap());
-    let series = r#"spangate_requests_total{endpoint="extra",decision="deny",reason="no_match",status="403"}"#;
+    let series = r#"spangate_requests_total{endpoint="extra",signal="traces",decision="deny",reason="no_match",status="403"}"#;
     let (_, _, text) = get(&h, &url, http::Method::GET).await;
     assert_eq!(series_value(&text, series), None);
     std::fs::write(
