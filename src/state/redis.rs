@@ -593,10 +593,38 @@ impl Fleet {
 
     /// Fetch one credential and adopt it when newer.
     async fn refresh(&self, name: &str) -> Result<(), SecretsError> {
-        if let Some((rev, rec)) = self.fetch(name).await? {
+        if let Some((rev, rec)) = self.fetch(name).await?
+            && !self.push_if_later(name, rev, &rec).await?
+        {
             self.adopt(name, rev, rec).await?;
         }
         Ok(())
+    }
+
+    /// When this replica knows a later history of `name` than the record
+    /// fetched at `rev` (Redis lost data: restarted without persistence, an
+    /// older snapshot, or a failover that lost the last writes), write ours
+    /// back instead of adopting the older one. `Ok(true)`: handled here.
+    async fn push_if_later(
+        &self,
+        name: &str,
+        rev: u64,
+        remote: &CredentialRecord,
+    ) -> Result<bool, SecretsError> {
+        let Some(local) = self.store.record(name) else {
+            return Ok(false);
+        };
+        if local.last_version() <= remote.last_version() {
+            return Ok(false);
+        }
+        let blob = self.seal(name, &local)?;
+        // On a conflict (changed meanwhile) the next event or reconcile
+        // compares again.
+        if let Some(rev) = self.cas(name, rev, blob).await? {
+            tracing::warn!(credential = %name, "state store had an older history of this credential; pushed this replica's");
+            self.adopt(name, rev, local).await?;
+        }
+        Ok(true)
     }
 
     /// Bring this replica and Redis into agreement: adopt every record in
@@ -615,16 +643,7 @@ impl Fleet {
         for name in names {
             match self.fetch(&name).await {
                 Ok(Some((rev, rec))) => {
-                    // Redis lost data (restarted without persistence, or an
-                    // older snapshot): this replica knows a later history.
-                    if let Some(local) = self.store.record(&name)
-                        && local.last_version() > rec.last_version()
-                    {
-                        let blob = self.seal(&name, &local)?;
-                        if let Some(rev) = self.cas(&name, rev, blob).await? {
-                            tracing::warn!(credential = %name, "state store had an older history of this credential; pushed this replica's");
-                            self.adopt(&name, rev, local).await?;
-                        }
+                    if self.push_if_later(&name, rev, &rec).await? {
                         continue;
                     }
                     let lapsed = rec.has_lapsed_previous(now);
