@@ -34,8 +34,9 @@ pub mod matcher;
 pub mod model;
 pub mod template;
 
+pub use diff::{Widening, widening_changes};
 pub use explain::{Explanation, explain};
-pub use holder::{PolicyHolder, Widening, widening_changes};
+pub use holder::PolicyHolder;
 pub use lint::{CheckReport, LintContext, VERCEL_CLAIMS, check_dir};
 pub use model::{EndpointAuth, Mode, OnViolation};
 
