@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::fleet::{self, Replica};
+use common::load;
 use common::redis::RedisServer;
 use common::{Harness, LIGHTSTEP_TOKEN};
 
@@ -164,7 +165,7 @@ async fn failover(how: Failover) {
     let master_addr = format!("127.0.0.1:{mport}");
     for h in &replicas {
         let mut st = serde_json::Value::Null;
-        let found = fleet::wait_until(Duration::from_secs(10), || {
+        let found = common::wait_until(Duration::from_secs(10), || {
             let f = h.app.shared.fleet.as_ref().expect("fleet");
             st = f.status();
             f.is_up() && fleet::injected(h) == 1
@@ -176,15 +177,15 @@ async fn failover(how: Failover) {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = fleet::spawn_load(&replicas, &stop, 2);
-    fleet::wait_for_traffic(&replicas, 10).await;
+    let load = load::spawn_load(&replicas, &stop, 2);
+    load::wait_for_traffic(&replicas, 10).await;
 
     // Rotation through the Sentinel-resolved master reaches both replicas.
     let (code, body) = fleet::rotate(&replicas[0], TOKEN_1).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["new_version"], 2, "{body}");
     assert!(
-        fleet::wait_until(Duration::from_secs(5), || replicas
+        common::wait_until(Duration::from_secs(5), || replicas
             .iter()
             .all(|h| fleet::injected(h) == 2))
         .await,
@@ -217,7 +218,7 @@ async fn failover(how: Failover) {
             assert_eq!(code, 503, "{body}");
             let f = replicas[0].app.shared.fleet.as_ref().expect("fleet");
             assert!(
-                fleet::wait_until(Duration::from_secs(5), || f.status()["state"] == "degraded")
+                common::wait_until(Duration::from_secs(5), || f.status()["state"] == "degraded")
                     .await,
                 "status says degraded while no master answers"
             );
@@ -240,7 +241,7 @@ async fn failover(how: Failover) {
     )
     .await;
     // Traffic went on through the failover with the last credentials.
-    fleet::wait_for_traffic(&replicas, 5).await;
+    load::wait_for_traffic(&replicas, 5).await;
     for h in &replicas {
         let got = h.upstream.received();
         assert!(!got.is_empty());
@@ -255,7 +256,7 @@ async fn failover(how: Failover) {
     let new_addr = format!("127.0.0.1:{rport}");
     let failover_done = Instant::now();
     assert!(
-        fleet::wait_until(Duration::from_secs(10), || replicas.iter().all(|h| {
+        common::wait_until(Duration::from_secs(10), || replicas.iter().all(|h| {
             h.app.shared.fleet.as_ref().expect("fleet").status()["node"] == new_addr.as_str()
         }))
         .await,
@@ -269,7 +270,7 @@ async fn failover(how: Failover) {
     // Rotation works again, now on the new master, through the other replica.
     let v = rotate_until_ok(&replicas[1], TOKEN_2, Duration::from_secs(30)).await;
     assert!(v >= 3, "a new version after v2: {v}");
-    let converged = fleet::wait_until(Duration::from_secs(5), || {
+    let converged = common::wait_until(Duration::from_secs(5), || {
         replicas.iter().all(|h| fleet::injected(h) == v)
     })
     .await;
@@ -291,7 +292,7 @@ async fn failover(how: Failover) {
     // success): the state settles on "ok" with the next heartbeats.
     for h in &replicas {
         let f = h.app.shared.fleet.as_ref().expect("fleet");
-        let settled = fleet::wait_until(Duration::from_secs(10), || {
+        let settled = common::wait_until(Duration::from_secs(10), || {
             let st = f.status();
             st["state"] == "ok" && st["node"] == new_addr.as_str()
         })
@@ -301,8 +302,8 @@ async fn failover(how: Failover) {
     for h in &replicas {
         h.upstream.clear();
     }
-    fleet::wait_for_traffic(&replicas, 5).await;
-    let statuses = fleet::finish_load(&stop, load).await;
+    load::wait_for_traffic(&replicas, 5).await;
+    let statuses = load::finish_load(&stop, load).await;
     for h in &replicas {
         assert_eq!(
             h.upstream
@@ -391,7 +392,7 @@ async fn fleet_finds_a_password_protected_master_through_a_password_protected_se
     let h = start("p1", "sentinel.pw").await;
     let f = h.app.shared.fleet.as_ref().expect("fleet");
     assert!(
-        fleet::wait_until(Duration::from_secs(10), || f.is_up()).await,
+        common::wait_until(Duration::from_secs(10), || f.is_up()).await,
         "{}",
         f.status()
     );
