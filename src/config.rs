@@ -509,6 +509,26 @@ mod tests {
                 "state:\n  redis:\n    url: redis://r\n    encryption_key: { env: K }\n    on_state_unavailable: open\n",
                 "unknown variant",
             ),
+            (
+                "state:\n  redis:\n    encryption_key: { env: K }\n",
+                "set url (or sentinel)",
+            ),
+            (
+                "state:\n  redis:\n    url: redis://r\n    sentinel: { master_name: m, nodes: [\"s:26379\"] }\n    encryption_key: { env: K }\n",
+                "not both",
+            ),
+            (
+                "state:\n  redis:\n    sentinel: { master_name: m, nodes: [] }\n    encryption_key: { env: K }\n",
+                "sentinel.nodes",
+            ),
+            (
+                "state:\n  redis:\n    sentinel: { master_name: m, nodes: [\"redis://s:26379\"] }\n    encryption_key: { env: K }\n",
+                "is not host:port",
+            ),
+            (
+                "state:\n  redis:\n    sentinel: { master_name: \"\", nodes: [\"s:26379\"] }\n    encryption_key: { env: K }\n",
+                "master_name",
+            ),
         ] {
             let err = Config::parse(Path::new("t.yaml"), bad)
                 .unwrap_err()
@@ -516,6 +536,24 @@ mod tests {
             assert!(err.contains(want) && err.starts_with("t.yaml:"), "{err}");
             assert!(!err.contains("pw"), "{err}");
         }
+    }
+
+    #[test]
+    fn state_redis_sentinel_section_parses() {
+        let ok = "state:\n  redis:\n    sentinel:\n      master_name: spangate\n      nodes: [\"10.0.0.1:26379\", \"[::1]:26380\", \"sentinel-2:26379\"]\n      password: { env: SP }\n    password: { env: RP }\n    encryption_key: { env: K }\n";
+        let cfg = Config::parse(Path::new("t.yaml"), ok).unwrap();
+        let r = cfg.state.redis.expect("redis");
+        assert!(r.url.is_none());
+        let s = r.sentinel.expect("sentinel");
+        assert_eq!(s.master_name, "spangate");
+        assert_eq!(s.nodes.len(), 3);
+        assert_eq!(
+            crate::state::split_host_port("[::1]:26380"),
+            Some(("::1".to_string(), 26380))
+        );
+        assert_eq!(crate::state::split_host_port("::1:26380"), None);
+        assert_eq!(crate::state::split_host_port("s:0"), None);
+        assert_eq!(crate::state::split_host_port("s"), None);
     }
 
     #[test]

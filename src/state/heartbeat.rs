@@ -82,7 +82,7 @@ impl Fleet {
         let key = self.keys.replica(&self.replica_id);
         let index = self.keys.replica_index();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let id = self.replica_id.clone();
         let cutoff = unix_ms(now) - ttl.as_millis() as f64;
         let ids: Vec<String> = self
@@ -108,7 +108,7 @@ impl Fleet {
             .await?;
         let mut views = Vec::with_capacity(ids.len());
         for id in ids {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             let key = self.keys.replica(&id);
             let raw: Option<Vec<u8>> = self.run(async move { conn.get(&key).await }).await?;
             let Some(raw) = raw.filter(|r| r.len() <= MAX_RECORD_BYTES) else {
@@ -138,7 +138,7 @@ impl Fleet {
             }
         }
         // Leave the fleet view at once on a clean shutdown.
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let key = self.keys.replica(&self.replica_id);
         let index = self.keys.replica_index();
         let id = self.replica_id.clone();

@@ -49,7 +49,7 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 /// KEYS: requests, spans, bytes keys (one hash tag). ARGV per dimension:
 /// emission interval in µs (0 = unlimited), capacity, need, want.
 /// Returns {1, grant_r, grant_s, grant_b} or {0, dimension, wait_ms}.
-const GCRA_SCRIPT: &str = r#"
+pub(crate) const GCRA_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tats, avail = {}, {}
@@ -212,7 +212,7 @@ pub fn scaled(spec: &RateSpec, n: usize) -> RateSpec {
     }
 }
 
-fn key_hash(key: &str) -> String {
+pub(crate) fn key_hash(key: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     d.as_ref()
         .iter()
@@ -395,8 +395,8 @@ impl Fleet {
         let h = key_hash(key);
         let script = ::redis::Script::new(GCRA_SCRIPT);
         let mut inv = script.prepare_invoke();
-        for dim in ["r", "s", "b"] {
-            inv.key(self.keys.rate(&h, dim));
+        for k in self.keys.gcra_keys(&h) {
+            inv.key(k);
         }
         for i in 0..3 {
             match d[i] {
@@ -411,7 +411,7 @@ impl Fleet {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let out: Vec<i64> = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await?;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use ::redis::AsyncCommands;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManagerConfig;
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +40,8 @@ use tokio::sync::watch;
 
 use super::RedisConfig;
 use super::heartbeat::ReplicaView;
+use super::link::{Conn, Link};
+use super::{RedisConfig as Cfg, SentinelConfig};
 use crate::policy::PolicyHolder;
 use crate::secrets::crypto::{ALGORITHM, Sealed, StoreKey};
 use crate::secrets::{Change, Changed, CredentialRecord, SecretStore, SecretsError, valid_name};
@@ -54,7 +56,7 @@ const MAX_EVENT_BYTES: usize = 512;
 /// Compare-and-set of one credential record; publishes the change.
 /// KEYS[1] record; ARGV: expected rev, blob, channel, name. Returns the new
 /// rev, or -1 when the record changed in between.
-const CAS_SCRIPT: &str = r#"
+pub(crate) const CAS_SCRIPT: &str = r#"
 local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
 if rev ~= tonumber(ARGV[1]) then return -1 end
 rev = rev + 1
@@ -107,6 +109,23 @@ impl Keys {
     /// Lockout marker of one admin peer.
     pub fn auth_lock(&self, peer: &str) -> String {
         format!("{}authlock:{{{peer}}}", self.prefix)
+    }
+
+    // The KEYS of every script, built here only: on Redis Cluster a script
+    // may touch keys of one hash slot only, so each list shares one hash
+    // tag (checked by `state::tests::every_script_touches_one_hash_slot`).
+
+    /// KEYS of the credential compare-and-set script.
+    pub fn cas_keys(&self, name: &str) -> [String; 1] {
+        [self.credential(name)]
+    }
+    /// KEYS of the GCRA script: requests, spans, bytes of one limit key.
+    pub fn gcra_keys(&self, key_hash: &str) -> [String; 3] {
+        ["r", "s", "b"].map(|d| self.rate(key_hash, d))
+    }
+    /// KEYS of the admin failed-auth script: failures, lockout.
+    pub fn auth_fail_keys(&self, peer: &str) -> [String; 2] {
+        [self.auth_failures(peer), self.auth_lock(peer)]
     }
 }
 
@@ -192,8 +211,7 @@ impl StateMetrics {
 pub struct Fleet {
     pub(crate) cfg: RedisConfig,
     pub(crate) keys: Keys,
-    client: ::redis::Client,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) link: Arc<Link>,
     key: StoreKey,
     pub(crate) store: Arc<SecretStore>,
     pub(crate) policy: Arc<PolicyHolder>,
@@ -236,6 +254,9 @@ pub enum FleetError {
     /// The URL or client settings are refused by the Redis client.
     #[error("state.redis.url: {0}")]
     Client(String),
+    /// The Sentinel settings are refused by the Redis client.
+    #[error("state.redis.sentinel: {0}")]
+    Sentinel(String),
 }
 
 impl Fleet {
@@ -251,52 +272,38 @@ impl Fleet {
         let key_text = cfg.encryption_key.read("state.redis.encryption_key")?;
         let key =
             StoreKey::from_base64(key_text.expose().trim()).map_err(|_| FleetError::BadKey)?;
-        let mut url = cfg.url.clone();
-        if cfg.tls && url.starts_with("redis://") {
-            url = url.replacen("redis://", "rediss://", 1);
-        }
-        let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
-            .map_err(|e| FleetError::Client(e.to_string()))?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(u) = &cfg.username {
-            settings = settings.set_username(u.read("state.redis.username")?.expose());
-        }
-        if let Some(p) = &cfg.password {
-            settings = settings.set_password(p.read("state.redis.password")?.expose());
-        }
-        info = info.set_redis_settings(settings);
-        let client = match &cfg.ca_file {
-            None => ::redis::Client::open(info),
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    FleetError::Client(format!("ca_file {}: {}", path.display(), e.kind()))
-                })?;
-                ::redis::Client::build_with_tls(
-                    info,
-                    ::redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-        }
-        .map_err(|e| FleetError::Client(e.to_string()))?;
         let mgr_cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.timeout))
             .set_response_timeout(Some(cfg.timeout))
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2))
             .set_number_of_retries(3);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), mgr_cfg)
-            .map_err(|e| FleetError::Client(e.to_string()))?;
+        let ca = match &cfg.ca_file {
+            None => None,
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                FleetError::Client(format!("ca_file {}: {}", path.display(), e.kind()))
+            })?),
+        };
+        let link = match (&cfg.url, &cfg.sentinel) {
+            (Some(url), _) => Link::direct(direct_client(cfg, url, ca)?, mgr_cfg, cfg.timeout)
+                .map_err(|e| FleetError::Client(e.to_string()))?,
+            (None, Some(s)) => Link::sentinel(
+                sentinel_client(cfg, s, ca)?,
+                &s.master_name,
+                mgr_cfg,
+                cfg.timeout,
+            ),
+            (None, None) => {
+                return Err(FleetError::Client("set url (or sentinel)".into()));
+            }
+        };
         let replica_id = cfg.replica_id.clone().unwrap_or_else(default_replica_id);
         let keys = Keys::new(&cfg.key_prefix);
         Ok(Arc::new(Fleet {
             limits: super::limits::FleetLimiter::new(rate_limit_keys, cfg.on_state_unavailable),
             cfg: cfg.clone(),
             keys,
-            client,
-            conn,
+            link: Arc::new(link),
             key,
             store,
             policy,
@@ -310,6 +317,11 @@ impl Fleet {
             metrics: StateMetrics::default(),
             reconciles: AtomicU64::new(0),
         }))
+    }
+
+    /// A connection to the state store's node in use (cheap).
+    pub(crate) fn conn(&self) -> Conn {
+        self.link.conn()
     }
 
     /// Metrics of the fleet state (register them once at start-up).
@@ -346,6 +358,8 @@ impl Fleet {
             "message": if up { "state store reachable" } else { "degraded: state store unreachable" },
             "replica_id": self.replica_id,
             "key_prefix": self.keys.prefix,
+            "mode": if self.link.is_sentinel() { "sentinel" } else { "standalone" },
+            "node": self.link.address(),
             "on_state_unavailable": match self.cfg.on_state_unavailable {
                 super::OnUnavailable::Local => "local",
                 super::OnUnavailable::Deny => "deny",
@@ -390,6 +404,10 @@ impl Fleet {
             }
             Err(_) => Err(()),
         };
+        if r.is_err() {
+            // Sentinel: the master may have moved; ask again.
+            self.link.suspect();
+        }
         self.observe(&r);
         r
     }
@@ -456,7 +474,7 @@ impl Fleet {
 
     /// The record of `name` in Redis with its revision (`None`: no record).
     async fn fetch(&self, name: &str) -> Result<Option<(u64, CredentialRecord)>, SecretsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let key = self.keys.credential(name);
         let (rev, blob): (Option<u64>, Option<Vec<u8>>) = self
             .run(async move {
@@ -485,8 +503,8 @@ impl Fleet {
         expect: u64,
         blob: String,
     ) -> Result<Option<u64>, SecretsError> {
-        let mut conn = self.conn.clone();
-        let key = self.keys.credential(name);
+        let mut conn = self.conn();
+        let [key] = self.keys.cas_keys(name);
         let channel = self.keys.events();
         let script = ::redis::Script::new(CAS_SCRIPT);
         let name_owned = name.to_string();
@@ -507,7 +525,7 @@ impl Fleet {
             return Ok(None);
         };
         // The index is another key (another slot on a cluster): added after.
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let index = self.keys.credential_index();
         let n = name.to_string();
         let _ = self
@@ -575,17 +593,45 @@ impl Fleet {
 
     /// Fetch one credential and adopt it when newer.
     async fn refresh(&self, name: &str) -> Result<(), SecretsError> {
-        if let Some((rev, rec)) = self.fetch(name).await? {
+        if let Some((rev, rec)) = self.fetch(name).await?
+            && !self.push_if_later(name, rev, &rec).await?
+        {
             self.adopt(name, rev, rec).await?;
         }
         Ok(())
+    }
+
+    /// When this replica knows a later history of `name` than the record
+    /// fetched at `rev` (Redis lost data: restarted without persistence, an
+    /// older snapshot, or a failover that lost the last writes), write ours
+    /// back instead of adopting the older one. `Ok(true)`: handled here.
+    async fn push_if_later(
+        &self,
+        name: &str,
+        rev: u64,
+        remote: &CredentialRecord,
+    ) -> Result<bool, SecretsError> {
+        let Some(local) = self.store.record(name) else {
+            return Ok(false);
+        };
+        if local.last_version() <= remote.last_version() {
+            return Ok(false);
+        }
+        let blob = self.seal(name, &local)?;
+        // On a conflict (changed meanwhile) the next event or reconcile
+        // compares again.
+        if let Some(rev) = self.cas(name, rev, blob).await? {
+            tracing::warn!(credential = %name, "state store had an older history of this credential; pushed this replica's");
+            self.adopt(name, rev, local).await?;
+        }
+        Ok(true)
     }
 
     /// Bring this replica and Redis into agreement: adopt every record in
     /// Redis, push local credentials Redis does not have (bootstrap values),
     /// and retire previous versions whose grace ended.
     pub async fn reconcile(&self) -> Result<(), SecretsError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let index = self.keys.credential_index();
         let remote: Vec<String> = self
             .run(async move { conn.smembers(&index).await })
@@ -597,16 +643,7 @@ impl Fleet {
         for name in names {
             match self.fetch(&name).await {
                 Ok(Some((rev, rec))) => {
-                    // Redis lost data (restarted without persistence, or an
-                    // older snapshot): this replica knows a later history.
-                    if let Some(local) = self.store.record(&name)
-                        && local.last_version() > rec.last_version()
-                    {
-                        let blob = self.seal(&name, &local)?;
-                        if let Some(rev) = self.cas(&name, rev, blob).await? {
-                            tracing::warn!(credential = %name, "state store had an older history of this credential; pushed this replica's");
-                            self.adopt(&name, rev, local).await?;
-                        }
+                    if self.push_if_later(&name, rev, &rec).await? {
                         continue;
                     }
                     let lapsed = rec.has_lapsed_previous(now);
@@ -649,18 +686,27 @@ impl Fleet {
         vec![
             tokio::spawn(Arc::clone(self).subscriber(shutdown.clone())),
             tokio::spawn(Arc::clone(self).reconciler(shutdown.clone())),
-            tokio::spawn(Arc::clone(self).heartbeat_loop(shutdown)),
+            tokio::spawn(Arc::clone(self).heartbeat_loop(shutdown.clone())),
+            tokio::spawn(Arc::clone(&self.link).watch(self.cfg.reconcile_interval, shutdown)),
         ]
     }
 
     async fn subscriber(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(100);
+        let mut generation = self.link.generation();
         loop {
             if *shutdown.borrow() {
                 return;
             }
+            generation.borrow_and_update();
             let pubsub = tokio::time::timeout(self.cfg.timeout, async {
-                let mut ps = self.client.get_async_pubsub().await?;
+                let Some(client) = self.link.client() else {
+                    return Err(::redis::RedisError::from((
+                        ::redis::ErrorKind::Io,
+                        "no state store master resolved yet",
+                    )));
+                };
+                let mut ps = client.get_async_pubsub().await?;
                 ps.subscribe(self.keys.events()).await?;
                 Ok::<_, ::redis::RedisError>(ps)
             })
@@ -683,14 +729,25 @@ impl Fleet {
                                 None => break,
                             },
                             r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+                            // Sentinel failover: subscribe on the new master.
+                            _ = generation.changed() => break,
                         }
                     }
+                    if generation.has_changed().unwrap_or(false) {
+                        tracing::debug!("state store master changed; subscribing again");
+                        continue;
+                    }
                     self.observe::<()>(&Err(()));
+                    self.link.suspect();
                     tracing::debug!("state store subscription ended; reconnecting");
                 }
-                _ => self.observe::<()>(&Err(())),
+                _ => {
+                    self.observe::<()>(&Err(()));
+                    self.link.suspect();
+                }
             }
             tokio::select! {
+                _ = generation.changed() => {}
                 _ = tokio::time::sleep(backoff) => {}
                 _ = self.reachable.notified() => {}
                 r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
@@ -732,6 +789,95 @@ impl Fleet {
             }
         }
     }
+}
+
+/// The client of a fixed node (`state.redis.url`).
+fn direct_client(cfg: &Cfg, url: &str, ca: Option<Vec<u8>>) -> Result<::redis::Client, FleetError> {
+    let mut url = url.to_string();
+    if cfg.tls && url.starts_with("redis://") {
+        url = url.replacen("redis://", "rediss://", 1);
+    }
+    let mut info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str())
+        .map_err(|e| FleetError::Client(e.to_string()))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = &cfg.username {
+        settings = settings.set_username(u.read("state.redis.username")?.expose());
+    }
+    if let Some(p) = &cfg.password {
+        settings = settings.set_password(p.read("state.redis.password")?.expose());
+    }
+    info = info.set_redis_settings(settings);
+    match ca {
+        None => ::redis::Client::open(info),
+        Some(pem) => ::redis::Client::build_with_tls(
+            info,
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            },
+        ),
+    }
+    .map_err(|e| FleetError::Client(e.to_string()))
+}
+
+/// The Sentinel client (`state.redis.sentinel`): sentinels with their own
+/// credentials and TLS; the master with `state.redis.username/password/tls`.
+fn sentinel_client(
+    cfg: &Cfg,
+    s: &SentinelConfig,
+    ca: Option<Vec<u8>>,
+) -> Result<::redis::sentinel::SentinelClient, FleetError> {
+    use ::redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+    let client_err = |e: ::redis::RedisError| FleetError::Sentinel(e.to_string());
+    let mut nodes = Vec::with_capacity(s.nodes.len());
+    for n in &s.nodes {
+        let (host, port) = super::split_host_port(n)
+            .ok_or_else(|| FleetError::Sentinel(format!("{n:?} is not host:port")))?;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let scheme = if s.tls { "rediss" } else { "redis" };
+        let info = ::redis::IntoConnectionInfo::into_connection_info(
+            format!("{scheme}://{host}:{port}").as_str(),
+        )
+        .map_err(client_err)?;
+        nodes.push(info.addr().clone());
+    }
+    let mut b = SentinelClientBuilder::new(nodes, &s.master_name, SentinelServerType::Master)
+        .map_err(client_err)?
+        .set_client_to_redis_db(s.db);
+    if let Some(u) = &s.username {
+        b = b.set_client_to_sentinel_username(u.read("state.redis.sentinel.username")?.expose());
+    }
+    if let Some(p) = &s.password {
+        b = b.set_client_to_sentinel_password(p.read("state.redis.sentinel.password")?.expose());
+    }
+    if let Some(u) = &cfg.username {
+        b = b.set_client_to_redis_username(u.read("state.redis.username")?.expose());
+    }
+    if let Some(p) = &cfg.password {
+        b = b.set_client_to_redis_password(p.read("state.redis.password")?.expose());
+    }
+    if cfg.tls {
+        b = b.set_client_to_redis_tls_mode(::redis::TlsMode::Secure);
+        if let Some(pem) = &ca {
+            b = b.set_client_to_redis_certificates(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+    }
+    if s.tls
+        && let Some(pem) = ca
+    {
+        b = b.set_client_to_sentinel_certificates(::redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        });
+    }
+    b.build().map_err(client_err)
 }
 
 /// `HOSTNAME` (the pod name on Kubernetes) plus a random suffix, so two

@@ -15,7 +15,7 @@ use super::redis::Fleet;
 /// KEYS: failures, lock (one hash tag: the peer). ARGV: max failures,
 /// window ms, lockout ms. Returns the lockout in ms when this failure
 /// started one, else 0.
-const FAIL_SCRIPT: &str = r#"
+pub(crate) const FAIL_SCRIPT: &str = r#"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if n >= tonumber(ARGV[1]) then
@@ -38,7 +38,7 @@ impl Fleet {
             return None;
         }
         let key = self.keys.auth_lock(peer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ttl: i64 = self
             .run(async move { ::redis::cmd("PTTL").arg(&key).query_async(&mut conn).await })
             .await
@@ -63,12 +63,13 @@ impl Fleet {
         }
         let script = ::redis::Script::new(FAIL_SCRIPT);
         let mut inv = script.prepare_invoke();
-        inv.key(self.keys.auth_failures(peer))
-            .key(self.keys.auth_lock(peer))
+        let [failures, lock] = self.keys.auth_fail_keys(peer);
+        inv.key(failures)
+            .key(lock)
             .arg(max_failures.max(1))
             .arg(ms(window))
             .arg(ms(lockout));
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let out: i64 = self
             .run(async move { inv.invoke_async(&mut conn).await })
             .await
@@ -85,7 +86,7 @@ impl Fleet {
             return;
         }
         let key = self.keys.auth_failures(peer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _ = self
             .run(async move {
                 ::redis::cmd("DEL")

@@ -30,6 +30,18 @@ pub fn render_fleet(status: &Value) -> Option<String> {
             .unwrap_or(0),
         s(fleet, "on_state_unavailable"),
     );
+    if let Some(mode) = fleet.get("mode").and_then(Value::as_str) {
+        let node = fleet
+            .get("node")
+            .and_then(Value::as_str)
+            .unwrap_or("none found yet");
+        let what = if mode == "sentinel" {
+            "master (through Sentinel)"
+        } else {
+            "node"
+        };
+        let _ = writeln!(out, "  state store {what}: {node}");
+    }
     let empty = Vec::new();
     let replicas = fleet
         .get("replicas")
@@ -118,13 +130,17 @@ mod tests {
     fn renders_replicas_and_convergence() {
         let status = serde_json::json!({"fleet": {
         "state": "ok", "message": "state store reachable", "live_replicas": 2,
-        "on_state_unavailable": "local",
+        "on_state_unavailable": "local", "mode": "sentinel", "node": "10.0.0.7:6379",
         "replicas": [
             {"id": "a", "version": "0.1.0", "policy_version": "p1", "credentials": {"lp": 2}, "this": true},
             {"id": "b", "version": "0.1.0", "policy_version": "p1", "credentials": {"lp": 1}},
         ]}});
         let text = render_fleet(&status).expect("fleet section");
         assert!(text.contains("2 live replica(s)"), "{text}");
+        assert!(
+            text.contains("state store master (through Sentinel): 10.0.0.7:6379"),
+            "{text}"
+        );
         assert!(text.contains("a *"), "{text}");
         assert!(text.contains("lp=v2") && text.contains("lp=v1"), "{text}");
         assert!(

@@ -43,7 +43,7 @@ fn fleet_and_sidecar_configmaps_match_their_configs_which_load() {
     let fleet = spangate::config::Config::load(&root.join("deploy/spangate-fleet.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
     let redis = fleet.state.redis.expect("the fleet config uses Redis");
-    assert_eq!(redis.url, "redis://spangate-redis:6379");
+    assert_eq!(redis.url.as_deref(), Some("redis://spangate-redis:6379"));
     assert!(
         fleet.secrets.store.is_some(),
         "a local copy of the credentials"

@@ -24,6 +24,7 @@ mod e2e_rotation;
 mod fleet_credentials;
 mod fleet_limits;
 mod fleet_outage;
+mod fleet_sentinel;
 mod grpc_ingress;
 mod grpc_pipeline;
 mod hostile_admin;

@@ -22,6 +22,7 @@ pub fn state_key() -> String {
 /// Knobs of one replica.
 pub struct Replica<'a> {
     pub id: &'a str,
+    /// `state.redis.url`; empty: none (then `extra_redis` holds `sentinel:`).
     pub redis_url: &'a str,
     /// Directory for the key file and this replica's store file.
     pub dir: &'a Path,
@@ -70,15 +71,18 @@ impl<'a> Replica<'a> {
             top_extra: format!(
                 r#"state:
   redis:
-    url: "{url}"
-    key_prefix: "{prefix}"
+{url}    key_prefix: "{prefix}"
     encryption_key: {{ file: "{key}" }}
     replica_id: {id}
     heartbeat_interval: 200ms
     reconcile_interval: {reconcile}
     timeout: 1s
 {extra}"#,
-                url = self.redis_url,
+                url = if self.redis_url.is_empty() {
+                    String::new()
+                } else {
+                    format!("    url: \"{}\"\n", self.redis_url)
+                },
                 prefix = self.prefix,
                 key = key_file.display(),
                 id = self.id,

@@ -1,5 +1,9 @@
 //! A real `redis-server` on a free loopback port, for the fleet tests:
-//! no persistence, its own temp dir, stopped by PID.
+//! no persistence, its own temp dir, stopped by PID. Also a replica of
+//! another one, or a Sentinel monitoring one.
+//!
+//! `SPANGATE_TEST_REDIS_SERVER` names another server binary (for example
+//! `valkey-server`) to run the same tests against it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,6 +17,18 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// TLS port and the CA that signed the server's certificate (PEM file).
     tls: Option<(u16, std::path::PathBuf)>,
+    /// Extra command-line arguments (e.g. `--replicaof HOST PORT`).
+    args: Vec<String>,
+    /// Run as a Sentinel with this config file.
+    sentinel_conf: Option<std::path::PathBuf>,
+}
+
+/// The server binary: `SPANGATE_TEST_REDIS_SERVER`, else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var("SPANGATE_TEST_REDIS_SERVER")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "redis-server".to_string())
 }
 
 fn free_port() -> u16 {
@@ -30,21 +46,89 @@ fn answers(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    // A server with a password answers, too: it refuses the PING.
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
 
 impl RedisServer {
     /// Start one on a free port. Fails (with the install command) when
     /// redis-server is not installed: these tests never skip.
     pub fn start() -> RedisServer {
+        Self::start_with(Vec::new(), None)
+    }
+
+    /// Start one with extra command-line arguments (e.g. `--requirepass`).
+    pub fn start_args(args: &[&str]) -> RedisServer {
+        Self::start_with(args.iter().map(|a| a.to_string()).collect(), None)
+    }
+
+    fn start_with(args: Vec<String>, sentinel: Option<(&RedisServer, &str)>) -> RedisServer {
+        Self::start_full(args, sentinel, "")
+    }
+
+    /// A Sentinel as [`RedisServer::start_sentinel`] with extra config lines.
+    pub fn start_sentinel_conf(master: &RedisServer, name: &str, extra: &str) -> RedisServer {
+        Self::start_full(Vec::new(), Some((master, name)), extra)
+    }
+
+    fn start_full(
+        args: Vec<String>,
+        sentinel: Option<(&RedisServer, &str)>,
+        extra: &str,
+    ) -> RedisServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let sentinel_conf = sentinel.map(|(master, name)| {
+            // Sentinel rewrites its config file: it lives in the temp dir.
+            let conf = dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {name} 127.0.0.1 {mport} 1\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 10000\n\
+                     sentinel parallel-syncs {name} 1\n{extra}",
+                    dir = dir.path().display(),
+                    mport = master.port,
+                ),
+            )
+            .expect("sentinel.conf");
+            conf
+        });
         let mut r = RedisServer {
             child: None,
-            port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
+            port,
+            dir,
             tls: None,
+            args,
+            sentinel_conf,
         };
         r.spawn();
         r
+    }
+
+    /// Start one that replicates `master`.
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        Self::start_with(
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master.port.to_string(),
+            ],
+            None,
+        )
+    }
+
+    /// Start a Sentinel (quorum 1, master down after 1 s) monitoring
+    /// `master` under `name`.
+    pub fn start_sentinel(master: &RedisServer, name: &str) -> RedisServer {
+        Self::start_with(Vec::new(), Some((master, name)))
+    }
+
+    /// The plain port.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Start one that also listens with TLS (certificate for 127.0.0.1 and
@@ -71,6 +155,8 @@ impl RedisServer {
             port: free_port(),
             dir,
             tls: Some((free_port(), ca_file)),
+            args: Vec::new(),
+            sentinel_conf: None,
         };
         r.spawn();
         r
@@ -84,7 +170,10 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = Command::new(server_binary());
+        if let Some(conf) = &self.sentinel_conf {
+            cmd.arg(conf).arg("--sentinel");
+        }
         if let Some((tls_port, ca)) = &self.tls {
             cmd.arg("--tls-port")
                 .arg(tls_port.to_string())
@@ -96,26 +185,21 @@ impl RedisServer {
                 .arg(ca)
                 .args(["--tls-auth-clients", "no"]);
         }
+        if self.sentinel_conf.is_none() {
+            cmd.args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(self.dir.path())
+                .args(&self.args);
+        }
         let child = cmd
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(self.dir.path())
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start redis-server ({e}): the fleet tests need a real Redis; \
-                     install it with `apt-get install -y redis-server` (CI's .ci/run does)"
+                    "cannot start {} ({e}): the fleet tests need a real Redis; \
+                     install it with `apt-get install -y redis-server` (CI's .ci/run does)",
+                    server_binary()
                 )
             });
         self.child = Some(child);
