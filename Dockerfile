@@ -16,13 +16,17 @@ COPY src ./src
 COPY policies ./policies
 COPY benches ./benches
 RUN cargo build --release --locked --bin spangate \
-    && strip target/release/spangate
+    && strip target/release/spangate \
+    && mkdir -p /out/var/lib/spangate
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/spangate /usr/local/bin/spangate
 COPY deploy/spangate.yaml /etc/spangate/spangate.yaml
 COPY policies /etc/spangate/policies
 COPY deploy/examples /etc/spangate/examples
+# The spool and the secrets store of the example config: writable by the
+# runtime user, so a named volume mounted here inherits the ownership.
+COPY --from=build --chown=65532:65532 /out/var/lib/spangate /var/lib/spangate
 USER 65532:65532
 # 4318 OTLP/HTTP; 4317 OTLP/gRPC (`serve` with the shipped config); 9400 the dev IdP of the default `dev` command; 9464
 # metrics and 9901 admin of `serve` (both loopback unless configured).

@@ -8,7 +8,10 @@
 //!
 //! `cargo bench --bench spool` (release) or, quicker and noisier,
 //! `cargo bench --bench spool --profile dev`. The machine is shared: read
-//! ratios, not absolutes.
+//! ratios, not absolutes. It first prints what one fdatasync costs on that
+//! disk now: the floor of an `fsync: always` acknowledgement.
+//! `SPANGATE_BENCH_DIR=/dev/shm` puts the spools on a tmpfs instead (fsync
+//! free), which shows what spangate itself adds.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -43,7 +46,7 @@ async fn setup(idp: &DevIdp, upstream_extra: &str) -> Setup {
     let upstream = RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
         .await
         .expect("upstream");
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     std::fs::write(dir.path().join("tok"), "bench-token").unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
@@ -123,6 +126,36 @@ async fn latencies(s: &Setup, token: &str, body: &Bytes, n: usize, conc: usize) 
     all
 }
 
+/// A scratch directory for one setup: under `SPANGATE_BENCH_DIR` when set
+/// (e.g. a tmpfs, to see what the spool costs without the disk), else the
+/// system temp dir.
+fn tempdir() -> tempfile::TempDir {
+    match std::env::var_os("SPANGATE_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .expect("tempdir")
+}
+
+/// Durations of `n` fdatasyncs, each after a 2 KiB append, in the
+/// kind of directory the spools of this run use (see [`tempdir`]).
+fn fsync_floor(n: usize) -> Vec<Duration> {
+    use std::io::Write;
+    let dir = tempdir();
+    let mut f = std::fs::File::create(dir.path().join("floor")).expect("file");
+    let block = [0u8; 2048];
+    let mut out: Vec<Duration> = (0..n)
+        .map(|_| {
+            f.write_all(&block).expect("write");
+            let t = Instant::now();
+            f.sync_data().expect("fdatasync");
+            t.elapsed()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn pct(v: &[Duration], p: f64) -> Duration {
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i.min(v.len() - 1)]
@@ -185,39 +218,60 @@ fn main() {
         let small = batch(5);
         let fifty = batch(50);
 
+        // 0. The floor: what one fdatasync of a small append costs on the
+        // disk the spool uses, now (an `fsync: always` acknowledgement
+        // cannot be faster than this).
+        let floor = fsync_floor(400);
+        println!(
+            "fdatasync of a 2 KiB append on the spool's disk (n={}):",
+            floor.len()
+        );
+        println!(
+            "  p50 {:>8.2?}  p99 {:>8.2?}",
+            pct(&floor, 0.5),
+            pct(&floor, 0.99)
+        );
+
         // 1. Accept latency with a 300 ms upstream.
         let slow = Behavior::Delay(Duration::from_millis(300));
-        let s = setup(
-            &idp,
-            ", ack: spooled, spool: { dir: \"DIR\", fsync: always, max_bytes: 1GiB }",
-        )
-        .await;
-        s.upstream.set_behavior(slow.clone());
-        eprintln!("phase: latency, ack: spooled");
-        let _ = latencies(&s, &token, &small, 50, 4).await; // warm-up
-        let spooled = latencies(&s, &token, &small, 2000, 4).await;
+        let mut rows = Vec::new();
+        for (label, extra) in [
+            (
+                "ack: spooled, fsync: always",
+                ", ack: spooled, spool: { dir: \"DIR\", fsync: always, max_bytes: 1GiB }",
+            ),
+            (
+                "ack: spooled, fsync: interval(5ms)",
+                ", ack: spooled, spool: { dir: \"DIR\", fsync: interval(5ms), max_bytes: 1GiB }",
+            ),
+        ] {
+            eprintln!("phase: latency, {label}");
+            let s = setup(&idp, extra).await;
+            s.upstream.set_behavior(slow.clone());
+            let _ = latencies(&s, &token, &small, 50, 4).await; // warm-up
+            rows.push((label, latencies(&s, &token, &small, 2000, 4).await));
+            s.app.shutdown().await;
+        }
         eprintln!("phase: latency, ack: upstream");
-        s.app.shutdown().await;
         let s = setup(&idp, "").await;
         s.upstream.set_behavior(slow);
         let upstream = latencies(&s, &token, &small, 80, 4).await;
         s.app.shutdown().await;
         println!("accept latency, 300 ms upstream, 4 concurrent clients, 5-span batches:");
+        rows.push(("ack: upstream", upstream));
+        for (label, v) in &rows {
+            println!(
+                "  {label:<36} n={:5}  p50 {:>8.2?}  p99 {:>8.2?}",
+                v.len(),
+                pct(v, 0.5),
+                pct(v, 0.99)
+            );
+        }
+        let up99 = pct(&rows[2].1, 0.99).as_secs_f64();
         println!(
-            "  ack: spooled (fsync always)  n={:5}  p50 {:>8.2?}  p99 {:>8.2?}",
-            spooled.len(),
-            pct(&spooled, 0.5),
-            pct(&spooled, 0.99)
-        );
-        println!(
-            "  ack: upstream                n={:5}  p50 {:>8.2?}  p99 {:>8.2?}",
-            upstream.len(),
-            pct(&upstream, 0.5),
-            pct(&upstream, 0.99)
-        );
-        println!(
-            "  ratio p99 upstream/spooled: {:.0}x",
-            pct(&upstream, 0.99).as_secs_f64() / pct(&spooled, 0.99).as_secs_f64()
+            "  ratio p99 upstream/spooled: always {:.0}x, interval {:.0}x",
+            up99 / pct(&rows[0].1, 0.99).as_secs_f64(),
+            up99 / pct(&rows[1].1, 0.99).as_secs_f64()
         );
 
         // 2. Throughput at 50 spans, 16 concurrent clients, upstream answering at once.

@@ -1421,8 +1421,10 @@ impl Writer {
                 None => {}
             }
         }
-        let synced = self.main.sync();
+        // `interval(d)` spaces fsyncs d apart start to start: an append
+        // waits at most d plus one fsync, not d after the previous fsync ended.
         self.last_sync = Instant::now();
+        let synced = self.main.sync();
         if let Err(e) = synced {
             // What the page cache holds is not to be trusted: undo the group.
             if self.main.id == start_segment {

@@ -166,15 +166,30 @@ pub fn render(v: &Value) -> String {
     );
     if let Some(spools) = px["spools"].as_object() {
         for (name, sp) in spools {
-            let _ = writeln!(
+            let _ = write!(
                 o,
-                "  spool {name}: {} batch(es), {} of {}, oldest {}",
+                "  spool {name} ({}, ack {}): {} batch(es), {} in flight, {} of {}, oldest {}, {} dead letter(s)",
+                sp["dir"]
+                    .as_str()
+                    .map_or_else(|| s(&sp["storage"]), |d| format!("disk at {d}")),
+                s(&sp["ack"]),
                 s(&sp["batches"]),
+                s(&sp["in_flight"]),
                 sp["bytes"].as_u64().map_or("-".into(), bytes),
                 sp["max_bytes"].as_u64().map_or("-".into(), bytes),
                 sp["oldest_ms"]
                     .as_u64()
                     .map_or("-".into(), |ms| duration(ms / 1000)),
+                s(&sp["dead_letters"]),
+            );
+            let _ = writeln!(
+                o,
+                "{}",
+                if sp["delivering"].as_bool() == Some(false) {
+                    ", not delivering (shutting down)"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -246,5 +261,32 @@ mod tests {
         // Absent sections print placeholders instead of failing.
         assert!(out.contains("proxy: memory - in use of -"), "{out}");
         assert!(render(&json!({})).contains("(none)"));
+    }
+
+    #[test]
+    fn shows_each_spool_with_its_storage_and_dead_letters() {
+        let v = json!({"proxy": {"spools": {
+            "lightstep": {"storage": "disk", "dir": "/var/lib/spangate/spool/lightstep",
+                          "ack": "spooled", "batches": 3, "in_flight": 2, "bytes": 3072,
+                          "max_bytes": 1_048_576, "oldest_ms": 65_000, "dead_letters": 1,
+                          "delivering": true},
+            "honeycomb": {"storage": "memory", "dir": null, "ack": "upstream", "batches": 0,
+                          "in_flight": 0, "bytes": 0, "max_bytes": 1024, "oldest_ms": null,
+                          "dead_letters": 0, "delivering": false},
+        }}});
+        let out = render(&v);
+        assert!(
+            out.contains("  spool lightstep (disk at /var/lib/spangate/spool/lightstep, ack spooled): 3 batch(es), 2 in flight, "),
+            "{out}"
+        );
+        assert!(out.contains("oldest 1m05s, 1 dead letter(s)\n"), "{out}");
+        assert!(
+            out.contains("  spool honeycomb (memory, ack upstream): 0 batch(es), 0 in flight, "),
+            "{out}"
+        );
+        assert!(
+            out.contains("oldest -, 0 dead letter(s), not delivering (shutting down)\n"),
+            "{out}"
+        );
     }
 }

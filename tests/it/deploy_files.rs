@@ -235,7 +235,7 @@ fn metrics_port_is_scrapeable_in_the_manifests() {
             .find(|d| d["kind"].as_str() == Some(k))
             .unwrap_or_else(|| panic!("no {k}"))
     };
-    let dep = kind("Deployment");
+    let dep = kind("StatefulSet");
     let pod = &dep["spec"]["template"];
     let ann = &pod["metadata"]["annotations"];
     assert_eq!(ann["prometheus.io/scrape"].as_str(), Some("true"));
@@ -282,6 +282,98 @@ fn metrics_port_is_scrapeable_in_the_manifests() {
     let ep = &sm["spec"]["endpoints"][0];
     assert_eq!(ep["port"].as_str(), Some("metrics"));
     assert_eq!(ep["path"].as_str(), Some("/metrics"));
+}
+
+/// Every shipped Kubernetes workload keeps its spool where it survives what
+/// docs/operations.md promises: `spool.dir` sits on a volume that outlives the
+/// pod (a volumeClaimTemplate of the StatefulSet, or a PersistentVolumeClaim),
+/// and the grace period covers both the spool's `drain` and the time
+/// spangate gives requests in flight (they run at once after SIGTERM).
+#[test]
+fn spool_dirs_live_on_persistent_volumes_and_the_grace_period_covers_the_drain() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (manifest, config, kind) in [
+        (
+            "deploy/kubernetes/gateway.yaml",
+            "deploy/spangate.yaml",
+            "StatefulSet",
+        ),
+        (
+            "deploy/kubernetes/fleet/gateway.yaml",
+            "deploy/spangate-fleet.yaml",
+            "StatefulSet",
+        ),
+        (
+            "deploy/kubernetes/sidecar/app.yaml",
+            "deploy/spangate-sidecar.yaml",
+            "Deployment",
+        ),
+    ] {
+        let cfg =
+            spangate::config::Config::load(&root.join(config)).unwrap_or_else(|e| panic!("{e}"));
+        let docs = yaml_docs(manifest);
+        let workload = docs
+            .iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("{manifest}: no {kind}"));
+        let pod = &workload["spec"]["template"]["spec"];
+        let container = pod["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str() == Some("spangate"))
+            .unwrap_or_else(|| panic!("{manifest}: no spangate container"));
+        let claims: Vec<&str> = workload["spec"]["volumeClaimTemplates"]
+            .as_sequence()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|t| t["metadata"]["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let persistent = |volume: &str| {
+            claims.contains(&volume)
+                || pod["volumes"].as_sequence().unwrap().iter().any(|v| {
+                    v["name"].as_str() == Some(volume)
+                        && v["persistentVolumeClaim"]["claimName"].is_string()
+                })
+        };
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{manifest}: terminationGracePeriodSeconds"));
+        let mut spools = 0;
+        for (name, up) in &cfg.upstreams {
+            let Some(spool) = &up.spool else { continue };
+            let dir = spool
+                .dir
+                .as_ref()
+                .unwrap_or_else(|| panic!("{config}: upstream {name} spools in memory only"));
+            let mount = container["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter(|m| dir.starts_with(m["mountPath"].as_str().unwrap()))
+                .max_by_key(|m| m["mountPath"].as_str().unwrap().len())
+                .unwrap_or_else(|| panic!("{manifest}: nothing mounted at {}", dir.display()));
+            assert_eq!(
+                mount["readOnly"].as_bool(),
+                None,
+                "{manifest}: read-only spool"
+            );
+            let volume = mount["name"].as_str().unwrap();
+            assert!(
+                persistent(volume),
+                "{manifest}: the spool of {name} is on volume {volume}, which dies with the pod"
+            );
+            let needed = spool.drain.max(spangate::app::DRAIN_TIMEOUT).as_secs();
+            assert!(
+                grace > needed,
+                "{manifest}: terminationGracePeriodSeconds {grace} must exceed {needed} s"
+            );
+            spools += 1;
+        }
+        assert!(spools > 0, "{config}: no spool");
+    }
 }
 
 /// The Grafana dashboard is one consistent document: unique panel ids,

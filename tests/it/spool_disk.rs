@@ -485,3 +485,36 @@ async fn the_spool_cli_shows_inspects_and_purges_only_with_yes() {
     assert!(h.app.shared.spools["lightstep"].is_empty());
     h.stop().await;
 }
+
+/// Delivery backs off by at least the upstream's `Retry-After` (the dev
+/// upstream sends `Retry-After: 1` with its 503), not by its own first
+/// steps (250 ms, 500 ms), and delivers once the upstream accepts.
+#[tokio::test]
+async fn delivery_waits_at_least_the_upstreams_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(opts(dir.path(), "", "2s")).await;
+    h.upstream.set_behavior(Behavior::Status(503));
+    let mut events = h.upstream.subscribe();
+    let token = h.token("edge-prod");
+    assert_eq!(send(&h, &token, 7).await.status(), 200);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        // One batch queued: every request the upstream sees is an attempt at it.
+        tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("delivery attempts keep coming")
+            .expect("upstream events");
+        seen.push(std::time::Instant::now());
+    }
+    for pair in seen.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(800),
+            "attempts {gap:?} apart: Retry-After (1 s) not honoured"
+        );
+    }
+    h.upstream.set_behavior(Behavior::Accept);
+    until("delivery", || !spool_lines(&h, "delivered").is_empty()).await;
+    assert!(delivered_ids(&h).contains(&trace_id(7)));
+    h.stop().await;
+}
