@@ -80,6 +80,8 @@ impl From<crate::admin::AdminBindError> for StartError {
 /// A running app.
 pub struct App {
     pub proxy_addr: SocketAddr,
+    /// The OTLP/gRPC listener's address, when `server.grpc_listen` is set.
+    pub grpc_addr: Option<SocketAddr>,
     /// The admin listener's TCP address (0.0.0.0:0 when it is a Unix socket).
     pub admin_addr: SocketAddr,
     /// The admin listener's Unix socket, when `admin.listen` is `unix:/path`.
@@ -162,6 +164,15 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     let proxy_listener = bind("OTLP listener", config.server.listen).await?;
     let admin_listener = crate::admin::bind(&config.admin).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen)?;
+    let grpc_listener = match config.server.grpc_listen {
+        Some(addr) => {
+            let l = bind("OTLP/gRPC listener", addr).await?;
+            let bound = local_addr(&l, addr)?;
+            Some((l, bound))
+        }
+        None => None,
+    };
+    let grpc_addr = grpc_listener.as_ref().map(|(_, a)| *a);
     // A Unix-socket admin listener has no TCP address: `admin_addr` is then
     // the unspecified 0.0.0.0:0 and `admin_socket` names the path.
     let admin_socket = match &config.admin.listen {
@@ -222,7 +233,10 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
     // Every family with its known label values at zero, before the first event.
     let current = policy.current();
     metrics.precreate(
-        current.endpoints().iter().map(|e| e.name.as_str()),
+        current
+            .endpoints()
+            .iter()
+            .map(|e| (e.name.as_str(), e.signal.as_str())),
         config.upstreams.keys().map(String::as_str),
     );
     metrics
@@ -260,6 +274,17 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
 
     let s = shared.clone();
     let handler = move |req, remote| crate::proxy::handle(s.clone(), req, remote);
+    if let Some((l, _)) = grpc_listener {
+        let s = shared.clone();
+        let grpc_handler = move |req, remote| crate::proxy::grpc::handle(s.clone(), req, remote);
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            opts.clone(),
+            grpc_handler,
+            rx.clone(),
+            DRAIN_TIMEOUT,
+        )));
+    }
     tasks.push(tokio::spawn(listener::serve(
         proxy_listener,
         opts,
@@ -299,7 +324,9 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         if let Some(s) = s.upgrade() {
             let set = s.policy.current();
             s.metrics.precreate(
-                set.endpoints().iter().map(|e| e.name.as_str()),
+                set.endpoints()
+                    .iter()
+                    .map(|e| (e.name.as_str(), e.signal.as_str())),
                 s.config.upstreams.keys().map(String::as_str),
             );
         }
@@ -333,11 +360,13 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         Some(p) => format!("unix:{}", p.display()),
         None => admin_addr.to_string(),
     };
-    tracing::info!(otlp = %proxy_addr, admin = %admin_at,
+    let grpc_at = grpc_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    tracing::info!(otlp = %proxy_addr, otlp_grpc = %grpc_at, admin = %admin_at,
         metrics = %metrics_at.as_deref().unwrap_or("admin listener only"),
         policy_dir = %shared.policy.dir().display(), "spangate listening");
     Ok(App {
         proxy_addr,
+        grpc_addr,
         admin_addr,
         admin_socket,
         metrics_addr,

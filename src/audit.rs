@@ -310,6 +310,9 @@ impl Write for MemorySink {
 #[derive(Debug, Default, Serialize)]
 pub struct RequestAudit {
     pub kind: &'static str,
+    /// `http` or `grpc` (OTLP requests).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub transport: &'static str,
     pub request_id: String,
     pub remote: String,
     pub method: String,
@@ -323,6 +326,9 @@ pub struct RequestAudit {
     pub token_fp: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// `traces`, `metrics` or `logs` (the endpoint's signal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<&'static str>,
     /// `allow`, `partial`, `deny` or `error`.
     pub decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -332,7 +338,11 @@ pub struct RequestAudit {
     pub role: Option<String>,
     /// Stable reason code (`allowed`, `expired`, `explicit_deny`, `upstream_timeout`, ...).
     pub reason: &'static str,
+    /// HTTP status (for gRPC: the status OTLP/HTTP would have answered).
     pub status: u16,
+    /// gRPC status code answered (gRPC requests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<i32>,
     /// Decompressed request body size.
     pub bytes: usize,
     pub spans: usize,

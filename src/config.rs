@@ -97,8 +97,11 @@ fn default_policies_quiet_period() -> Duration {
 pub struct ServerConfig {
     /// Address to bind; HTTP/1.1 and HTTP/2 (h2c, or h2 via ALPN with TLS) on one port.
     pub listen: SocketAddr,
-    /// Optional TLS termination.
+    /// Optional TLS termination (the gRPC listener uses it too).
     pub tls: Option<TlsConfig>,
+    /// Address of the OTLP/gRPC listener (HTTP/2; h2c, or h2 via ALPN with
+    /// TLS); absent = no gRPC.
+    pub grpc_listen: Option<SocketAddr>,
     /// Body cap, measured after decompression (e.g. `16MiB`).
     #[serde(deserialize_with = "size::deserialize")]
     pub max_body: bytesize::ByteSize,
@@ -155,6 +158,7 @@ impl Default for ServerConfig {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default"),
             tls: None,
+            grpc_listen: None,
             max_body: bytesize::ByteSize::b(DEFAULT_MAX_BODY),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,

@@ -17,8 +17,14 @@ pub enum ProxyError {
     Auth(AuthError),
     #[error("drain authentication failed: {0}")]
     Drain(crate::drains::DrainError),
+    /// No endpoint at this path; the paths that are served (told only to
+    /// authenticated callers).
     #[error("no endpoint at this path")]
-    NotFound,
+    NotFound(Vec<String>),
+    /// A gRPC call for a service/method spangate does not serve; the
+    /// services that are.
+    #[error("no such gRPC service or method")]
+    UnknownService(Vec<String>),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("unsupported content type")]
@@ -124,11 +130,17 @@ impl ProxyError {
                 "invalid or missing credentials",
                 e.reason(),
             ),
-            ProxyError::NotFound => r(
+            ProxyError::NotFound(_) => r(
                 StatusCode::NOT_FOUND,
                 NOT_FOUND,
                 "no such endpoint",
                 "unknown_endpoint",
+            ),
+            ProxyError::UnknownService(_) => r(
+                StatusCode::NOT_FOUND,
+                UNIMPLEMENTED,
+                "no such gRPC service or method",
+                "unknown_service",
             ),
             ProxyError::MethodNotAllowed => r(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -150,7 +162,7 @@ impl ProxyError {
             ),
             ProxyError::PayloadTooLarge => r(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID_ARGUMENT,
+                RESOURCE_EXHAUSTED,
                 "request body too large",
                 "body_too_large",
             ),
@@ -268,6 +280,18 @@ impl ProxyError {
         // own payload and is bounded (`otlp::MAX_ERROR_DETAIL`).
         let message = match self {
             ProxyError::Malformed(detail) => format!("{}: {detail}", er.message),
+            ProxyError::NotFound(paths) if !paths.is_empty() => {
+                format!("{}; served paths: {}", er.message, paths.join(", "))
+            }
+            ProxyError::UnknownService(services) if !services.is_empty() => format!(
+                "{}; served: {}",
+                er.message,
+                services
+                    .iter()
+                    .map(|s| format!("{s}/Export"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             _ => er.message.to_string(),
         };
         let body = crate::otlp::status_body(encoding, er.grpc_code, &message);
@@ -342,7 +366,7 @@ pub fn outcomes_before_routing() -> Vec<Outcome> {
         .into_iter()
         .map(|a| outcome(&ProxyError::Auth(a), "error"))
         .collect();
-    out.push(outcome(&ProxyError::NotFound, "error"));
+    out.push(outcome(&ProxyError::NotFound(Vec::new()), "error"));
     out
 }
 

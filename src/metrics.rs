@@ -45,6 +45,8 @@ pub const ADMIN_RESULTS: [&str; 6] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: String,
+    /// `traces`, `metrics`, `logs`, or `-` before routing.
+    pub signal: &'static str,
     pub decision: &'static str,
     pub reason: &'static str,
     pub status: u16,
@@ -233,23 +235,26 @@ impl Metrics {
     /// each endpoint (and of requests refused before routing, endpoint `-`),
     /// span outcomes per endpoint, attempt outcomes per upstream and the
     /// admin actions.
+    /// `endpoints` are (name, signal) pairs.
     pub fn precreate<'a>(
         &self,
-        endpoints: impl IntoIterator<Item = &'a str>,
+        endpoints: impl IntoIterator<Item = (&'a str, &'static str)>,
         upstreams: impl IntoIterator<Item = &'a str>,
     ) {
         for (decision, reason, status) in crate::error::outcomes_before_routing() {
             let _ = self.requests.get_or_create(&RequestLabels {
                 endpoint: "-".into(),
+                signal: "-",
                 decision,
                 reason,
                 status,
             });
         }
-        for endpoint in endpoints {
+        for (endpoint, signal) in endpoints {
             for (decision, reason, status) in crate::error::outcomes_after_routing() {
                 let _ = self.requests.get_or_create(&RequestLabels {
                     endpoint: endpoint.to_string(),
+                    signal,
                     decision,
                     reason,
                     status,

@@ -24,14 +24,43 @@ mod rewrite;
 pub mod wire;
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
-pub use body::{OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, inflate, read_body, read_wire};
-pub use response::{Any, Status, code, export_response, parse_export_response, status_body};
+pub use body::{
+    OFF_THREAD_BYTES, gunzip_capped, gunzip_into, gzip, inflate, read_body, read_grpc_message,
+    read_grpc_wire, read_wire,
+};
+pub use response::{
+    Any, ProtoDuration, RETRY_INFO_TYPE, RetryInfo, Status, code, export_response,
+    export_response_for, parse_export_response, status_body,
+};
 pub use rewrite::{RewriteOutcome, forward_body, is_protected, rewrite, strip_resource_keys};
 pub use wire::Signal;
+
+/// The signal a standard OTLP/HTTP path carries: `/v1/traces`,
+/// `/v1/metrics`, `/v1/logs` (at the end of the path, so a prefix such as
+/// `/otlp/v1/logs` counts), and Lightstep's `/traces/otlp/v0.9`.
+pub fn signal_of_path(path: &str) -> Option<Signal> {
+    let path = path.trim_end_matches('/');
+    if path.ends_with("/v1/traces") || path.ends_with("/traces/otlp/v0.9") {
+        Some(Signal::Traces)
+    } else if path.ends_with("/v1/metrics") {
+        Some(Signal::Metrics)
+    } else if path.ends_with("/v1/logs") {
+        Some(Signal::Logs)
+    } else {
+        None
+    }
+}
+
+/// A signal by its config name (`traces`, `metrics`, `logs`).
+pub fn signal_by_name(name: &str) -> Option<Signal> {
+    Signal::ALL.into_iter().find(|s| s.as_str() == name)
+}
 
 /// Longest error detail kept in [`OtlpError::Malformed`] (it goes back to the
 /// client in a `google.rpc.Status` and into the audit line).
@@ -211,33 +240,49 @@ pub struct Rewritten {
 
 /// Read a decompressed body of `signal` in `encoding` for policy.
 ///
-/// OTLP/JSON is only supported for traces so far (a clear 400 otherwise).
+/// OTLP/JSON traces are decoded in full (and forwarded as JSON). OTLP/JSON
+/// metrics and logs are decoded with the same JSON rules, re-encoded as
+/// protobuf and scanned like a protobuf body: they are forwarded as protobuf
+/// (see [`Received::forward_encoding`]); `summary.bytes` stays the received
+/// JSON length.
 pub fn receive(signal: Signal, encoding: Encoding, raw: Bytes) -> Result<Received, OtlpError> {
     match (encoding, signal) {
         (Encoding::Protobuf, _) => wire::scan(signal, raw).map(Received::Wire),
         (Encoding::Json, Signal::Traces) => decode(encoding, raw).map(Received::Decoded),
-        (Encoding::Json, _) => Err(OtlpError::malformed(format!(
-            "OTLP/JSON {} are not supported; send protobuf",
-            signal.as_str()
-        ))),
+        (Encoding::Json, Signal::Metrics) => {
+            let req: ExportMetricsServiceRequest = json::decode_any(&raw)?;
+            json_as_wire(signal, raw.len(), req.encode_to_vec())
+        }
+        (Encoding::Json, Signal::Logs) => {
+            let req: ExportLogsServiceRequest = json::decode_any(&raw)?;
+            json_as_wire(signal, raw.len(), req.encode_to_vec())
+        }
     }
 }
 
+/// A JSON body already decoded and re-encoded as protobuf, scanned.
+fn json_as_wire(signal: Signal, json_len: usize, proto: Vec<u8>) -> Result<Received, OtlpError> {
+    let mut scan = wire::scan(signal, Bytes::from(proto))?;
+    scan.summary.bytes = json_len;
+    Ok(Received::Wire(scan))
+}
+
 impl Received {
+    /// The encoding of the body [`Received::rewrite`] produces for a request
+    /// in `encoding`: protobuf for everything scanned at the wire level
+    /// (including OTLP/JSON metrics and logs), the request's own otherwise.
+    pub fn forward_encoding(&self, encoding: Encoding) -> Encoding {
+        match self {
+            Received::Wire(_) => Encoding::Protobuf,
+            Received::Decoded(_) => encoding,
+        }
+    }
+
     /// The summary of the body as received.
     pub fn summary(&self) -> &BatchSummary {
         match self {
             Received::Wire(scan) => &scan.summary,
             Received::Decoded(batch) => &batch.summary,
-        }
-    }
-
-    /// The whole batch decoded, for the rare rewrites splicing does not do
-    /// (per-resource key stripping for the deployment link).
-    pub fn into_decoded(self) -> Result<Batch, OtlpError> {
-        match self {
-            Received::Wire(scan) => decode(Encoding::Protobuf, scan.raw().clone()),
-            Received::Decoded(batch) => Ok(batch),
         }
     }
 
@@ -249,16 +294,37 @@ impl Received {
         stamp: &[(String, String)],
         protected: &[String],
     ) -> Result<Rewritten, OtlpError> {
+        self.rewrite_with(keep, stamp, protected, &[])
+    }
+
+    /// [`Received::rewrite`], also removing the resource attributes named in
+    /// `resource_strip[i]` from resource `i` only (the deployment link's
+    /// strip; indexes are the summary's). Protobuf of every signal is
+    /// spliced ([`wire::Scan::splice_with`]); decoded JSON traces are edited
+    /// in place. Either way such a removal marks the body changed.
+    pub fn rewrite_with(
+        self,
+        keep: &[bool],
+        stamp: &[(String, String)],
+        protected: &[String],
+        resource_strip: &[Vec<String>],
+    ) -> Result<Rewritten, OtlpError> {
         match self {
             Received::Wire(scan) => {
-                let out = scan.splice(keep, stamp, protected)?;
+                let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
                 Ok(Rewritten {
                     body: (out.kept_resources > 0).then_some(out.body),
                     outcome: out.outcome,
                 })
             }
             Received::Decoded(mut batch) => {
-                let outcome = rewrite(&mut batch, keep, stamp, protected);
+                let link_stripped: usize = resource_strip
+                    .iter()
+                    .enumerate()
+                    .map(|(i, keys)| strip_resource_keys(&mut batch, i, keys))
+                    .sum();
+                let mut outcome = rewrite(&mut batch, keep, stamp, protected);
+                outcome.changed |= link_stripped > 0;
                 let body = (!batch.request.resource_spans.is_empty())
                     .then(|| forward_body(&batch, &outcome));
                 Ok(Rewritten { body, outcome })

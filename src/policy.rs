@@ -34,8 +34,9 @@ pub mod matcher;
 pub mod model;
 pub mod template;
 
+pub use diff::{Widening, widening_changes};
 pub use explain::{Explanation, explain};
-pub use holder::{PolicyHolder, Widening, widening_changes};
+pub use holder::PolicyHolder;
 pub use lint::{CheckReport, LintContext, VERCEL_CLAIMS, check_dir};
 pub use model::{EndpointAuth, Mode, OnViolation};
 
@@ -99,8 +100,15 @@ pub struct Endpoint {
     pub path: String,
     /// Upstream name from the process config.
     pub upstream: String,
+    /// What the endpoint's bodies hold.
+    #[serde(serialize_with = "signal_name")]
+    pub signal: crate::otlp::Signal,
     /// How callers of this endpoint authenticate.
     pub auth: model::EndpointAuth,
+}
+
+fn signal_name<S: serde::Serializer>(s: &crate::otlp::Signal, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.as_str())
 }
 
 /// A policy diagnostic with its location.
@@ -161,8 +169,9 @@ pub struct RateSpec {
     /// Requests (batches) per second.
     #[serde(default)]
     pub requests_per_second: Option<u64>,
-    /// Spans per second.
-    #[serde(default)]
+    /// Items (spans, data points, log records) per second
+    /// (`items_per_second`; `spans_per_second` is the older name).
+    #[serde(default, alias = "items_per_second")]
     pub spans_per_second: Option<u64>,
     /// Decompressed bytes per second (a number or `8MiB`).
     #[serde(default, deserialize_with = "model::opt_bytes")]

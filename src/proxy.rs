@@ -7,6 +7,7 @@
 //! Each stage is a plain call on owned data; every outcome, allowed or not,
 //! ends in exactly one audit line and one metrics update.
 
+pub mod grpc;
 pub mod listener;
 pub mod nofile;
 
@@ -27,14 +28,26 @@ use crate::error::ProxyError;
 use crate::forward as upstream;
 use crate::identity::AuthError;
 use crate::metrics::{RequestLabels, SpanLabels};
-use crate::otlp::{self, Encoding, Signal};
+use crate::otlp::{self, Encoding};
 use crate::policy::{EndpointAuth, ResourceVerdict};
 use crate::shared::Shared;
 
 /// Response body type of both listeners.
 pub type RespBody = Full<Bytes>;
 
-/// hyper entry point: run the pipeline, answer, and record.
+/// Which protocol a request came in on. The pipeline is the same; only
+/// routing, body framing and the response mapping differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// OTLP/HTTP: the path names a policy endpoint; `Content-Type` and
+    /// `Content-Encoding` say how the body is encoded.
+    Http,
+    /// OTLP/gRPC: the path names a gRPC service method; the body is one
+    /// length-prefixed protobuf message (see [`grpc`]).
+    Grpc,
+}
+
+/// hyper entry point for OTLP/HTTP: run the pipeline, answer, and record.
 pub async fn handle<B>(
     shared: Arc<Shared>,
     req: Request<B>,
@@ -45,7 +58,6 @@ where
     B::Data: Send,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let started = Instant::now();
     // Cheap unauthenticated probe for load balancers.
     if req.method() == Method::GET {
         match req.uri().path() {
@@ -54,8 +66,34 @@ where
             _ => {}
         }
     }
+    let (resp, mut rec, started) = run(&shared, req, remote, Transport::Http).await;
+    let mut resp = resp.map(Full::new);
+    rec.status = resp.status().as_u16();
+    finish(&shared, &mut rec, started, resp.headers_mut());
+    Ok(resp)
+}
+
+/// Run the pipeline for one request of either transport: the response as
+/// OTLP/HTTP would answer it (status, headers, body in the request's
+/// encoding; protobuf for gRPC) and the audit record so far.
+pub(crate) async fn run<B>(
+    shared: &Shared,
+    req: Request<B>,
+    remote: SocketAddr,
+    transport: Transport,
+) -> (Response<Bytes>, RequestAudit, Instant)
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
     let mut rec = RequestAudit {
         kind: "otlp",
+        transport: match transport {
+            Transport::Http => "http",
+            Transport::Grpc => "grpc",
+        },
         request_id: uuid::Uuid::new_v4().to_string(),
         remote: remote.to_string(),
         method: req.method().to_string(),
@@ -64,12 +102,16 @@ where
         reason: "internal",
         ..Default::default()
     };
-    // Error bodies follow the request's encoding; protobuf when it is unknown.
-    let encoding = header_str(req.headers(), &header::CONTENT_TYPE)
-        .and_then(|ct| Encoding::from_content_type(Some(ct)))
-        .unwrap_or(Encoding::Protobuf);
+    // Error bodies follow the request's encoding; protobuf when it is unknown
+    // (and always for gRPC).
+    let encoding = match transport {
+        Transport::Http => header_str(req.headers(), &header::CONTENT_TYPE)
+            .and_then(|ct| Encoding::from_content_type(Some(ct)))
+            .unwrap_or(Encoding::Protobuf),
+        Transport::Grpc => Encoding::Protobuf,
+    };
 
-    let resp = match pipeline(&shared, req, &mut rec).await {
+    let resp = match pipeline(shared, req, transport, &mut rec).await {
         Ok(resp) => resp,
         Err(err) => {
             let er = err.response();
@@ -84,17 +126,25 @@ where
             err.to_http(encoding)
         }
     };
-    let mut resp = resp.map(Full::new);
-    resp.headers_mut().insert(
+    (resp, rec, started)
+}
+
+/// Stamp the request id on the response, then record metrics and write the
+/// request's one audit line (`rec.status` already set by the transport).
+pub(crate) fn finish(
+    shared: &Shared,
+    rec: &mut RequestAudit,
+    started: Instant,
+    headers: &mut HeaderMap,
+) {
+    headers.insert(
         "x-request-id",
         HeaderValue::from_str(&rec.request_id).unwrap_or(HeaderValue::from_static("invalid")),
     );
-    rec.status = resp.status().as_u16();
     let elapsed = started.elapsed();
     rec.duration_ms = crate::logging::round_ms(elapsed);
-    record_metrics(&shared, &rec, elapsed.as_secs_f64());
-    shared.audit.emit(&rec);
-    Ok(resp)
+    record_metrics(shared, rec, elapsed.as_secs_f64());
+    shared.audit.emit(rec);
 }
 
 /// The stages, top to bottom. Returns the client response or the error that
@@ -102,6 +152,7 @@ where
 async fn pipeline<B>(
     shared: &Shared,
     req: Request<B>,
+    transport: Transport,
     rec: &mut RequestAudit,
 ) -> Result<Response<Bytes>, ProxyError>
 where
@@ -117,7 +168,9 @@ where
     // reads the Authorization header again. A Trace Drain delivery (a
     // signature and no Authorization header) is signed over its body, so it
     // is verified once the body is read, below.
-    let drain_delivery = parts.headers.contains_key(drains::SIGNATURE_HEADER)
+    // Drains deliver over OTLP/HTTP only: on gRPC the bearer token is required.
+    let drain_delivery = transport == Transport::Http
+        && parts.headers.contains_key(drains::SIGNATURE_HEADER)
         && !parts.headers.contains_key(header::AUTHORIZATION);
     let bearer = if drain_delivery {
         None
@@ -131,27 +184,49 @@ where
         Some(principal)
     };
 
-    // Route: one policy snapshot serves the whole request, even across a reload.
-    // An unverified drain delivery learns nothing about other paths: anything
-    // but a drain endpoint is a 401 for it.
+    // Route: one policy snapshot serves the whole request, even across a
+    // reload. Unknown routes are answered with what is served, which is
+    // only said to authenticated callers. An unverified drain delivery
+    // learns nothing about other paths: anything but a drain endpoint is a
+    // 401 for it. gRPC calls only reach bearer endpoints.
     let policy = shared.policy.current();
-    let endpoint = policy.endpoint_by_path(parts.uri.path()).cloned();
-    let endpoint = match (endpoint, drain_delivery) {
+    let routed = match transport {
+        Transport::Http => policy.endpoint_by_path(parts.uri.path()),
+        Transport::Grpc => grpc::signal_of_method(parts.uri.path())
+            .and_then(|signal| grpc::endpoint_for(&policy, signal)),
+    };
+    let endpoint = match (routed.cloned(), drain_delivery) {
         (Some(ep), false) if ep.auth == EndpointAuth::Bearer => ep,
         (Some(ep), true) if ep.auth == EndpointAuth::VercelDrain => ep,
-        (None, false) => return Err(ProxyError::NotFound),
+        (None, false) => {
+            return Err(match transport {
+                Transport::Http => ProxyError::NotFound(
+                    policy.endpoints().iter().map(|e| e.path.clone()).collect(),
+                ),
+                Transport::Grpc => ProxyError::UnknownService(grpc::served_services(&policy)),
+            });
+        }
         _ => return Err(ProxyError::Drain(DrainError::WrongEndpoint)),
     };
     rec.endpoint = Some(endpoint.name.clone());
+    rec.signal = Some(endpoint.signal.as_str());
     if parts.method != Method::POST {
         return Err(ProxyError::MethodNotAllowed);
     }
 
     // Read the body: content type first (cheap 415), then the cap measured
     // after decompression, bounded in time.
-    let encoding = Encoding::from_content_type(header_str(&parts.headers, &header::CONTENT_TYPE))
-        .ok_or(ProxyError::UnsupportedContentType)?;
-    let content_encoding = header_str(&parts.headers, &header::CONTENT_ENCODING);
+    let (encoding, compression) = match transport {
+        Transport::Http => (
+            Encoding::from_content_type(header_str(&parts.headers, &header::CONTENT_TYPE))
+                .ok_or(ProxyError::UnsupportedContentType)?,
+            header_str(&parts.headers, &header::CONTENT_ENCODING),
+        ),
+        Transport::Grpc => (
+            Encoding::Protobuf,
+            header_str(&parts.headers, &grpc::GRPC_ENCODING),
+        ),
+    };
     let cap = usize::try_from(shared.config.server.max_body.as_u64()).unwrap_or(usize::MAX);
     // Memory budget: the declared length (the whole cap when undeclared)
     // while reading, then the real cost once the size is known. Held until
@@ -165,12 +240,19 @@ where
         .reserve(declared, wait)
         .await
         .map_err(ProxyError::Overloaded)?;
-    let wire = tokio::time::timeout_at(
-        deadline.into(),
-        otlp::read_wire(body, content_encoding, cap),
-    )
+    let wire = tokio::time::timeout_at(deadline.into(), async {
+        match transport {
+            Transport::Http => otlp::read_wire(body, compression, cap)
+                .await
+                .map(|w| (w, compression)),
+            Transport::Grpc => otlp::read_grpc_wire(body, compression, cap).await,
+        }
+    })
     .await
     .map_err(|_| ProxyError::RequestTimeout)??;
+    // The content coding of the wire bytes (`gzip` for a compressed gRPC
+    // message whatever its `grpc-encoding` spelling).
+    let (wire, content_encoding) = wire;
     let inflate = |wire| async move {
         tokio::time::timeout_at(deadline.into(), otlp::inflate(wire, content_encoding, cap))
             .await
@@ -217,7 +299,8 @@ where
     // Decode: the policy governs what is published, so it needs the batch
     // summary. Protobuf is scanned at the wire level (resources decoded,
     // spans only counted and checked); JSON is parsed in full.
-    let received = otlp::receive(Signal::Traces, encoding, raw)?;
+    let received = otlp::receive(endpoint.signal, encoding, raw)?;
+    let fwd_encoding = received.forward_encoding(encoding);
     let summary = received.summary();
     rec.spans = summary.spans;
     rec.services = Some(service_names(summary));
@@ -297,36 +380,35 @@ where
     if spans_dropped > 0 {
         rec.decision = "partial";
     }
-    let any_strip = links
-        .iter()
-        .any(|l| matches!(l, deployments::ResourceLink::Strip { .. }));
-    let rewritten = if any_strip {
-        // Deployment attributes the identity cannot vouch for are stripped
-        // per resource on a full decode (rare: a resource claiming another
-        // project's deployment). Indexes are the summary's until `rewrite`
-        // drops resources.
-        let mut batch = received.into_decoded()?;
-        let mut link_stripped = 0;
-        for (i, l) in links.iter().enumerate() {
-            if let deployments::ResourceLink::Strip { keys, why } = l {
-                link_stripped += otlp::strip_resource_keys(&mut batch, i, keys);
-                rec.deployment_stripped
-                    .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
+    // Deployment attributes the identity cannot vouch for are stripped per
+    // resource (rare: a resource claiming another project's deployment), in
+    // the same splice as the rest for every signal. Indexes are the
+    // summary's.
+    let mut resource_strip: Vec<Vec<String>> = Vec::new();
+    for (i, l) in links.iter().enumerate() {
+        if let deployments::ResourceLink::Strip { keys, why } = l {
+            if resource_strip.len() <= i {
+                resource_strip.resize(i + 1, Vec::new());
             }
+            if let Some(slot) = resource_strip.get_mut(i) {
+                slot.clone_from(keys);
+            }
+            rec.deployment_stripped
+                .push(format!("resource {i}: {} stripped: {why}", keys.join(", ")));
         }
-        let mut outcome = otlp::rewrite(&mut batch, &keep, &decision.stamp, &decision.protected);
-        outcome.changed |= link_stripped > 0;
-        let body = (!batch.request.resource_spans.is_empty())
-            .then(|| otlp::forward_body(&batch, &outcome));
-        otlp::Rewritten { body, outcome }
-    } else {
-        received.rewrite(&keep, &decision.stamp, &decision.protected)?
-    };
+    }
+    let rewritten =
+        received.rewrite_with(&keep, &decision.stamp, &decision.protected, &resource_strip)?;
     let rejected_spans = i64::try_from(spans_dropped).unwrap_or(i64::MAX);
     let Some(body) = rewritten.body else {
         // Everything was dropped: nothing to forward, the client still gets
         // an OTLP success with partial_success (exporters must not retry it).
-        return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+        return Ok(export_ok(
+            endpoint.signal,
+            encoding,
+            rejected_spans,
+            &drop_message(rec),
+        ));
     };
 
     // Credential: one snapshot for the request's whole life, even across a rotation.
@@ -347,11 +429,11 @@ where
         .get(&endpoint.upstream)
         .ok_or_else(|| ProxyError::UpstreamUnknown(endpoint.upstream.clone()))?;
     rec.upstream = Some(endpoint.upstream.clone());
-    let fwd_gzip = content_encoding.is_some_and(|ce| ce.eq_ignore_ascii_case("gzip"));
+    let fwd_gzip = content_encoding.is_some_and(|ce| ce.trim().eq_ignore_ascii_case("gzip"));
     let spool = shared.spools.get(&endpoint.upstream);
     let spooled = |body: Bytes, rec: &RequestAudit| crate::spool::Spooled {
         body,
-        encoding,
+        encoding: fwd_encoding,
         gzip: fwd_gzip,
         user_agent: parts.headers.get(header::USER_AGENT).cloned(),
         credential: credential.name.clone(),
@@ -365,7 +447,7 @@ where
 
     // `ack: spooled`: durable in the spool is the answer; delivery is the
     // spool's (its own audit line records it). Never a 200 for a batch that
-    // is not stored.
+    // is not stored (a gRPC client gets OK only once it is durable).
     if let Some(spool) = spool
         && spool.ack() == crate::spool::AckMode::Spooled
     {
@@ -374,7 +456,12 @@ where
             Ok(()) => {
                 rec.reason = "spooled";
                 rec.detail = Some("acknowledged once durably spooled (ack: spooled)".into());
-                Ok(export_ok(encoding, rejected_spans, &drop_message(rec)))
+                Ok(export_ok(
+                    endpoint.signal,
+                    encoding,
+                    rejected_spans,
+                    &drop_message(rec),
+                ))
             }
             Err(e) => Err(ProxyError::SpoolRefused(e)),
         };
@@ -386,7 +473,7 @@ where
         name: &endpoint.upstream,
         config: up_cfg,
         body,
-        encoding,
+        encoding: fwd_encoding,
         gzip: fwd_gzip,
         user_agent: parts.headers.get(header::USER_AGENT),
         request_id: &rec.request_id,
@@ -425,7 +512,12 @@ where
             Ok(()) => {
                 rec.reason = "spooled";
                 rec.detail = Some(format!("{upstream_said}; batch spooled for delivery"));
-                return Ok(export_ok(encoding, rejected_spans, &drop_message(rec)));
+                return Ok(export_ok(
+                    endpoint.signal,
+                    encoding,
+                    rejected_spans,
+                    &drop_message(rec),
+                ));
             }
             Err(e) => rec.detail = Some(format!("{upstream_said}; {e}")),
         }
@@ -447,6 +539,7 @@ where
     // Respond in the request's encoding; merge our drops into the upstream's
     // partial_success so the exporter sees one honest count.
     Ok(respond(
+        endpoint.signal,
         encoding,
         answer,
         rejected_spans,
@@ -600,15 +693,31 @@ fn service_names(summary: &otlp::BatchSummary) -> Vec<String> {
 }
 
 fn drop_message(rec: &RequestAudit) -> String {
+    let items = rec
+        .signal
+        .and_then(otlp::signal_by_name)
+        .map_or("spans", otlp::Signal::items);
     rec.dropped
         .iter()
-        .map(|d| format!("{} spans dropped by spangate policy: {}", d.spans, d.reason))
+        .map(|d| {
+            format!(
+                "{} {items} dropped by spangate policy: {}",
+                d.spans, d.reason
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-fn export_ok(encoding: Encoding, rejected: i64, message: &str) -> Response<Bytes> {
-    let mut resp = Response::new(otlp::export_response(encoding, rejected, message));
+fn export_ok(
+    signal: otlp::Signal,
+    encoding: Encoding,
+    rejected: i64,
+    message: &str,
+) -> Response<Bytes> {
+    let mut resp = Response::new(otlp::export_response_for(
+        signal, encoding, rejected, message,
+    ));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(encoding.content_type()),
@@ -620,6 +729,7 @@ fn export_ok(encoding: Encoding, rejected: i64, message: &str) -> Response<Bytes
 /// passes through when it is in the request's encoding, otherwise a
 /// well-formed OTLP body takes its place.
 fn respond(
+    signal: otlp::Signal,
     encoding: Encoding,
     answer: upstream::Answer,
     rejected: i64,
@@ -651,7 +761,7 @@ fn respond(
             .copied()
             .collect::<Vec<_>>()
             .join("; ");
-        let mut resp = export_ok(encoding, rejected.saturating_add(up_rejected), &msg);
+        let mut resp = export_ok(signal, encoding, rejected.saturating_add(up_rejected), &msg);
         *resp.status_mut() = answer.status;
         return resp;
     }
@@ -685,6 +795,7 @@ fn record_metrics(shared: &Shared, rec: &RequestAudit, seconds: f64) {
     m.requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint.clone(),
+            signal: rec.signal.unwrap_or("-"),
             decision: rec.decision,
             reason: rec.reason,
             status: rec.status,

@@ -112,8 +112,8 @@ struct ReloadAudit<'a> {
     /// Version of the set now serving (on success).
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<String>,
-    /// Rules whose change may let more through (removed or changed deny
-    /// rules, added or changed bindings, changed roles), by rule name.
+    /// Rules whose change widens access, with the widening lines, as
+    /// `spangate policy diff` classifies them (one implementation).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     widened: Vec<crate::policy::Widening>,
 }
@@ -245,7 +245,7 @@ impl Reloader {
                 tracing::info!(trigger = trigger.as_str(), actor, dir = %dir, version = %version, "policy reloaded");
                 for w in widened {
                     tracing::warn!(trigger = trigger.as_str(), actor, rule = %w.rule, change = w.change,
-                        "policy reload may widen access");
+                        what = %w.what.join("; "), "policy reload widens access");
                 }
             }
             Err(e) => {

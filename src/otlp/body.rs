@@ -117,6 +117,70 @@ pub async fn inflate(
     }
 }
 
+/// Read one unary gRPC message (the 5-byte length-prefixed frame of the
+/// gRPC HTTP/2 protocol) from `body`: the gRPC counterpart of [`read_body`],
+/// built on the same two steps ([`read_grpc_wire`], then [`inflate`]) and the
+/// same cap measured after decompression.
+pub async fn read_grpc_message<B>(
+    body: B,
+    grpc_encoding: Option<&str>,
+    cap: usize,
+) -> Result<Bytes, OtlpError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (wire, coding) = read_grpc_wire(body, grpc_encoding, cap).await?;
+    inflate(wire, coding, cap).await
+}
+
+/// The wire step of [`read_grpc_message`]: collect the frame (at most
+/// `cap + 5` bytes) and return its message bytes as they came, with the
+/// content coding to give [`inflate`]. `grpc_encoding` is the
+/// `grpc-encoding` header: a compressed frame (flag 1) must say `gzip`. More
+/// than one message, a truncated frame or a length disagreeing with the body
+/// are malformed; a declared length over `cap` is too large.
+pub async fn read_grpc_wire<B>(
+    body: B,
+    grpc_encoding: Option<&str>,
+    cap: usize,
+) -> Result<(Bytes, Option<&'static str>), OtlpError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut raw = collect_capped(body, cap.saturating_add(5)).await?;
+    if raw.len() < 5 {
+        return Err(OtlpError::malformed("gRPC message frame truncated"));
+    }
+    let header = raw.split_to(5);
+    let compressed = match header.first() {
+        Some(0) => false,
+        Some(1) => true,
+        _ => return Err(OtlpError::malformed("gRPC message frame: invalid flag")),
+    };
+    let len = header
+        .get(1..5)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_be_bytes) as usize;
+    if len > cap {
+        return Err(OtlpError::TooLarge(cap));
+    }
+    if len != raw.len() {
+        return Err(OtlpError::malformed(format!(
+            "gRPC message frame declares {len} bytes, body holds {} (one message per call)",
+            raw.len()
+        )));
+    }
+    if !compressed {
+        return Ok((raw, None));
+    }
+    match grpc_encoding.map(str::trim) {
+        Some(e) if e.eq_ignore_ascii_case("gzip") => Ok((raw, Some("gzip"))),
+        _ => Err(OtlpError::UnsupportedEncoding),
+    }
+}
+
 /// Collect at most `cap` bytes of `body`. A single-chunk body is returned
 /// without copying; otherwise chunks are appended to one buffer whose
 /// capacity never exceeds `cap`.

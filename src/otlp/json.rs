@@ -39,7 +39,14 @@ const NUMERIC_KEYS: &[&str] = &[
 
 /// Decode an OTLP/JSON `ExportTraceServiceRequest`.
 pub(super) fn decode(raw: &[u8]) -> Result<ExportTraceServiceRequest, OtlpError> {
-    let first = match serde_json::from_slice::<ExportTraceServiceRequest>(raw) {
+    decode_any(raw)
+}
+
+/// Decode any OTLP/JSON `Export*ServiceRequest` (the same rules for the
+/// three signals: the normalisations above concern shared message types and
+/// numeric fields).
+pub(super) fn decode_any<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, OtlpError> {
+    let first = match serde_json::from_slice::<T>(raw) {
         Ok(request) => return Ok(request),
         Err(e) => e,
     };

@@ -46,6 +46,30 @@ pub struct Any {
     pub value: Vec<u8>,
 }
 
+/// `google.rpc.RetryInfo` (`google/rpc/error_details.proto`): how long a
+/// client should wait before retrying. Sent in a gRPC status's details for
+/// retryable refusals (OTLP/gRPC clients honour it).
+#[derive(Clone, PartialEq, Message)]
+pub struct RetryInfo {
+    /// The delay.
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoDuration {
+    /// Whole seconds.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds within the second.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+/// Type URL of [`RetryInfo`] inside an [`Any`].
+pub const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
 /// `google.rpc.Status` (`google/rpc/status.proto`), the OTLP/HTTP error body.
 #[derive(Clone, PartialEq, Message)]
 pub struct Status {
@@ -66,6 +90,24 @@ pub struct Status {
 /// (`rejectedSpans` as a JSON number, which proto3 JSON parsers and
 /// `opentelemetry-proto`'s serde types both accept).
 pub fn export_response(encoding: Encoding, rejected_spans: i64, error_message: &str) -> Bytes {
+    export_response_for(
+        super::Signal::Traces,
+        encoding,
+        rejected_spans,
+        error_message,
+    )
+}
+
+/// [`export_response`] for any signal. The three `Export*ServiceResponse`
+/// messages share their protobuf layout (`partial_success = 1 {
+/// rejected_<items> = 1; error_message = 2 }`); in JSON the count is
+/// `rejectedSpans`, `rejectedDataPoints` or `rejectedLogRecords`.
+pub fn export_response_for(
+    signal: super::Signal,
+    encoding: Encoding,
+    rejected_spans: i64,
+    error_message: &str,
+) -> Bytes {
     let partial =
         (rejected_spans > 0 || !error_message.is_empty()).then(|| ExportTracePartialSuccess {
             rejected_spans: rejected_spans.max(0),
@@ -81,15 +123,24 @@ pub fn export_response(encoding: Encoding, rejected_spans: i64, error_message: &
         Encoding::Json => {
             let v = match partial {
                 None => serde_json::json!({}),
-                Some(p) => serde_json::json!({
-                    "partialSuccess": {
-                        "rejectedSpans": p.rejected_spans,
-                        "errorMessage": p.error_message,
-                    }
-                }),
+                Some(p) => {
+                    let mut inner = serde_json::Map::new();
+                    inner.insert(rejected_key(signal).into(), p.rejected_spans.into());
+                    inner.insert("errorMessage".into(), p.error_message.into());
+                    serde_json::json!({ "partialSuccess": inner })
+                }
             };
             Bytes::from(v.to_string())
         }
+    }
+}
+
+/// The JSON name of a signal's rejected-items count.
+fn rejected_key(signal: super::Signal) -> &'static str {
+    match signal {
+        super::Signal::Traces => "rejectedSpans",
+        super::Signal::Metrics => "rejectedDataPoints",
+        super::Signal::Logs => "rejectedLogRecords",
     }
 }
 
@@ -128,7 +179,10 @@ pub fn parse_export_response(encoding: Encoding, body: &[u8]) -> Option<(i64, St
             if p.is_null() {
                 return None;
             }
-            let rejected = match p.get("rejectedSpans") {
+            let count = ["rejectedSpans", "rejectedDataPoints", "rejectedLogRecords"]
+                .iter()
+                .find_map(|k| p.get(*k));
+            let rejected = match count {
                 None | Some(serde_json::Value::Null) => 0,
                 Some(serde_json::Value::Number(n)) => n.as_i64()?,
                 Some(serde_json::Value::String(s)) => s.parse().ok()?,

@@ -208,7 +208,22 @@ impl Scan {
         stamp: &[(String, String)],
         protected: &[String],
     ) -> Result<Spliced, OtlpError> {
+        self.splice_with(keep, stamp, protected, &[])
+    }
+
+    /// [`Scan::splice`], also removing the resource attributes named in
+    /// `resource_strip[i]` from `resources[i]` only (the deployment link's
+    /// per-resource strip; a missing entry strips nothing). Those removals
+    /// make the body change but are not counted in `stripped_attributes`.
+    pub fn splice_with(
+        &self,
+        keep: &[bool],
+        stamp: &[(String, String)],
+        protected: &[String],
+        resource_strip: &[Vec<String>],
+    ) -> Result<Spliced, OtlpError> {
         let mut outcome = RewriteOutcome::default();
+        let mut link_stripped = 0usize;
         let strip = |key: &str| is_protected(key, protected) || stamp.iter().any(|(k, _)| k == key);
         let check_strip = !protected.is_empty() || !stamp.is_empty();
         let mut w = Walker::new(&self.raw);
@@ -225,11 +240,19 @@ impl Scan {
             }
             kept += 1;
             outcome.kept_spans += r.items;
-            if !check_strip {
+            let extra: &[String] = resource_strip.get(i).map_or(&[], Vec::as_slice);
+            if !check_strip && extra.is_empty() {
                 continue;
             }
             w.path.push((self.signal.resource_field(), i));
-            let new = w.splice_resource_x(self.signal, r, stamp, &strip, &mut outcome)?;
+            let new = w.splice_resource_x(
+                self.signal,
+                r,
+                (stamp, extra),
+                &strip,
+                &mut outcome,
+                &mut link_stripped,
+            )?;
             w.path.pop();
             if let Some(p) = new {
                 out.raw(raw_from..r.field.start);
@@ -241,6 +264,7 @@ impl Scan {
         out.raw(raw_from..self.raw.len());
         outcome.changed = outcome.dropped_resources > 0
             || outcome.stripped_attributes > 0
+            || link_stripped > 0
             || (!stamp.is_empty() && kept > 0);
         let body = if outcome.changed {
             out.join(&self.raw)
@@ -575,22 +599,28 @@ impl<'a> Walker<'a> {
 
     /// Rewrite one kept `Resource*` message: the new resource (stripped and
     /// stamped) and item attributes stripped below it. `None` when nothing in
-    /// it changes.
+    /// it changes. `extra` names resource attributes removed from this
+    /// resource only (counted in `link_stripped`).
     fn splice_resource_x(
         &mut self,
         signal: Signal,
         r: &ScannedResource,
-        stamp: &[(String, String)],
+        (stamp, extra): (&[(String, String)], &[String]),
         strip: &impl Fn(&str) -> bool,
         outcome: &mut RewriteOutcome,
+        link_stripped: &mut usize,
     ) -> Result<Option<Pieces>, OtlpError> {
         // The new Resource, when it changes.
         let mut resource = r.decoded.clone().unwrap_or_default();
         let before = resource.attributes.len();
+        resource.attributes.retain(|kv| !extra.contains(&kv.key));
+        let extra_stripped = before - resource.attributes.len();
+        *link_stripped += extra_stripped;
+        let before = resource.attributes.len();
         resource.attributes.retain(|kv| !strip(&kv.key));
         let stripped = before - resource.attributes.len();
         outcome.stripped_attributes += stripped;
-        let new_resource = (stripped > 0 || !stamp.is_empty()).then(|| {
+        let new_resource = (stripped > 0 || extra_stripped > 0 || !stamp.is_empty()).then(|| {
             resource
                 .attributes
                 .extend(stamp.iter().map(|(k, v)| string_attribute(k, v)));

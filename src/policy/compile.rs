@@ -401,10 +401,46 @@ impl Compiler<'_> {
                         ),
                     );
                 }
+                let by_path = crate::otlp::signal_of_path(&ep.path);
+                let signal = match ep.signal.as_deref() {
+                    None => by_path.unwrap_or(crate::otlp::Signal::Traces),
+                    Some(declared) => {
+                        let sig_pos = p.index.value(&ypath!["endpoints", name, "signal"]);
+                        match crate::otlp::signal_by_name(declared) {
+                            None => {
+                                self.d.error(
+                                    file,
+                                    sig_pos,
+                                    format!(
+                                        "unknown signal `{declared}` (expected traces, metrics or logs)"
+                                    ),
+                                );
+                                crate::otlp::Signal::Traces
+                            }
+                            Some(sig) => {
+                                if let Some(implied) = by_path
+                                    && implied != sig
+                                {
+                                    self.d.error(
+                                        file,
+                                        sig_pos,
+                                        format!(
+                                            "endpoint path `{}` is the standard {} path but signal is `{declared}`",
+                                            ep.path,
+                                            implied.as_str()
+                                        ),
+                                    );
+                                }
+                                sig
+                            }
+                        }
+                    }
+                };
                 set.endpoints.push(Endpoint {
                     name: name.clone(),
                     path: ep.path.clone(),
                     upstream: ep.upstream.clone(),
+                    signal,
                     auth: ep.auth,
                 });
             }

@@ -969,6 +969,64 @@ impl fmt::Display for PolicyDiff {
     }
 }
 
+/// One rule whose change widens access, as a reload's audit line lists it:
+/// the `widens` lines of [`diff`] (what `spangate policy diff` prints),
+/// grouped by rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Widening {
+    /// `binding[name]`, `deny[name]`, `role[name]`, `endpoint[name]` or
+    /// `protected_attributes`.
+    pub rule: String,
+    /// What happened to the rule itself: `added`, `removed` or `changed`.
+    pub change: &'static str,
+    /// The widening changes of the rule, as `policy diff` words them.
+    pub what: Vec<String>,
+}
+
+impl PolicyDiff {
+    /// The rule changes that widen access, one entry per rule in the diff's
+    /// order (sample identities are not part of it). `old` and `new` are the
+    /// sets this diff compared: they say whether a rule was added or removed.
+    pub fn widenings(&self, old: &PolicySet, new: &PolicySet) -> Vec<Widening> {
+        let (in_old, in_new) = (rule_names(old), rule_names(new));
+        let mut out: Vec<Widening> = Vec::new();
+        for c in self.changes.iter().filter(|c| c.effect == Effect::Widens) {
+            match out.last_mut() {
+                Some(w) if w.rule == c.rule => w.what.push(c.what.clone()),
+                _ => out.push(Widening {
+                    rule: c.rule.clone(),
+                    change: match (in_old.contains(&c.rule), in_new.contains(&c.rule)) {
+                        (true, false) => "removed",
+                        (false, true) => "added",
+                        _ => "changed",
+                    },
+                    what: vec![c.what.clone()],
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// What a reload from `old` to `new` widens: [`diff`] without sample
+/// identities, its widening changes grouped by rule.
+pub fn widening_changes(old: &PolicySet, new: &PolicySet) -> Vec<Widening> {
+    diff(old, new, &[]).widenings(old, new)
+}
+
+/// The names the diff gives the rules of a set.
+fn rule_names(set: &PolicySet) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = set.bindings.iter().map(|b| b.rule.clone()).collect();
+    out.extend(set.deny.iter().map(|d| d.rule.clone()));
+    out.extend(set.roles.iter().map(|r| format!("role[{}]", r.name)));
+    out.extend(
+        set.endpoints
+            .iter()
+            .map(|e| format!("endpoint[{}]", e.name)),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1368,5 +1426,57 @@ deny:
         assert_eq!(v["widens"], true);
         assert_eq!(v["changes"][0]["rule"], "role[publisher]");
         assert_eq!(v["changes"][0]["effect"], "widens");
+    }
+
+    /// The reload's summary: a removed deny rule and a binding whose
+    /// subjects widen are named (the same lines `policy diff` marks widens);
+    /// a change that only narrows is not listed.
+    #[test]
+    fn removed_deny_and_widened_binding_are_named() {
+        const BASE: &str = "endpoints:\n  traces: { path: /v1/traces, upstream: u }\n";
+        const EDGE: &str = "roles:\n  pub: { publish: { endpoints: [traces] } }\nbindings:\n  - name: b\n    role: pub\n    credential: c\n    subjects: [{ provider: p, claims: { team: a } }]\ndeny:\n  - name: contractors\n    subjects: [{ provider: p, claims: { sub: \"c-*\" } }]\n";
+        let set = |edge: &str| {
+            PolicySet::from_texts(&[("a.yaml", BASE), ("b.yaml", edge)])
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let old = set(EDGE);
+        assert!(widening_changes(&old, &set(EDGE)).is_empty());
+        let no_deny = EDGE.split("deny:").next().unwrap_or_default();
+        let got = widening_changes(&old, &set(no_deny));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].change, "removed");
+        assert!(got[0].rule.contains("contractors"), "{got:?}");
+        let wider = EDGE.replace("team: a", "team: [a, b]");
+        let got = widening_changes(&old, &set(&wider));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].change, "changed");
+        assert!(got[0].rule.contains('b'), "{got:?}");
+        // Exactly the diff's widening lines, grouped by rule.
+        let d = diff(&old, &set(&wider), &[]);
+        let lines: Vec<&str> = d
+            .changes
+            .iter()
+            .filter(|c| c.effect == Effect::Widens)
+            .map(|c| c.what.as_str())
+            .collect();
+        assert_eq!(got[0].what, lines);
+        // Narrowing only (a subject taken away, a deny added): nothing listed.
+        let narrower = EDGE
+            .replace("team: a", "team: a, env: prod")
+            .replace("sub: \"c-*\"", "sub: [\"c-*\", \"x-*\"]");
+        let d = diff(&old, &set(&narrower), &[]);
+        assert!(!d.widens, "{d}");
+        assert!(widening_changes(&old, &set(&narrower)).is_empty());
+        // An added enforced binding is `added`.
+        let added = EDGE.replace(
+            "deny:\n",
+            "  - name: extra\n    role: pub\n    credential: c\n    subjects: [{ provider: p, claims: { team: z } }]\ndeny:\n",
+        );
+        let got = widening_changes(&old, &set(&added));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (got[0].rule.as_str(), got[0].change),
+            ("binding[extra]", "added")
+        );
     }
 }

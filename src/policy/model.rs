@@ -36,6 +36,11 @@ pub struct EndpointFile {
     pub path: String,
     /// Upstream name from the process config.
     pub upstream: String,
+    /// `traces`, `metrics` or `logs`; absent = derived from the path
+    /// (`/v1/traces`, `/v1/metrics`, `/v1/logs`, `/traces/otlp/v0.9`),
+    /// traces when the path is not a standard one.
+    #[serde(default)]
+    pub signal: Option<String>,
     /// How callers authenticate: `bearer` (OIDC token, default) or
     /// `vercel-drain` (Vercel Trace Drain signature).
     #[serde(default)]
@@ -85,8 +90,9 @@ pub struct PublishFile {
     /// `service.name` patterns; absent = any service.
     #[serde(default)]
     pub services: Option<Vec<String>>,
-    /// Most spans one batch may carry.
-    #[serde(default)]
+    /// Most items (spans, data points, log records) one batch may carry
+    /// (`max_items_per_batch`; `max_spans_per_batch` is the older name).
+    #[serde(default, alias = "max_items_per_batch")]
     pub max_spans_per_batch: Option<u64>,
     /// Largest (decompressed) batch, e.g. `4MiB`.
     #[serde(default, deserialize_with = "crate::config::size::deserialize_opt")]

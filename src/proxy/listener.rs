@@ -322,7 +322,7 @@ impl AcceptErrors {
 /// [`EVICT_GRACE`] for an evicted idle connection) is dropped. When all
 /// `max_connections` slots are taken, the connection idle the longest is
 /// evicted to admit a new one; with none idle the accept waits.
-pub async fn serve<S, F>(
+pub async fn serve<S, F, B>(
     listener: TcpListener,
     opts: ListenerOptions,
     handler: S,
@@ -330,7 +330,9 @@ pub async fn serve<S, F>(
     drain: Duration,
 ) where
     S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
+    F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let registry = Arc::new(Registry::default());
     let max = opts.max_connections.max(1);
@@ -419,10 +421,12 @@ struct ConnTask {
 }
 
 impl ConnTask {
-    async fn run<S, F>(mut self, stream: TcpStream, remote: SocketAddr, handler: S)
+    async fn run<S, F, B>(mut self, stream: TcpStream, remote: SocketAddr, handler: S)
     where
         S: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Result<Response<RespBody>, Infallible>> + Send + 'static,
+        F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let accepted = Instant::now();
         let first_deadline = accepted + self.opts.header_timeout;

@@ -13,55 +13,34 @@ use crate::harness::{BOOTSTRAP, Harness, Options};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_spangate");
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use crate::common::cli::{self, BIN, Out, ROOT, run_async as spangate};
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-async fn spangate(args: &[&str], env: &[(&str, &str)]) -> Out {
-    let out = Command::new(BIN)
-        .current_dir(ROOT)
-        .args(args)
-        .env_remove("SPANGATE_ADMIN_TOKEN")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run spangate");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// `spangate secrets rotate NAME` with the bootstrap token, the value from
+/// the environment, no upstream probe, `flags` before `--admin URL`.
+async fn rotate(name: &str, url: &str, flags: &[&str], value: &str) -> Out {
+    let mut args = vec![
+        "secrets",
+        "rotate",
+        name,
+        "--value-env",
+        "NEW_VALUE",
+        "--no-verify",
+    ];
+    args.extend_from_slice(flags);
+    args.extend(["--admin", url]);
+    spangate(
+        &args,
+        &[("SPANGATE_ADMIN_TOKEN", BOOTSTRAP), ("NEW_VALUE", value)],
+    )
+    .await
 }
 
 #[tokio::test]
 async fn rotating_an_unknown_name_is_refused_unless_create() {
     let h = Harness::start(Options::default()).await;
     let url = h.url();
-    let env = [
-        ("SPANGATE_ADMIN_TOKEN", BOOTSTRAP),
-        ("NEW_VALUE", "fresh-token-value-1"),
-    ];
     // The first credential needs --create too.
-    let first = spangate(
-        &[
-            "secrets",
-            "rotate",
-            "lightstep-prod",
-            "--value-env",
-            "NEW_VALUE",
-            "--no-verify",
-            "--admin",
-            &url,
-        ],
-        &env,
-    )
-    .await;
+    let first = rotate("lightstep-prod", &url, &[], "fresh-token-value-1").await;
     assert_eq!(first.code, 1, "{}{}", first.stdout, first.stderr);
     assert!(
         first
@@ -73,21 +52,7 @@ async fn rotating_an_unknown_name_is_refused_unless_create() {
     assert!(first.stderr.contains("--create"), "{}", first.stderr);
     assert!(h.shared.secrets.current("lightstep-prod").is_none());
 
-    let created = spangate(
-        &[
-            "secrets",
-            "rotate",
-            "lightstep-prod",
-            "--value-env",
-            "NEW_VALUE",
-            "--no-verify",
-            "--create",
-            "--admin",
-            &url,
-        ],
-        &env,
-    )
-    .await;
+    let created = rotate("lightstep-prod", &url, &["--create"], "fresh-token-value-1").await;
     assert_eq!(created.code, 0, "{}{}", created.stdout, created.stderr);
     assert!(
         created.stdout.contains("created lightstep-prod: v1"),
@@ -96,23 +61,7 @@ async fn rotating_an_unknown_name_is_refused_unless_create() {
     );
 
     // A typo is refused, names the known credentials, and creates nothing.
-    let typo = spangate(
-        &[
-            "secrets",
-            "rotate",
-            "lightstep-prd",
-            "--value-env",
-            "NEW_VALUE",
-            "--no-verify",
-            "--admin",
-            &url,
-        ],
-        &[
-            ("SPANGATE_ADMIN_TOKEN", BOOTSTRAP),
-            ("NEW_VALUE", "fresh-token-value-2"),
-        ],
-    )
-    .await;
+    let typo = rotate("lightstep-prd", &url, &[], "fresh-token-value-2").await;
     assert_eq!(typo.code, 1, "{}{}", typo.stdout, typo.stderr);
     assert!(
         typo.stderr
@@ -148,23 +97,7 @@ async fn rotating_an_unknown_name_is_refused_unless_create() {
     assert_eq!(h.shared.secrets.names(), vec!["lightstep-prod".to_string()]);
 
     // Rotating the existing one works without --create.
-    let ok = spangate(
-        &[
-            "secrets",
-            "rotate",
-            "lightstep-prod",
-            "--value-env",
-            "NEW_VALUE",
-            "--no-verify",
-            "--admin",
-            &url,
-        ],
-        &[
-            ("SPANGATE_ADMIN_TOKEN", BOOTSTRAP),
-            ("NEW_VALUE", "fresh-token-value-3"),
-        ],
-    )
-    .await;
+    let ok = rotate("lightstep-prod", &url, &[], "fresh-token-value-3").await;
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
     assert!(
         ok.stdout.contains("rotated lightstep-prod: v1"),
@@ -177,11 +110,7 @@ async fn rotating_an_unknown_name_is_refused_unless_create() {
 /// Run `args` with stdout a pipe whose reading end is already closed (the
 /// reader went away before the first byte, as `head -1` does after one line).
 async fn with_closed_stdout(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut child = Command::new(BIN)
-        .current_dir(ROOT)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
+    let mut child = Command::from(cli::command(args, env))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -283,3 +283,80 @@ fn metrics_port_is_scrapeable_in_the_manifests() {
     assert_eq!(ep["port"].as_str(), Some("metrics"));
     assert_eq!(ep["path"].as_str(), Some("/metrics"));
 }
+
+/// The Grafana dashboard is one consistent document: unique panel ids,
+/// panels that do not overlap on the 24-column grid, every `$variable` a
+/// query uses defined in `templating`, and the Vercel deployment markers and
+/// panels in it (not in a side file).
+#[test]
+fn grafana_dashboard_is_consistent_and_carries_the_deployment_panels() {
+    use serde_json::Value;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/spangate-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = std::collections::BTreeSet::new();
+    let mut cells = std::collections::BTreeMap::new();
+    for p in panels {
+        let id = p["id"].as_u64().expect("panel id");
+        assert!(ids.insert(id), "duplicate panel id {id}");
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_u64().unwrap(),
+            g["y"].as_u64().unwrap(),
+            g["w"].as_u64().unwrap(),
+            g["h"].as_u64().unwrap(),
+        );
+        assert!(x + w <= 24, "panel {id} wider than the grid");
+        for cx in x..x + w {
+            for cy in y..y + h {
+                if let Some(other) = cells.insert((cx, cy), id) {
+                    panic!("panels {other} and {id} overlap at x={cx} y={cy}");
+                }
+            }
+        }
+    }
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let text = dash.to_string();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find('$') {
+        rest = &rest[i + 1..];
+        let name: String = rest
+            .trim_start_matches('{')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // Grafana's own: $__rate_interval, $__all, ...
+        if name.is_empty() || name.starts_with("__") {
+            continue;
+        }
+        assert!(vars.contains(&name.as_str()), "${name} is not a variable");
+    }
+    assert!(vars.contains(&"project"), "{vars:?}");
+    let markers = dash["annotations"]["list"].as_array().expect("annotations");
+    assert!(
+        markers.iter().any(|a| a["expr"]
+            .as_str()
+            .is_some_and(|e| e.contains("spangate_deployment_first_seen_timestamp_seconds"))),
+        "no deployment marker"
+    );
+    let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+    for t in [
+        "Vercel deployments",
+        "Spans per deployment",
+        "Denied batches per deployment",
+    ] {
+        assert!(titles.contains(&t), "{t} missing: {titles:?}");
+    }
+    assert!(
+        !root.join("deploy/grafana/deployments-panel.json").exists(),
+        "the deployment panels live in the dashboard"
+    );
+}

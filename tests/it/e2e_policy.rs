@@ -7,7 +7,6 @@ use crate::common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -935,16 +934,7 @@ async fn shadow_deny_rule_is_recorded_but_not_enforced() {
 // ───────────────────────── 9. the CLI ─────────────────────────
 
 fn spangate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_spangate"))
-        .args(args)
-        .env("SPANGATE_LOG", "warn")
-        .output()
-        .expect("run spangate");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::common::cli::run(args, &[("SPANGATE_LOG", "warn")]).into()
 }
 
 fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> String {

@@ -5,10 +5,9 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
-use common::{Harness, LIGHTSTEP_TOKEN, Options, sha256_hex};
+use common::{Harness, LIGHTSTEP_TOKEN, Options, load, sha256_hex};
 use http::Method;
 use serde_json::json;
 
@@ -28,47 +27,6 @@ fn options(dir: Option<std::path::PathBuf>) -> Options {
     }
 }
 
-/// Send batches back to back from `workers` tasks until `stop`; return every status.
-fn spawn_load(
-    h: &Arc<Harness>,
-    stop: &Arc<AtomicBool>,
-    workers: usize,
-) -> Vec<tokio::task::JoinHandle<Vec<u16>>> {
-    (0..workers)
-        .map(|_| {
-            let h = h.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let token = h.token("edge-prod");
-                let mut statuses = Vec::new();
-                // Bounded: at most 2000 requests or 20 s per worker.
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while !stop.load(Ordering::Relaxed)
-                    && statuses.len() < 2000
-                    && Instant::now() < deadline
-                {
-                    statuses.push(
-                        h.send_json(Some(&token), "checkout")
-                            .await
-                            .status()
-                            .as_u16(),
-                    );
-                }
-                statuses
-            })
-        })
-        .collect()
-}
-
-/// Wait (bounded) until the upstream has seen at least `n` more requests.
-async fn wait_for_traffic(h: &Harness, n: usize) {
-    let start = h.upstream.received().len();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.upstream.received().len() < start + n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_tokens() {
     let h = Arc::new(Harness::start_with(options(None)).await);
@@ -76,8 +34,9 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
     h.upstream
         .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let stop = Arc::new(AtomicBool::new(false));
-    let load = spawn_load(&h, &stop, 4);
-    wait_for_traffic(&h, 20).await;
+    let one = std::slice::from_ref(&h);
+    let load = load::spawn_load(one, &stop, 4);
+    load::wait_for_traffic(one, 20).await;
 
     // The operator creates the new token upstream first, then rotates.
     h.upstream.accept_only(
@@ -85,11 +44,10 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
         Some(&[LIGHTSTEP_TOKEN, NEW_TOKEN]),
     );
     let (status, body) = h
-        .admin(
-            Method::POST,
-            "/admin/v1/secrets/lightstep-prod/rotate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"value": NEW_TOKEN, "grace": "1m"})),
+        .rotate(
+            "lightstep-prod",
+            ADMIN_TOKEN,
+            json!({"value": NEW_TOKEN, "grace": "1m"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -98,24 +56,14 @@ async fn rotation_under_load_fails_no_request_and_upstream_sees_only_valid_token
         body["new_fingerprint"],
         spangate::fingerprint(NEW_TOKEN.as_bytes())
     );
-    wait_for_traffic(&h, 20).await;
+    load::wait_for_traffic(one, 20).await;
     // Then deletes the old one upstream.
     h.upstream
         .accept_only("lightstep-access-token", Some(&[NEW_TOKEN]));
-    wait_for_traffic(&h, 20).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut statuses = Vec::new();
-    for t in load {
-        statuses.extend(t.await.unwrap());
-    }
+    load::wait_for_traffic(one, 20).await;
+    let statuses = load::finish_load(&stop, load).await;
     assert!(statuses.len() >= 60, "load ran: {}", statuses.len());
-    let failures: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {failures:?}",
-        failures.len(),
-        statuses.len()
-    );
+    load::assert_all_ok(&statuses);
 
     // The upstream only ever saw the two real tokens, and the last requests the new one.
     let received = h.upstream.received();
@@ -155,11 +103,10 @@ async fn upstream_refusing_the_new_token_falls_back_to_the_previous_during_grace
     h.upstream
         .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let (status, body) = h
-        .admin(
-            Method::POST,
-            "/admin/v1/secrets/lightstep-prod/rotate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"value": NEW_TOKEN, "grace": "5m", "force": true})),
+        .rotate(
+            "lightstep-prod",
+            ADMIN_TOKEN,
+            json!({"value": NEW_TOKEN, "grace": "5m", "force": true}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -184,15 +131,7 @@ async fn upstream_refusing_the_new_token_falls_back_to_the_previous_during_grace
         [LIGHTSTEP_TOKEN, NEW_TOKEN],
         "new first, then previous"
     );
-    let metrics = h
-        .client
-        .get(
-            &format!("http://{}/metrics", h.app.admin_addr),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(metrics.body()).to_string();
+    let text = h.metrics_text().await;
     assert!(
         text.contains("spangate_credential_fallbacks_total 1"),
         "{text}"
@@ -229,25 +168,13 @@ async fn rotation_is_refused_when_the_upstream_rejects_the_new_token() {
     h.upstream
         .accept_only("lightstep-access-token", Some(&[LIGHTSTEP_TOKEN]));
     let (status, body) = h
-        .admin(
-            Method::POST,
-            "/admin/v1/secrets/lightstep-prod/rotate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"value": NEW_TOKEN})),
-        )
+        .rotate("lightstep-prod", ADMIN_TOKEN, json!({"value": NEW_TOKEN}))
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(!body.to_string().contains(NEW_TOKEN));
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        h.upstream
-            .received()
-            .last()
-            .unwrap()
-            .header("lightstep-access-token"),
-        Some(LIGHTSTEP_TOKEN)
-    );
+    assert_eq!(h.last_injected().as_deref(), Some(LIGHTSTEP_TOKEN));
     h.stop().await;
 }
 
@@ -256,11 +183,10 @@ async fn restart_after_rotation_keeps_the_rotated_token() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start_with(options(Some(dir.path().to_path_buf()))).await;
     let (status, body) = h
-        .admin(
-            Method::POST,
-            "/admin/v1/secrets/lightstep-prod/rotate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"value": NEW_TOKEN, "grace": "0s"})),
+        .rotate(
+            "lightstep-prod",
+            ADMIN_TOKEN,
+            json!({"value": NEW_TOKEN, "grace": "0s"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -274,14 +200,7 @@ async fn restart_after_rotation_keeps_the_rotated_token() {
         .unwrap();
     let resp = h.send_json(Some(&h.token("edge-prod")), "checkout").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        h.upstream
-            .received()
-            .last()
-            .unwrap()
-            .header("lightstep-access-token"),
-        Some(NEW_TOKEN)
-    );
+    assert_eq!(h.last_injected().as_deref(), Some(NEW_TOKEN));
     h.stop().await;
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use common::fleet::{self, Replica};
+use common::load;
 use common::redis::RedisServer;
 use common::{Harness, LIGHTSTEP_TOKEN};
 
@@ -21,29 +22,11 @@ async fn three(
     reconcile: &str,
 ) -> Vec<Arc<Harness>> {
     let url = redis.url();
-    let mut out = Vec::new();
-    for id in ["r1", "r2", "r3"] {
-        let h = Replica {
-            id,
-            redis_url: &url,
-            dir,
-            prefix,
-            reconcile,
-            policies: None,
-            extra_redis: "",
-            extra_admin: "",
-        }
-        .start()
-        .await;
-        out.push(Arc::new(h));
-    }
-    out
-}
-
-async fn stop_all(replicas: Vec<Arc<Harness>>) {
-    for h in replicas {
-        Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
-    }
+    fleet::start_all(&["r1", "r2", "r3"], |id| Replica {
+        reconcile,
+        ..Replica::new(id, &url, dir, prefix)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,31 +39,28 @@ async fn fleet_rotation_through_one_replica_is_injected_by_all_within_a_second_a
     // Every replica starts from the bootstrap value, v1, and the fleet agrees
     // on one record (pushed once by whichever replica got there first).
     assert!(
-        fleet::wait_until(Duration::from_secs(10), || replicas
+        fleet::wait_until(Duration::from_secs(10), || fleet::versions(&replicas)
             .iter()
-            .all(|h| fleet::injected(h) == 1))
+            .all(|v| *v == 1))
         .await
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let load = fleet::spawn_load(&replicas, &stop, 2);
-    fleet::wait_for_traffic(&replicas, 10).await;
+    let load = load::spawn_load(&replicas, &stop, 2);
+    load::wait_for_traffic(&replicas, 10).await;
 
     let started = Instant::now();
     let (code, body) = fleet::rotate(&replicas[0], NEW_TOKEN).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["new_version"], 2, "{body}");
     let converged = fleet::wait_until(Duration::from_secs(1), || {
-        replicas.iter().all(|h| fleet::injected(h) == 2)
+        fleet::versions(&replicas).iter().all(|v| *v == 2)
     })
     .await;
     let took = started.elapsed();
     assert!(
         converged,
         "not every replica injects v2 within 1 s of the rotation answer: {:?}",
-        replicas
-            .iter()
-            .map(|h| fleet::injected(h))
-            .collect::<Vec<_>>()
+        fleet::versions(&replicas)
     );
     eprintln!("fleet converged on the rotation {took:?} after the rotate call started");
 
@@ -88,14 +68,10 @@ async fn fleet_rotation_through_one_replica_is_injected_by_all_within_a_second_a
     for h in &replicas {
         h.upstream.clear();
     }
-    fleet::wait_for_traffic(&replicas, 5).await;
-    let statuses = fleet::finish_load(&stop, load).await;
+    load::wait_for_traffic(&replicas, 5).await;
+    let statuses = load::finish_load(&stop, load).await;
     for h in &replicas {
-        let got = h.upstream.received();
-        assert_eq!(
-            got.last().and_then(|r| r.header("lightstep-access-token")),
-            Some(NEW_TOKEN)
-        );
+        assert_eq!(h.last_injected().as_deref(), Some(NEW_TOKEN));
     }
     assert!(statuses.len() >= 60, "load ran: {}", statuses.len());
     let (checks, waits) = replicas.iter().fold((0, 0), |(c, w), h| {
@@ -110,31 +86,17 @@ async fn fleet_rotation_through_one_replica_is_injected_by_all_within_a_second_a
         checks >= statuses.len() as u64 - 6,
         "every request was checked fleet-wide"
     );
-    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {failed:?}",
-        failed.len(),
-        statuses.len()
-    );
+    load::assert_all_ok(&statuses);
 
     // The fleet view on any replica lists all three with the versions they inject.
-    let ok = async {
-        for _ in 0..200 {
-            let st = fleet::status(&replicas[1]).await;
-            let reps = st["fleet"]["replicas"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            if reps.len() == 3 && reps.iter().all(|r| r["credentials"]["lightstep-prod"] == 2) {
-                return Some(st);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        None
-    }
+    let st = fleet::wait_status(&replicas[1], "three replicas injecting v2", |st| {
+        let reps = st["fleet"]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        reps.len() == 3 && reps.iter().all(|r| r["credentials"]["lightstep-prod"] == 2)
+    })
     .await;
-    let st = ok.expect("status lists three replicas injecting v2");
     assert_eq!(st["fleet"]["state"], "ok", "{st}");
     let ids: Vec<_> = st["fleet"]["replicas"]
         .as_array()
@@ -178,7 +140,7 @@ async fn fleet_rotation_through_one_replica_is_injected_by_all_within_a_second_a
         }))
         .await
     );
-    stop_all(replicas).await;
+    fleet::stop_all(replicas).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,18 +148,7 @@ async fn fleet_values_in_redis_are_ciphertext_bound_to_their_key() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
-    let h = Replica {
-        id: "solo",
-        redis_url: &url,
-        dir: dir.path(),
-        prefix: "enc:",
-        reconcile: "1h",
-        policies: None,
-        extra_redis: "",
-        extra_admin: "",
-    }
-    .start()
-    .await;
+    let h = Replica::new("solo", &url, dir.path(), "enc:").start().await;
     let (code, body) = fleet::rotate(&h, NEW_TOKEN).await;
     assert_eq!(code, 200, "{body}");
 
@@ -291,32 +242,12 @@ async fn fleet_admin_failed_auth_throttle_is_shared_by_the_replicas() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let url = redis.url();
-    let mut hs = Vec::new();
-    for id in ["t1", "t2"] {
-        hs.push(
-            Replica {
-                id,
-                redis_url: &url,
-                dir: dir.path(),
-                prefix: "thr:",
-                reconcile: "1h",
-                policies: None,
-                extra_redis: "",
-                extra_admin: "  auth_throttle: { max_failures: 4, lockout: 1h, max_lockout: 1h }\n",
-            }
-            .start()
-            .await,
-        );
-    }
-    assert!(
-        fleet::wait_until(Duration::from_secs(10), || hs.iter().all(|h| h
-            .app
-            .shared
-            .fleet
-            .as_ref()
-            .is_some_and(|f| f.is_up())))
-        .await
-    );
+    let hs = fleet::start_all(&["t1", "t2"], |id| Replica {
+        extra_admin: "  auth_throttle: { max_failures: 4, lockout: 1h, max_lockout: 1h }\n",
+        ..Replica::new(id, &url, dir.path(), "thr:")
+    })
+    .await;
+    assert!(fleet::wait_fleet(&hs, |f| f.is_up()).await);
     // Two wrong guesses on each replica: neither replica alone reaches 4.
     for h in &hs {
         for _ in 0..2 {
@@ -344,9 +275,7 @@ async fn fleet_admin_failed_auth_throttle_is_shared_by_the_replicas() {
         assert_eq!(code, 429, "{body}");
         assert_eq!(body["error"], "auth_throttled");
     }
-    for h in hs {
-        h.stop().await;
-    }
+    fleet::stop_all(hs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,31 +284,13 @@ async fn fleet_state_over_tls_to_redis() {
     let (url, ca) = redis.tls().expect("tls");
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("    ca_file: \"{}\"\n", ca.display());
-    let mut hs = Vec::new();
-    for id in ["s1", "s2"] {
-        hs.push(
-            Replica {
-                id,
-                redis_url: &url,
-                dir: dir.path(),
-                prefix: "tls:",
-                reconcile: "1h",
-                policies: None,
-                extra_redis: &extra,
-                extra_admin: "",
-            }
-            .start()
-            .await,
-        );
-    }
+    let hs = fleet::start_all(&["s1", "s2"], |id| Replica {
+        extra_redis: &extra,
+        ..Replica::new(id, &url, dir.path(), "tls:")
+    })
+    .await;
     assert!(
-        fleet::wait_until(Duration::from_secs(10), || hs.iter().all(|h| h
-            .app
-            .shared
-            .fleet
-            .as_ref()
-            .is_some_and(|f| f.is_up())))
-        .await,
+        fleet::wait_fleet(&hs, |f| f.is_up()).await,
         "replicas reach Redis over TLS"
     );
     let (code, body) = fleet::rotate(&hs[0], NEW_TOKEN).await;
@@ -394,7 +305,5 @@ async fn fleet_state_over_tls_to_redis() {
         .await
         .unwrap();
     assert!(rev >= 2);
-    for h in hs {
-        h.stop().await;
-    }
+    fleet::stop_all(hs).await;
 }

@@ -8,7 +8,7 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::Harness;
 use common::fleet::{self, Replica};
@@ -18,23 +18,7 @@ const BUCKET: usize = 300;
 const ATTEMPTS_PER_REPLICA: usize = 200;
 
 fn limited_policies() -> Vec<(&'static str, String)> {
-    common::shipped_policies_unthrottled()
-        .into_iter()
-        .map(|(name, text)| {
-            let text = text
-                .lines()
-                .map(|l| {
-                    if l.trim_start().starts_with("rate:") {
-                        "      rate: { requests_per_second: 1, burst: 300 }"
-                    } else {
-                        l
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            (name, text)
-        })
-        .collect()
+    common::shipped_policies_with_rate("rate: { requests_per_second: 1, burst: 300 }")
 }
 
 async fn replicas(
@@ -44,24 +28,12 @@ async fn replicas(
     extra: &str,
 ) -> Vec<Arc<Harness>> {
     let url = redis.url();
-    let mut out = Vec::new();
-    for id in ["l1", "l2", "l3"] {
-        out.push(Arc::new(
-            Replica {
-                id,
-                redis_url: &url,
-                dir,
-                prefix,
-                reconcile: "1h",
-                policies: Some(limited_policies()),
-                extra_redis: extra,
-                extra_admin: "",
-            }
-            .start()
-            .await,
-        ));
-    }
-    out
+    fleet::start_all(&["l1", "l2", "l3"], |id| Replica {
+        policies: Some(limited_policies()),
+        extra_redis: extra,
+        ..Replica::new(id, &url, dir, prefix)
+    })
+    .await
 }
 
 /// `n` attempts from each replica, 4 at a time per replica; every status.
@@ -98,15 +70,7 @@ async fn fleet_shared_limit_across_three_replicas_admits_the_configured_budget()
     let dir = tempfile::tempdir().unwrap();
     let replicas = replicas(&redis, dir.path(), "rl:", "").await;
     // Wait until the replicas see Redis, so no check is decided locally.
-    assert!(
-        fleet::wait_until(Duration::from_secs(10), || replicas.iter().all(|h| h
-            .app
-            .shared
-            .fleet
-            .as_ref()
-            .is_some_and(|f| f.is_up() && f.live_replicas() == 3)))
-        .await
-    );
+    assert!(fleet::wait_fleet(&replicas, |f| f.is_up() && f.live_replicas() == 3).await);
     let started = Instant::now();
     let statuses = hammer(&replicas, ATTEMPTS_PER_REPLICA).await;
     let secs = started.elapsed().as_secs_f64();
@@ -150,9 +114,7 @@ async fn fleet_shared_limit_across_three_replicas_admits_the_configured_budget()
         })
         .sum();
     assert_eq!(fallbacks, 0, "every check went through the fleet");
-    for h in replicas {
-        Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
-    }
+    fleet::stop_all(replicas).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,25 +122,9 @@ async fn fleet_limits_fall_back_to_local_scaled_or_deny_while_redis_is_down() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let replicas = replicas(&redis, dir.path(), "rl2:", "").await;
-    assert!(
-        fleet::wait_until(Duration::from_secs(10), || replicas.iter().all(|h| h
-            .app
-            .shared
-            .fleet
-            .as_ref()
-            .is_some_and(|f| f.is_up() && f.live_replicas() == 3)))
-        .await
-    );
+    assert!(fleet::wait_fleet(&replicas, |f| f.is_up() && f.live_replicas() == 3).await);
     redis.stop();
-    assert!(
-        fleet::wait_until(Duration::from_secs(10), || replicas.iter().all(|h| h
-            .app
-            .shared
-            .fleet
-            .as_ref()
-            .is_some_and(|f| !f.is_up())))
-        .await
-    );
+    assert!(fleet::wait_fleet(&replicas, |f| !f.is_up()).await);
     // Local limits: each replica admits a third of the bucket (100).
     let statuses = hammer(&replicas[..1], 150).await;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
@@ -186,23 +132,13 @@ async fn fleet_limits_fall_back_to_local_scaled_or_deny_while_redis_is_down() {
         (95..=110).contains(&admitted),
         "{admitted} admitted by one replica alone"
     );
-    for h in replicas {
-        Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
-    }
+    fleet::stop_all(replicas).await;
 
     // `deny`: rate-limited traffic is refused while the store is down.
     redis.restart();
     let deny = replicas_deny(&redis, dir.path()).await;
     redis.stop();
-    assert!(
-        fleet::wait_until(Duration::from_secs(10), || deny
-            .app
-            .shared
-            .fleet
-            .as_ref()
-            .is_some_and(|f| !f.is_up()))
-        .await
-    );
+    assert!(fleet::wait_fleet(&[&deny], |f| !f.is_up()).await);
     let resp = deny
         .send_json(Some(&deny.token("edge-prod")), "checkout")
         .await;
@@ -213,14 +149,9 @@ async fn fleet_limits_fall_back_to_local_scaled_or_deny_while_redis_is_down() {
 async fn replicas_deny(redis: &RedisServer, dir: &std::path::Path) -> Harness {
     let url = redis.url();
     Replica {
-        id: "d1",
-        redis_url: &url,
-        dir,
-        prefix: "rl3:",
-        reconcile: "1h",
         policies: Some(limited_policies()),
         extra_redis: "    on_state_unavailable: deny\n",
-        extra_admin: "",
+        ..Replica::new("d1", &url, dir, "rl3:")
     }
     .start()
     .await

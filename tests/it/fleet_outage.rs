@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::fleet::{self, Replica};
+use common::load;
 use common::redis::RedisServer;
 use common::{Harness, LIGHTSTEP_TOKEN};
 
@@ -17,38 +18,13 @@ const THIRD: &str = "ls-fleet-third-c04b";
 
 fn replica<'a>(id: &'a str, url: &'a str, dir: &'a std::path::Path) -> Replica<'a> {
     Replica {
-        id,
-        redis_url: url,
-        dir,
-        prefix: "out:",
         reconcile: "500ms",
-        policies: None,
-        extra_redis: "",
-        extra_admin: "",
+        ..Replica::new(id, url, dir, "out:")
     }
-}
-
-async fn metrics(h: &Harness) -> String {
-    let resp = h
-        .client
-        .get(
-            &format!("http://{}/metrics", h.app.admin_addr),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    String::from_utf8_lossy(resp.body()).to_string()
 }
 
 async fn wait_status(h: &Harness, state: &str) -> serde_json::Value {
-    for _ in 0..400 {
-        let st = fleet::status(h).await;
-        if st["fleet"]["state"] == state {
-            return st;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("status never said {state}");
+    fleet::wait_status(h, state, |st| st["fleet"]["state"] == state).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,14 +41,14 @@ async fn fleet_redis_outage_keeps_traffic_refuses_changes_and_reconverges_withou
     wait_status(&a, "ok").await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let load = fleet::spawn_load(&replicas, &stop, 2);
-    fleet::wait_for_traffic(&replicas, 5).await;
+    let load = load::spawn_load(&replicas, &stop, 2);
+    load::wait_for_traffic(&replicas, 5).await;
 
     // Redis goes away under load.
     redis.stop();
     let st = wait_status(&a, "degraded").await;
     assert_eq!(st["fleet"]["message"], "degraded: state store unreachable");
-    fleet::wait_for_traffic(&replicas, 10).await;
+    load::wait_for_traffic(&replicas, 10).await;
     // Rotation fails clearly while the state store is down.
     let (code, body) = fleet::rotate(&b, THIRD).await;
     assert_eq!(code, 503, "{body}");
@@ -94,18 +70,12 @@ async fn fleet_redis_outage_keeps_traffic_refuses_changes_and_reconverges_withou
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    let text = metrics(&a).await;
+    let text = a.metrics_text().await;
     assert!(text.contains("spangate_state_store_up 0"), "{text}");
     // Requests kept the last known credential.
     for h in &replicas {
         assert_eq!(fleet::injected(h), 2);
-        assert_eq!(
-            h.upstream
-                .received()
-                .last()
-                .and_then(|r| r.header("lightstep-access-token")),
-            Some(SECOND)
-        );
+        assert_eq!(h.last_injected().as_deref(), Some(SECOND));
     }
 
     // Redis comes back empty (no persistence): the replicas push what they
@@ -124,30 +94,19 @@ async fn fleet_redis_outage_keeps_traffic_refuses_changes_and_reconverges_withou
     }
     assert_eq!(code, 200, "rotation works again once Redis is back");
     assert!(
-        fleet::wait_until(Duration::from_secs(5), || replicas
+        fleet::wait_until(Duration::from_secs(5), || fleet::versions(&replicas)
             .iter()
-            .all(|h| fleet::injected(h) == 3))
+            .all(|v| *v == 3))
         .await,
         "both replicas inject v3: {:?}",
-        replicas
-            .iter()
-            .map(|h| fleet::injected(h))
-            .collect::<Vec<_>>()
+        fleet::versions(&replicas)
     );
-    let statuses = fleet::finish_load(&stop, load).await;
-    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed: {failed:?}",
-        failed.len(),
-        statuses.len()
-    );
-    let text = metrics(&a).await;
+    let statuses = load::finish_load(&stop, load).await;
+    load::assert_all_ok(&statuses);
+    let text = a.metrics_text().await;
     assert!(text.contains("spangate_state_store_up 1"), "{text}");
-    drop(replicas);
-    for h in [a, b] {
-        Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
-    }
+    drop((a, b));
+    fleet::stop_all(replicas).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,13 +129,7 @@ async fn fleet_replica_started_while_redis_is_down_serves_from_its_local_store_a
         .send_json(Some(&late.token("edge-prod")), "checkout")
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        late.upstream
-            .received()
-            .last()
-            .and_then(|r| r.header("lightstep-access-token")),
-        Some(SECOND)
-    );
+    assert_eq!(late.last_injected().as_deref(), Some(SECOND));
     assert_eq!(
         wait_status(&late, "degraded").await["fleet"]["state"],
         "degraded"
@@ -211,13 +164,7 @@ async fn fleet_replica_started_while_redis_is_down_serves_from_its_local_store_a
         .send_json(Some(&late.token("edge-prod")), "checkout")
         .await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        late.upstream
-            .received()
-            .last()
-            .and_then(|r| r.header("lightstep-access-token")),
-        Some(THIRD)
-    );
+    assert_eq!(late.last_injected().as_deref(), Some(THIRD));
     assert!(!LIGHTSTEP_TOKEN.is_empty());
     late.stop().await;
     other.stop().await;

@@ -5,13 +5,10 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
-use spangate::client::OutBody;
 
-use crate::common::{Harness, LIGHTSTEP_TOKEN, Options};
+use crate::common::{Harness, LIGHTSTEP_TOKEN, Options, vercel};
 
 /// Series Prometheus writes itself for every target (not in any exposition).
 const WRITTEN_BY_PROMETHEUS: &[&str] = &["up"];
@@ -231,6 +228,32 @@ fn sample_names(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The sample names each declared family may have (from its `# TYPE`
+/// line, OpenMetrics suffixes by type), plus the samples present: what a
+/// query may select even before the family has a series.
+fn declared_names(text: &str) -> BTreeSet<String> {
+    let mut out = sample_names(text);
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut it = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (it.next(), it.next()) else {
+            panic!("malformed TYPE line: {l}");
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "gauge" | "unknown" | "stateset" => &[""],
+            "info" => &["_info"],
+            "histogram" | "gaugehistogram" => &["_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            other => panic!("unknown metric type {other} in {l}"),
+        };
+        out.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+    }
+    out
+}
+
 /// The value of one exact series line (`name{labels}` as printed).
 fn series_value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -284,30 +307,6 @@ fn shipped_expressions() -> Vec<(String, String)> {
     out
 }
 
-async fn get(h: &Harness, url: &str, method: http::Method) -> (u16, String, String) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url)
-        .body(OutBody::new(Bytes::new()))
-        .unwrap();
-    let resp = h
-        .client
-        .send(req, Duration::from_secs(10), 4 << 20)
-        .await
-        .expect("metrics listener answered");
-    let ct = resp
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (
-        resp.status().as_u16(),
-        ct,
-        String::from_utf8_lossy(resp.body()).into_owned(),
-    )
-}
-
 async fn start() -> Harness {
     Harness::start_with(Options {
         top_extra: "metrics: { listen: 127.0.0.1:0 }".into(),
@@ -317,31 +316,67 @@ async fn start() -> Harness {
     .await
 }
 
-#[tokio::test]
-async fn every_metric_in_the_dashboard_and_alerts_is_served() {
-    let h = start().await;
-    let addr = h.app.metrics_addr.expect("metrics listener bound");
-    let (status, ct, text) = get(&h, &format!("http://{addr}/metrics"), http::Method::GET).await;
-    assert_eq!(status, 200, "{text}");
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    let served = sample_names(&text);
-    let exprs = shipped_expressions();
-    assert!(exprs.len() >= 40, "dashboard + alerts: {}", exprs.len());
+/// Every metric name a PromQL expression of the dashboard or the alerts
+/// selects is in `names` (or written by Prometheus itself); `what` names
+/// the set in the failure message.
+fn assert_queried_in(exprs: &[(String, String)], names: &BTreeSet<String>, what: &str) {
     let mut missing = Vec::new();
-    for (origin, expr) in &exprs {
-        let names = metric_names(expr);
-        assert!(!names.is_empty(), "{origin}: no metric in {expr}");
-        for n in names {
-            if !served.contains(&n) && !WRITTEN_BY_PROMETHEUS.contains(&n.as_str()) {
+    for (origin, expr) in exprs {
+        let selected = metric_names(expr);
+        assert!(!selected.is_empty(), "{origin}: no metric in {expr}");
+        for n in selected {
+            if !names.contains(&n) && !WRITTEN_BY_PROMETHEUS.contains(&n.as_str()) {
                 missing.push(format!("{origin}: {n}"));
             }
         }
     }
     assert!(
         missing.is_empty(),
-        "queried but not served:\n{}\nserved: {served:?}",
+        "queried but not {what}:\n{}\n{what}: {names:?}",
         missing.join("\n")
     );
+}
+
+/// The series of the deployment the dashboard test publishes for.
+const DASH_DEPLOYMENT: &str =
+    r#"spangate_deployment_batches_total{project="prj_checkout",deployment="dpl_dash"}"#;
+
+#[tokio::test]
+async fn every_metric_in_the_dashboard_and_alerts_is_served() {
+    // The Vercel preset, so that a Vercel-shaped batch links its deployment
+    // (the per-deployment series exist only once a deployment was seen).
+    let h = Harness::start_with(Options {
+        top_extra: "metrics: { listen: 127.0.0.1:0 }".into(),
+        upstream_extra: ", spool: { max_bytes: 1MiB, max_age: 1m }".into(),
+        ..vercel::preset_options()
+    })
+    .await;
+    let addr = h.app.metrics_addr.expect("metrics listener bound");
+    let url = format!("http://{addr}/metrics");
+    let exprs = shipped_expressions();
+    assert!(exprs.len() >= 40, "dashboard + alerts: {}", exprs.len());
+
+    // Before any traffic: every family the dashboard and the alerts query is
+    // declared (its HELP and TYPE lines), even those with no series yet.
+    let (status, ct, text) = h.fetch(&url, http::Method::GET).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    assert_eq!(
+        series_value(&text, DASH_DEPLOYMENT),
+        None,
+        "no deployment seen yet"
+    );
+    assert_queried_in(&exprs, &declared_names(&text), "declared before traffic");
+
+    // A real Vercel-shaped batch (an RS256 token with owner_id/project_id
+    // from the dev IdP, @vercel/otel's resource attributes): its deployment
+    // is linked, and then every queried name has samples.
+    let token = h.token("edge-prod");
+    let resp = vercel::send_edge(&h, &token, "checkout", "prj_checkout", "dpl_dash").await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    let (_, _, text) = h.fetch(&url, http::Method::GET).await;
+    assert_eq!(series_value(&text, DASH_DEPLOYMENT), Some(1.0), "{text}");
+    assert_queried_in(&exprs, &sample_names(&text), "served");
     h.stop().await;
 }
 
@@ -350,17 +385,17 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
     let h = start().await;
     let addr = h.app.metrics_addr.expect("metrics listener bound");
     let url = format!("http://{addr}/metrics");
-    let (status, _, text) = get(&h, &url, http::Method::GET).await;
+    let (status, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(status, 200);
 
     // Families with labels exist with zero values before any event.
     for series in [
-        r#"spangate_requests_total{endpoint="traces",decision="deny",reason="no_match",status="403"}"#,
-        r#"spangate_requests_total{endpoint="traces",decision="allow",reason="allowed",status="200"}"#,
-        r#"spangate_requests_total{endpoint="traces",decision="error",reason="overloaded",status="503"}"#,
-        r#"spangate_requests_total{endpoint="traces",decision="allow",reason="upstream_unavailable",status="502"}"#,
-        r#"spangate_requests_total{endpoint="-",decision="deny",reason="expired",status="401"}"#,
-        r#"spangate_requests_total{endpoint="-",decision="deny",reason="provider_unavailable",status="503"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="deny",reason="no_match",status="403"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="allow",reason="allowed",status="200"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="error",reason="overloaded",status="503"}"#,
+        r#"spangate_requests_total{endpoint="traces",signal="traces",decision="allow",reason="upstream_unavailable",status="502"}"#,
+        r#"spangate_requests_total{endpoint="-",signal="-",decision="deny",reason="expired",status="401"}"#,
+        r#"spangate_requests_total{endpoint="-",signal="-",decision="deny",reason="provider_unavailable",status="503"}"#,
         r#"spangate_spans_total{endpoint="traces",outcome="forwarded"}"#,
         r#"spangate_upstream_attempts_total{upstream="lightstep",outcome="timeout"}"#,
         r#"spangate_spool_batches_total{upstream="lightstep",outcome="expired"}"#,
@@ -429,11 +464,11 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
     let token = h.token("edge-prod");
     assert_eq!(h.send_json(Some(&token), "checkout").await.status(), 200);
     assert_eq!(h.send_json(None, "checkout").await.status(), 401);
-    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    let (_, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(
         series_value(
             &text,
-            r#"spangate_requests_total{endpoint="traces",decision="allow",reason="allowed",status="200"}"#
+            r#"spangate_requests_total{endpoint="traces",signal="traces",decision="allow",reason="allowed",status="200"}"#
         ),
         Some(1.0),
         "{text}"
@@ -441,7 +476,7 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
     assert_eq!(
         series_value(
             &text,
-            r#"spangate_requests_total{endpoint="-",decision="deny",reason="missing",status="401"}"#
+            r#"spangate_requests_total{endpoint="-",signal="-",decision="deny",reason="missing",status="401"}"#
         ),
         Some(1.0)
     );
@@ -455,16 +490,9 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
 
     // A reload through the admin API is counted.
     let admin = h.token("admin");
-    let (status, body) = h
-        .admin(
-            http::Method::POST,
-            "/admin/v1/policies/reload",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, body) = h.reload_policies(&admin).await;
     assert_eq!(status, 200, "{body}");
-    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    let (_, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(
         series_value(
             &text,
@@ -475,22 +503,19 @@ async fn metrics_listener_serves_zeros_process_and_build_metrics_without_a_token
     );
 
     // The listener serves nothing else, and only reads.
-    let (status, _, _) = get(
-        &h,
-        &format!("http://{addr}/admin/v1/status"),
-        http::Method::GET,
-    )
-    .await;
+    let (status, _, _) = h
+        .fetch(&format!("http://{addr}/admin/v1/status"), http::Method::GET)
+        .await;
     assert_eq!(status, 404);
-    let (status, _, _) = get(&h, &url, http::Method::POST).await;
+    let (status, _, _) = h.fetch(&url, http::Method::POST).await;
     assert_eq!(status, 405);
     // The admin listener's /metrics serves the same families.
-    let (status, _, admin_text) = get(
-        &h,
-        &format!("http://{}/metrics", h.app.admin_addr),
-        http::Method::GET,
-    )
-    .await;
+    let (status, _, admin_text) = h
+        .fetch(
+            &format!("http://{}/metrics", h.app.admin_addr),
+            http::Method::GET,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(sample_names(&admin_text), sample_names(&text));
     h.stop().await;
@@ -521,8 +546,8 @@ async fn endpoints_added_by_a_reload_get_their_zero_series() {
     })
     .await;
     let url = format!("http://{}/metrics", h.app.metrics_addr.unwrap());
-    let series = r#"spangate_requests_total{endpoint="extra",decision="deny",reason="no_match",status="403"}"#;
-    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    let series = r#"spangate_requests_total{endpoint="extra",signal="traces",decision="deny",reason="no_match",status="403"}"#;
+    let (_, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(series_value(&text, series), None);
     std::fs::write(
         h.dir.path().join("policies/extra.yaml"),
@@ -530,16 +555,9 @@ async fn endpoints_added_by_a_reload_get_their_zero_series() {
     )
     .unwrap();
     let admin = h.token("admin");
-    let (status, body) = h
-        .admin(
-            http::Method::POST,
-            "/admin/v1/policies/reload",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, body) = h.reload_policies(&admin).await;
     assert_eq!(status, 200, "{body}");
-    let (_, _, text) = get(&h, &url, http::Method::GET).await;
+    let (_, _, text) = h.fetch(&url, http::Method::GET).await;
     assert_eq!(series_value(&text, series), Some(0.0), "{text}");
     h.stop().await;
 }

@@ -4,20 +4,8 @@
 //! an invalid directory exits 1 with its file:line:column.
 
 use std::path::Path;
-use std::process::Command;
 
-fn spangate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_spangate"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run spangate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::cli::run_plain as spangate;
 
 /// A copy of the shipped policies (without the case directory), edited.
 fn policy_copy(root: &Path, name: &str, edit: impl Fn(String) -> String) -> String {
@@ -143,4 +131,115 @@ fn invalid_policy_exits_1_with_position() {
         err.contains("edge.yaml:") && err.contains("unknown role `nope`"),
         "{err}"
     );
+}
+
+/// `[(rule, [what, …]), …]`: the widening lines of a diff or a reload.
+type Widened = Vec<(String, Vec<String>)>;
+
+/// The `widens` changes of `policy diff --format json`, grouped by rule.
+fn cli_widened(json: &serde_json::Value) -> Widened {
+    let mut out: Widened = Vec::new();
+    for c in json["changes"].as_array().expect("changes") {
+        if c["effect"] != "widens" {
+            continue;
+        }
+        let (rule, what) = (c["rule"].as_str().unwrap(), c["what"].as_str().unwrap());
+        match out.last_mut() {
+            Some((r, w)) if r == rule => w.push(what.to_string()),
+            _ => out.push((rule.to_string(), vec![what.to_string()])),
+        }
+    }
+    out
+}
+
+/// A reload of the running proxy lists in its audit line exactly the
+/// widening the CLI prints for the same two directories (one comparison
+/// serves both).
+#[tokio::test]
+async fn reload_audit_lists_the_widening_policy_diff_prints() {
+    use crate::common::{Harness, Options};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let edit = |t: String| {
+        without_deny(t)
+            .replace(
+                "environment: [production, preview]",
+                "environment: [production, preview, development]",
+            )
+            .replace("max_spans_per_batch: 5000", "max_spans_per_batch: 10000")
+    };
+    let old = policy_copy(tmp.path(), "old", |t| t);
+    let new = policy_copy(tmp.path(), "new", edit);
+    let live = policy_copy(tmp.path(), "live", |t| t);
+
+    let (code, out, err) = spangate(&["policy", "diff", &old, &new, "--format", "json"]);
+    assert_eq!(code, 4, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let printed = cli_widened(&json);
+    let (_, text, _) = spangate(&["policy", "diff", &old, &new]);
+    for (rule, what) in &printed {
+        for w in what {
+            assert!(
+                text.contains(&format!("  {rule}\n")) && text.contains(&format!("widens   {w}")),
+                "{rule}: {w} in\n{text}"
+            );
+        }
+    }
+    let rules: Vec<&str> = printed.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "role[edge-publisher]",
+            "binding[edge-publishers]",
+            "deny[contractors]"
+        ],
+        "{printed:?}"
+    );
+
+    let h = Harness::start_with(Options {
+        policies_dir: Some(live.clone().into()),
+        ..Default::default()
+    })
+    .await;
+    // The new edge.yaml replaces the live one atomically (written outside
+    // the watched directory, then renamed in).
+    let staged = tmp.path().join("edge.yaml.new");
+    std::fs::copy(Path::new(&new).join("edge.yaml"), &staged).expect("stage");
+    std::fs::rename(&staged, Path::new(&live).join("edge.yaml")).expect("rename");
+    let admin = h.token("admin");
+    let (status, body) = h.reload_policies(&admin).await;
+    assert_eq!(status, 200, "{body}");
+    // The reload that installed the new set (the watcher's or the admin
+    // call's, whichever came first) carries the widening.
+    let line = h
+        .audit_lines()
+        .into_iter()
+        .find(|l| {
+            l["kind"] == "policy_reload"
+                && l["result"] == "ok"
+                && l["version"] == json["new_version"]
+        })
+        .expect("reload to the new version audited");
+    let audited: Widened = line["widened"]
+        .as_array()
+        .expect("widened listed")
+        .iter()
+        .map(|w| {
+            let what = w["what"].as_array().expect("what");
+            (
+                w["rule"].as_str().unwrap().to_string(),
+                what.iter()
+                    .map(|s| s.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(audited, printed, "{line}");
+    let changes: Vec<&str> = line["widened"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["change"].as_str())
+        .collect();
+    assert_eq!(changes, ["changed", "changed", "removed"], "{line}");
+    h.stop().await;
 }

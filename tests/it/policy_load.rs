@@ -510,3 +510,31 @@ fn deep_flow_nesting_is_refused_before_parsing() {
     assert!(err.contains("spangate.yaml:2:262"), "{err}");
     assert!(err.contains("nested deeper than 256"), "{err}");
 }
+
+#[test]
+fn endpoint_signal_defaults_from_the_path_and_must_agree_with_it() {
+    let dir = write(&[(
+        "e.yaml",
+        "endpoints:\n  t: { path: /v1/traces, upstream: ls }\n  m: { path: /v1/metrics, upstream: ls }\n  l: { path: /otlp/v1/logs, upstream: ls }\n  ls: { path: /traces/otlp/v0.9, upstream: ls }\n  custom: { path: /ingest/m, upstream: ls, signal: metrics }\n",
+    )]);
+    let set = PolicySet::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let sig = |p: &str| set.endpoint_by_path(p).expect(p).signal.as_str();
+    assert_eq!(sig("/v1/traces"), "traces");
+    assert_eq!(sig("/v1/metrics"), "metrics");
+    assert_eq!(sig("/otlp/v1/logs"), "logs");
+    assert_eq!(sig("/traces/otlp/v0.9"), "traces");
+    assert_eq!(sig("/ingest/m"), "metrics");
+
+    let (at, msg) = one(&[(
+        "e.yaml",
+        "endpoints:\n  m:\n    path: /v1/metrics\n    upstream: ls\n    signal: logs\n",
+    )]);
+    assert_eq!(at, "e.yaml:5:13");
+    assert!(msg.contains("standard metrics path"), "{msg}");
+    let (at, msg) = one(&[(
+        "e.yaml",
+        "endpoints:\n  m: { path: /x, upstream: ls, signal: spans }\n",
+    )]);
+    assert!(at.starts_with("e.yaml:2:"), "{at}");
+    assert!(msg.contains("unknown signal `spans`"), "{msg}");
+}

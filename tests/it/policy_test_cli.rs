@@ -3,20 +3,8 @@
 //! a malformed case file is refused with file:line:column.
 
 use std::path::Path;
-use std::process::Command;
 
-fn spangate(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_spangate"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run spangate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::cli::run_plain as spangate;
 
 #[test]
 fn shipped_cases_pass_against_shipped_policies() {

@@ -3,11 +3,10 @@
 //! ids on the resource kept only when the resource's project is the token's,
 //! tracked per project, exposed in the admin API and metrics).
 
-use std::time::Duration;
-
 use http::Method;
 use serde_json::json;
 
+use crate::common::vercel::{preset_options, send_edge};
 use crate::common::{Harness, Options, sha256_hex};
 
 const ADMIN_TOKEN: &str = "vercel-admin-bootstrap-7d1e";
@@ -64,8 +63,6 @@ async fn start() -> Harness {
     std::fs::write(&other_file, "other-drain-secret-55aa").expect("write secret");
     let h = Harness::start_with(Options {
         policies: Some(vec![("vercel.yaml", POLICY.to_string())]),
-        provider_extra: "    preset: vercel\n".into(),
-        idp_alg: spangate::dev::idp::DevKeyAlg::Rs256,
         admin_extra: format!("  bootstrap_token_sha256: {}\n", sha256_hex(ADMIN_TOKEN)),
         bootstrap_extra: format!(
             r#", drain-acme: {{ file: "{}" }}, drain-other: {{ file: "{}" }}"#,
@@ -73,7 +70,7 @@ async fn start() -> Harness {
             other_file.display()
         ),
         top_extra: "drains:\n  acme-prod: { secret: drain-acme }\n  other: { secret: drain-other }\ndeployments: { per_project: 2, max_projects: 10 }\n".into(),
-        ..Default::default()
+        ..preset_options()
     })
     .await;
     // Keep the secret files alive as long as the store may re-read them.
@@ -114,29 +111,6 @@ fn drain_batch(project: &str, deployment: &str) -> String {
     .to_string()
 }
 
-/// An OTLP/JSON batch shaped like @vercel/otel's resource.
-fn edge_batch(service: &str, project: &str, deployment: &str) -> String {
-    json!({"resourceSpans": [{
-        "resource": {"attributes": [
-            {"key": "service.name", "value": {"stringValue": service}},
-            {"key": "vercel.project_id", "value": {"stringValue": project}},
-            {"key": "deployment.id", "value": {"stringValue": deployment}},
-            {"key": "vercel.deployment_id", "value": {"stringValue": deployment}},
-            {"key": "vcs.ref.head.revision", "value": {"stringValue": "9f3c2a1b"}},
-            {"key": "vercel.sha", "value": {"stringValue": "9f3c2a1b"}},
-        ]},
-        "scopeSpans": [{"scope": {"name": "edge"}, "spans": [
-            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
-             "name": "GET /", "kind": 2,
-             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"},
-            {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175",
-             "name": "GET /a", "kind": 2,
-             "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"}
-        ]}]
-    }]})
-    .to_string()
-}
-
 async fn deliver(
     h: &Harness,
     query: &str,
@@ -154,6 +128,11 @@ async fn deliver(
         &headers,
     )
     .await
+}
+
+/// An admin GET of the deployments API with the bootstrap token.
+async fn deployments(h: &Harness, path: &str) -> (u16, serde_json::Value) {
+    h.admin(Method::GET, path, Some(ADMIN_TOKEN), None).await
 }
 
 fn upstream_text(h: &Harness) -> Vec<String> {
@@ -288,6 +267,41 @@ async fn drain_with_a_wrong_signature_is_refused() {
 }
 
 #[tokio::test]
+async fn drain_delivery_without_a_signature_is_unauthenticated() {
+    let h = start().await;
+    let body = drain_batch("prj_checkout", "dpl_1");
+    // Neither a signature nor a token: refused like any unauthenticated
+    // request, before the body is looked at.
+    let resp = h
+        .post(
+            &format!("{DRAIN_PATH}?drain=acme-prod"),
+            None,
+            "application/json",
+            body.clone(),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let a = h.last_audit();
+    assert_eq!(a["reason"], "missing", "{a}");
+    assert_eq!(a["decision"], "deny", "{a}");
+    // The header twice is malformed, even when one of them is right.
+    let sig = hmac_hex(DRAIN_SECRET, body.as_bytes());
+    let resp = deliver(
+        &h,
+        "?drain=acme-prod",
+        body,
+        &sig,
+        &[("x-vercel-signature", &sig)],
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(h.last_audit()["reason"], "drain_signature_malformed");
+    assert!(h.upstream.received().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn drain_for_a_project_it_may_not_publish_is_denied() {
     let h = start().await;
     let body = drain_batch("prj_someone_else", "dpl_x");
@@ -311,11 +325,10 @@ async fn drain_for_a_project_it_may_not_publish_is_denied() {
 async fn drain_secret_rotation_keeps_both_valid_during_grace() {
     let h = start().await;
     let (status, body) = h
-        .admin(
-            Method::POST,
-            "/admin/v1/secrets/drain-acme/rotate",
-            Some(ADMIN_TOKEN),
-            Some(json!({"value": DRAIN_SECRET_V2, "grace": "10m", "verify": false})),
+        .rotate(
+            "drain-acme",
+            ADMIN_TOKEN,
+            json!({"value": DRAIN_SECRET_V2, "grace": "10m", "verify": false}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -352,15 +365,7 @@ async fn deployment_ids_are_kept_only_for_the_tokens_project() {
     let h = start().await;
     let token = h.token("edge-prod");
     // The token's project (prj_checkout): deployment and commit kept, tracked.
-    let resp = h
-        .post(
-            "/v1/traces",
-            Some(&token),
-            "application/json",
-            edge_batch("checkout", "prj_checkout", "dpl_A"),
-            &[],
-        )
-        .await;
+    let resp = send_edge(&h, &token, "checkout", "prj_checkout", "dpl_A").await;
     assert_eq!(resp.status(), 200);
     let got = upstream_text(&h);
     assert!(got[0].contains("\"deployment.id\""), "{}", got[0]);
@@ -372,15 +377,7 @@ async fn deployment_ids_are_kept_only_for_the_tokens_project() {
 
     // Another project's id on the resource: the deployment attributes are
     // stripped, the audit says so, nothing is tracked for it.
-    let resp = h
-        .post(
-            "/v1/traces",
-            Some(&token),
-            "application/json",
-            edge_batch("checkout", "prj_other", "dpl_EVIL"),
-            &[],
-        )
-        .await;
+    let resp = send_edge(&h, &token, "checkout", "prj_other", "dpl_EVIL").await;
     assert_eq!(resp.status(), 200);
     let got = upstream_text(&h);
     assert!(!got[1].contains("dpl_EVIL"), "{}", got[1]);
@@ -395,25 +392,10 @@ async fn deployment_ids_are_kept_only_for_the_tokens_project() {
     assert!(a.get("deployments").is_none(), "{a}");
 
     // A denied batch of a linked deployment counts as denied.
-    let resp = h
-        .post(
-            "/v1/traces",
-            Some(&token),
-            "application/json",
-            edge_batch("billing", "prj_checkout", "dpl_A"),
-            &[],
-        )
-        .await;
+    let resp = send_edge(&h, &token, "billing", "prj_checkout", "dpl_A").await;
     assert_eq!(resp.status(), 403);
 
-    let (status, v) = h
-        .admin(
-            Method::GET,
-            "/admin/v1/deployments",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let (status, v) = deployments(&h, "/admin/v1/deployments").await;
     assert_eq!(status, 200, "{v}");
     let projects = v["projects"].as_array().expect("projects");
     assert_eq!(projects.len(), 1, "{v}");
@@ -439,15 +421,7 @@ async fn deployments_are_bounded_per_project_and_exported_as_metrics() {
     let h = start().await;
     let token = h.token("edge-prod");
     for dpl in ["dpl_1", "dpl_2", "dpl_3"] {
-        let resp = h
-            .post(
-                "/v1/traces",
-                Some(&token),
-                "application/json",
-                edge_batch("checkout", "prj_checkout", dpl),
-                &[],
-            )
-            .await;
+        let resp = send_edge(&h, &token, "checkout", "prj_checkout", dpl).await;
         assert_eq!(resp.status(), 200);
     }
     // Drain deliveries link too (their project was checked by policy).
@@ -460,14 +434,7 @@ async fn deployments_are_bounded_per_project_and_exported_as_metrics() {
         200
     );
 
-    let (status, v) = h
-        .admin(
-            Method::GET,
-            "/admin/v1/deployments/prj_checkout",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let (status, v) = deployments(&h, "/admin/v1/deployments/prj_checkout").await;
     assert_eq!(status, 200, "{v}");
     let ids: Vec<&str> = v["projects"][0]["deployments"]
         .as_array()
@@ -476,28 +443,10 @@ async fn deployments_are_bounded_per_project_and_exported_as_metrics() {
         .filter_map(|d| d["deployment"].as_str())
         .collect();
     assert_eq!(ids, ["dpl_3", "dpl_2"], "per_project: 2 keeps the newest");
-    let (status, _) = h
-        .admin(
-            Method::GET,
-            "/admin/v1/deployments/prj_unknown",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let (status, _) = deployments(&h, "/admin/v1/deployments/prj_unknown").await;
     assert_eq!(status, 404);
 
-    let resp = h
-        .client
-        .send(
-            http::Request::get(format!("http://{}/metrics", h.app.admin_addr))
-                .body(spangate::client::OutBody::new(bytes::Bytes::new()))
-                .unwrap(),
-            Duration::from_secs(10),
-            4 << 20,
-        )
-        .await
-        .expect("metrics");
-    let text = String::from_utf8_lossy(resp.body()).into_owned();
+    let text = h.metrics_text().await;
     assert!(
         text.contains(
             r#"spangate_deployment_first_seen_timestamp_seconds{project="prj_checkout",deployment="dpl_3"}"#
@@ -551,15 +500,7 @@ async fn rate_limited_batches_count_as_denied_for_their_deployment() {
     // One batch per second: back-to-back batches meet a 429 (bounded tries).
     let (mut ok, mut limited) = (0u64, 0u64);
     for _ in 0..5 {
-        let resp = h
-            .post(
-                "/v1/traces",
-                Some(&token),
-                "application/json",
-                edge_batch("limited", "prj_limited", "dpl_L"),
-                &[],
-            )
-            .await;
+        let resp = send_edge(&h, &token, "limited", "prj_limited", "dpl_L").await;
         match resp.status().as_u16() {
             200 => ok += 1,
             429 => limited += 1,
@@ -570,14 +511,7 @@ async fn rate_limited_batches_count_as_denied_for_their_deployment() {
         }
     }
     assert!(limited > 0 && ok > 0, "ok {ok}, limited {limited}");
-    let (status, v) = h
-        .admin(
-            Method::GET,
-            "/admin/v1/deployments/prj_limited",
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
+    let (status, v) = deployments(&h, "/admin/v1/deployments/prj_limited").await;
     assert_eq!(status, 200, "{v}");
     let d = &v["projects"][0]["deployments"][0];
     assert_eq!(d["batches"], ok, "{v}");
@@ -590,15 +524,7 @@ async fn rate_limited_batches_count_as_denied_for_their_deployment() {
 async fn deployments_cli_renders_the_admin_answer() {
     let h = start().await;
     let token = h.token("edge-prod");
-    let resp = h
-        .post(
-            "/v1/traces",
-            Some(&token),
-            "application/json",
-            edge_batch("checkout", "prj_checkout", "dpl_cli"),
-            &[],
-        )
-        .await;
+    let resp = send_edge(&h, &token, "checkout", "prj_checkout", "dpl_cli").await;
     assert_eq!(resp.status(), 200);
     let admin = format!("http://{}", h.app.admin_addr);
     let secret = || Some(spangate::secrets::Secret::new(ADMIN_TOKEN.to_string()));

@@ -893,3 +893,64 @@ proptest! {
         prop_assert_eq!(oracle::compare(Signal::Logs, &raw, &e), Ok(()));
     }
 }
+
+/// The deployment link's per-resource strip: only the named resource's
+/// attributes go, item attributes and other resources are untouched, and the
+/// body changes even with nothing else to do.
+#[test]
+fn splice_with_strips_resource_keys_of_one_resource_only() {
+    let mut req = metrics();
+    for (i, rm) in req.resource_metrics.iter_mut().enumerate() {
+        if let Some(r) = rm.resource.as_mut() {
+            r.attributes
+                .push(kv("deployment.id", s(&format!("dpl_{i}"))));
+        }
+    }
+    let raw = body(&req);
+    let sc = scan(Signal::Metrics, raw).expect("scan");
+    let strip = vec![Vec::new(), vec!["deployment.id".to_string()]];
+    let out = sc
+        .splice_with(&[true, true], &[], &[], &strip)
+        .expect("splice");
+    assert!(out.outcome.changed);
+    assert_eq!(out.outcome.stripped_attributes, 0);
+    let got = ExportMetricsServiceRequest::decode(out.body.clone()).expect("valid protobuf");
+    let keys = |i: usize| -> Vec<String> {
+        got.resource_metrics[i]
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.iter().map(|a| a.key.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(keys(0), ["service.name", "deployment.id"]);
+    assert_eq!(keys(1), ["service.name"]);
+    // Everything else is as received: only resource 1 lost one attribute.
+    let mut expected = req.clone();
+    if let Some(r) = expected.resource_metrics[1].resource.as_mut() {
+        r.attributes.retain(|a| a.key != "deployment.id");
+    }
+    assert_eq!(got, expected);
+
+    // Logs, combined with a stamp and a dropped resource elsewhere.
+    let mut req = logs();
+    if let Some(r) = req.resource_logs[0].resource.as_mut() {
+        r.attributes.push(kv("vcs.ref.head.revision", s("abc")));
+    }
+    let sc = scan(Signal::Logs, body(&req)).expect("scan");
+    let out = sc
+        .splice_with(
+            &[true],
+            &[("spangate.subject".into(), "me".into())],
+            &[],
+            &[vec!["vcs.ref.head.revision".into()]],
+        )
+        .expect("splice");
+    let got = ExportLogsServiceRequest::decode(out.body).expect("valid protobuf");
+    let attrs = &got.resource_logs[0].resource.as_ref().unwrap().attributes;
+    assert!(attrs.iter().all(|a| a.key != "vcs.ref.head.revision"));
+    assert!(attrs.iter().any(|a| a.key == "spangate.subject"));
+    assert_eq!(
+        got.resource_logs[0].scope_logs,
+        req.resource_logs[0].scope_logs
+    );
+}

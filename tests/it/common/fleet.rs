@@ -4,13 +4,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use http::Method;
 use serde_json::{Value, json};
 
+pub use super::wait_until;
 use super::{Harness, Options, sha256_hex};
 
 pub const ADMIN_TOKEN: &str = "fleet-admin-5d1c9e";
@@ -33,7 +33,23 @@ pub struct Replica<'a> {
     pub extra_admin: &'a str,
 }
 
-impl Replica<'_> {
+impl<'a> Replica<'a> {
+    /// Replica `id` of the fleet at `redis_url` under `prefix`: reconcile
+    /// hourly (only pub/sub converges within a test), the shipped policies
+    /// unthrottled, no extra config.
+    pub fn new(id: &'a str, redis_url: &'a str, dir: &'a Path, prefix: &'a str) -> Self {
+        Replica {
+            id,
+            redis_url,
+            dir,
+            prefix,
+            reconcile: "1h",
+            policies: None,
+            extra_redis: "",
+            extra_admin: "",
+        }
+    }
+
     pub async fn start(self) -> Harness {
         let key_file = self.dir.join("state.key");
         if !key_file.exists() {
@@ -84,18 +100,52 @@ pub fn injected(h: &Harness) -> u64 {
         .map_or(0, |c| c.version)
 }
 
-/// Wait (bounded by `limit`) until `cond` holds; returns whether it did.
-pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Start one replica per id (`replica` builds each), in order.
+pub async fn start_all<'a>(
+    ids: &[&'a str],
+    replica: impl Fn(&'a str) -> Replica<'a>,
+) -> Vec<Arc<Harness>> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(Arc::new(replica(id).start().await));
     }
+    out
+}
+
+/// Stop every replica (the caller holds the only reference).
+pub async fn stop_all(replicas: Vec<Arc<Harness>>) {
+    for h in replicas {
+        Arc::try_unwrap(h).ok().expect("sole owner").stop().await;
+    }
+}
+
+/// The version of `lightstep-prod` each replica injects now.
+pub fn versions(replicas: &[Arc<Harness>]) -> Vec<u64> {
+    replicas.iter().map(|h| injected(h)).collect()
+}
+
+/// Wait (bounded: 10 s) until every replica's fleet state satisfies `cond`
+/// (e.g. `Fleet::is_up`); returns whether it did.
+pub async fn wait_fleet<H: std::ops::Deref<Target = Harness>>(
+    replicas: &[H],
+    cond: impl Fn(&spangate::state::Fleet) -> bool,
+) -> bool {
+    wait_until(Duration::from_secs(10), || {
+        replicas
+            .iter()
+            .all(|h| h.app.shared.fleet.as_deref().is_some_and(&cond))
+    })
+    .await
+}
+
+/// Poll a replica's status (bounded: 10 s) until `cond` holds; that status.
+pub async fn wait_status(h: &Harness, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    super::poll(Duration::from_secs(10), async || {
+        let st = status(h).await;
+        cond(&st).then_some(st)
+    })
+    .await
+    .unwrap_or_else(|| panic!("status never showed {what}"))
 }
 
 /// GET the admin status of a replica.
@@ -109,73 +159,10 @@ pub async fn status(h: &Harness) -> Value {
 
 /// Rotate `lightstep-prod` through a replica's admin API.
 pub async fn rotate(h: &Harness, value: &str) -> (u16, Value) {
-    h.admin(
-        Method::POST,
-        "/admin/v1/secrets/lightstep-prod/rotate",
-        Some(ADMIN_TOKEN),
-        Some(json!({"value": value, "grace": "1m", "verify": false})),
+    h.rotate(
+        "lightstep-prod",
+        ADMIN_TOKEN,
+        json!({"value": value, "grace": "1m", "verify": false}),
     )
     .await
-}
-
-/// Send batches from `workers` tasks per replica until `stop`; every status.
-pub fn spawn_load(
-    replicas: &[Arc<Harness>],
-    stop: &Arc<AtomicBool>,
-    workers: usize,
-) -> Vec<tokio::task::JoinHandle<Vec<u16>>> {
-    let mut out = Vec::new();
-    for h in replicas {
-        for _ in 0..workers {
-            let h = h.clone();
-            let stop = stop.clone();
-            out.push(tokio::spawn(async move {
-                let token = h.token("edge-prod");
-                let mut statuses = Vec::new();
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !stop.load(Ordering::Relaxed)
-                    && statuses.len() < 5000
-                    && Instant::now() < deadline
-                {
-                    statuses.push(
-                        h.send_json(Some(&token), "checkout")
-                            .await
-                            .status()
-                            .as_u16(),
-                    );
-                }
-                statuses
-            }));
-        }
-    }
-    out
-}
-
-/// Stop the load and collect every status.
-pub async fn finish_load(
-    stop: &Arc<AtomicBool>,
-    load: Vec<tokio::task::JoinHandle<Vec<u16>>>,
-) -> Vec<u16> {
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for t in load {
-        all.extend(t.await.unwrap());
-    }
-    all
-}
-
-/// Wait (bounded) until every replica's upstream has seen `n` more requests.
-pub async fn wait_for_traffic(replicas: &[Arc<Harness>], n: usize) {
-    let start: Vec<usize> = replicas
-        .iter()
-        .map(|h| h.upstream.received().len())
-        .collect();
-    let ok = wait_until(Duration::from_secs(20), || {
-        replicas
-            .iter()
-            .zip(&start)
-            .all(|(h, s)| h.upstream.received().len() >= s + n)
-    })
-    .await;
-    assert!(ok, "traffic did not flow through every replica");
 }

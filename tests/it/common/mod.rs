@@ -2,11 +2,14 @@
 //! a recording upstream, all on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fleet;
+pub mod load;
 pub mod redis;
+pub mod vercel;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -340,6 +343,13 @@ impl Harness {
 /// The shipped policies with the demo rate limit raised out of the way, for
 /// tests that send load (the limiter stays in the path).
 pub fn shipped_policies_unthrottled() -> Vec<(&'static str, String)> {
+    shipped_policies_with_rate(
+        "rate: { requests_per_second: 1000000, spans_per_second: 1000000000, burst: 2 }",
+    )
+}
+
+/// The shipped policies with every `rate:` line replaced by `rate`.
+pub fn shipped_policies_with_rate(rate: &str) -> Vec<(&'static str, String)> {
     ["endpoints.yaml", "edge.yaml"]
         .into_iter()
         .map(|name| {
@@ -348,9 +358,9 @@ pub fn shipped_policies_unthrottled() -> Vec<(&'static str, String)> {
                 .lines()
                 .map(|l| {
                     if l.trim_start().starts_with("rate:") {
-                        "      rate: { requests_per_second: 1000000, spans_per_second: 1000000000, burst: 2 }"
+                        format!("      {rate}")
                     } else {
-                        l
+                        l.to_string()
                     }
                 })
                 .collect::<Vec<_>>()
@@ -358,4 +368,99 @@ pub fn shipped_policies_unthrottled() -> Vec<(&'static str, String)> {
             (name, text)
         })
         .collect()
+}
+
+impl Harness {
+    /// GET or otherwise call `url` with no body: status, content type, body text.
+    pub async fn fetch(&self, url: &str, method: http::Method) -> (u16, String, String) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .body(OutBody::new(Bytes::new()))
+            .unwrap();
+        let resp = self
+            .client
+            .send(req, Duration::from_secs(10), 4 << 20)
+            .await
+            .expect("listener answered");
+        let ct = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (
+            resp.status().as_u16(),
+            ct,
+            String::from_utf8_lossy(resp.body()).into_owned(),
+        )
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.app.admin_addr);
+        let (status, _, text) = self.fetch(&url, http::Method::GET).await;
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+
+    /// The credential header (`lightstep-access-token`) of the last request
+    /// the upstream received.
+    pub fn last_injected(&self) -> Option<String> {
+        self.upstream
+            .received()
+            .last()
+            .and_then(|r| r.header("lightstep-access-token").map(str::to_string))
+    }
+
+    /// Ask the admin API to reload the policy directory.
+    pub async fn reload_policies(&self, admin_token: &str) -> (u16, Value) {
+        self.admin(
+            http::Method::POST,
+            "/admin/v1/policies/reload",
+            Some(admin_token),
+            None,
+        )
+        .await
+    }
+
+    /// Rotate the credential `name` through the admin API with `body`.
+    pub async fn rotate(&self, name: &str, admin_token: &str, body: Value) -> (u16, Value) {
+        self.admin(
+            http::Method::POST,
+            &format!("/admin/v1/secrets/{name}/rotate"),
+            Some(admin_token),
+            Some(body),
+        )
+        .await
+    }
+}
+
+/// Wait (bounded by `limit`) until `cond` holds; returns whether it did.
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Poll `probe` (an async check, e.g. an admin call) every 25 ms, bounded by
+/// `limit`, until it yields a value.
+pub async fn poll<T>(limit: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
