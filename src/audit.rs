@@ -20,8 +20,8 @@ pub const QUEUE_LINES: usize = 16 * 1024;
 /// mutex (tests read lines right after a response). [`Audit::background`]
 /// (what `serve` uses for stdout and files) hands each serialized line to a
 /// dedicated writer thread through a bounded queue, so the request task never
-/// waits on the write syscall; the thread writes whatever has queued up in
-/// one `write` and flushes when the queue is empty. When the queue is full the
+/// waits on the write syscall; the thread wakes at most once per [`LINGER`]
+/// under load and writes whatever has queued up in one `write`. When the queue is full the
 /// emitting task writes the line itself, so no line is ever dropped for lack
 /// of room; only a failing writer loses lines, and those are counted.
 /// [`Audit::flush`] waits until every line emitted so far is written (shutdown
@@ -226,12 +226,23 @@ fn write_lines(sink: &mut dyn Write, bytes: &[u8], lines: u64, stats: &Counters)
     }
 }
 
-/// The writer thread: take what has queued up, write it in one go, flush
-/// when the queue is empty; exits when every `Audit` handle is gone.
+/// How long the writer thread lets lines gather after it wakes up. Waking the
+/// thread per line costs a context switch (and a futex wake on the request
+/// path) per request; lingering turns that into one wake-up per interval under
+/// load. A line waits at most this long before its `write` (a `flush` request
+/// skips the wait).
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The writer thread: wait for a line, let more gather for [`LINGER`], take
+/// what has queued up, write it in one go; exits when every `Audit` handle is
+/// gone. While it sleeps, senders enqueue without waking anyone.
 fn writer_loop(rx: mpsc::Receiver<Msg>, sink: &Mutex<Box<dyn Write + Send>>, stats: &Counters) {
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut acks = Vec::new();
     while let Ok(first) = rx.recv() {
+        if matches!(first, Msg::Line(_)) {
+            std::thread::sleep(LINGER);
+        }
         let mut lines = 0u64;
         let mut next = Some(first);
         while let Some(msg) = next {

@@ -594,6 +594,21 @@ impl Identity {
         verify::authenticate(self, token).await
     }
 
+    /// [`Identity::authenticate`] for the request path: hashes the token
+    /// once and returns its fingerprint too (for the audit line, whatever
+    /// the outcome).
+    pub(crate) async fn authenticate_with_fingerprint(
+        &self,
+        token: &str,
+    ) -> (String, Result<Principal, AuthError>) {
+        let hash = cache::token_hash(token);
+        let fp = crate::fingerprint_of_sha256(&hash);
+        (
+            fp,
+            verify::authenticate_hashed(self, token, Some(hash)).await,
+        )
+    }
+
     /// Each provider's state.
     pub fn status(&self) -> Vec<ProviderStatus> {
         self.providers.iter().map(|p| p.status()).collect()

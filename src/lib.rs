@@ -35,10 +35,19 @@ pub mod state;
 /// 12 hex digits of its SHA-256. Safe to log.
 pub fn fingerprint(value: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value);
-    digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    fingerprint_of_sha256(digest.as_ref())
+}
+
+/// [`fingerprint`] of a value whose SHA-256 is already known (the request
+/// path hashes a token once, for the verified-token cache and the audit line).
+pub fn fingerprint_of_sha256(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(12);
+    for b in digest.iter().take(6) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Install the process-wide rustls crypto provider (aws-lc-rs, the same one

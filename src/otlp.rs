@@ -80,11 +80,14 @@ pub enum Encoding {
 impl Encoding {
     /// From a `Content-Type` header value; `None` = unsupported (415).
     pub fn from_content_type(ct: Option<&str>) -> Option<Encoding> {
-        let ct = ct?.split(';').next()?.trim().to_ascii_lowercase();
-        match ct.as_str() {
-            "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
-            "application/json" => Some(Encoding::Json),
-            _ => None,
+        let ct = ct?.split(';').next()?.trim();
+        let is = |name: &str| ct.eq_ignore_ascii_case(name);
+        if is("application/x-protobuf") || is("application/protobuf") {
+            Some(Encoding::Protobuf)
+        } else if is("application/json") {
+            Some(Encoding::Json)
+        } else {
+            None
         }
     }
 

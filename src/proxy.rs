@@ -176,12 +176,9 @@ where
         None
     } else {
         let token = bearer_token(&parts.headers).map_err(ProxyError::Auth)?;
-        rec.token_fp = Some(crate::fingerprint(token.as_bytes()));
-        let principal = shared
-            .identity
-            .authenticate(token)
-            .await
-            .map_err(ProxyError::Auth)?;
+        let (fp, principal) = shared.identity.authenticate_with_fingerprint(token).await;
+        rec.token_fp = Some(fp);
+        let principal = principal.map_err(ProxyError::Auth)?;
         rec.provider = Some(principal.provider.clone());
         rec.subject = Some(principal.subject.clone());
         Some(principal)

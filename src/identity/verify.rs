@@ -12,7 +12,7 @@ use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use super::cache::{CachedToken, token_hash};
+use super::cache::{CachedToken, TokenHash, token_hash};
 use super::keys::MAX_KID_LEN;
 use super::presets::normalise_typ;
 use super::provider::{ProviderSpec, Refetch};
@@ -95,8 +95,19 @@ fn names_jwt(v: &Value) -> bool {
 
 /// The whole authentication of one bearer token.
 pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal, AuthError> {
+    authenticate_hashed(id, token, None).await
+}
+
+/// [`authenticate`] with the SHA-256 of `token` already computed by the
+/// caller (ignored, and recomputed, if `token` has whitespace to trim).
+pub(crate) async fn authenticate_hashed(
+    id: &Identity,
+    token: &str,
+    hash: Option<TokenHash>,
+) -> Result<Principal, AuthError> {
     // Optional whitespace around the token (RFC 9110 OWS) is not part of it;
     // Unicode whitespace is not trimmed (and makes the token malformed).
+    let untrimmed = token.len();
     let token = token.trim_ascii();
     if token.is_empty() {
         return Err(AuthError::Missing);
@@ -105,7 +116,10 @@ pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal
     if token.len() > id.max_token_bytes {
         return Err(AuthError::TooLarge);
     }
-    let hash = token_hash(token);
+    let hash = match hash {
+        Some(h) if token.len() == untrimmed => h,
+        _ => token_hash(token),
+    };
     if let Some(hit) = id.cache.get(&hash) {
         if let Some(p) = id.providers.get(hit.provider) {
             if hit.exp.saturating_add(hit.leeway) < now_secs() {
