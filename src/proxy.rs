@@ -490,6 +490,7 @@ where
     )
     .await;
     rec.upstream_attempts = result.attempts;
+    rec.upstream_pieces = (result.pieces > 1).then_some(result.pieces);
     rec.credential_fallback = result.used_previous;
     if result.used_previous {
         shared.metrics.credential_fallbacks.inc();
@@ -505,6 +506,7 @@ where
         let upstream_said = match &result.outcome {
             Ok(a) => {
                 rec.upstream_status = Some(a.status.as_u16());
+                rec.upstream_grpc_status = a.grpc_status;
                 format!("upstream answered {}", a.status.as_u16())
             }
             Err(e) => e.to_string(),
@@ -525,6 +527,7 @@ where
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());
+    rec.upstream_grpc_status = answer.grpc_status;
     let label = |outcome| SpanLabels {
         endpoint: endpoint.name.clone(),
         outcome,
