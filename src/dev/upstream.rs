@@ -11,14 +11,11 @@ use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
-use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -247,32 +244,9 @@ async fn serve(
     }
 }
 
-/// Response body of the recording upstream: at most one data frame, then
-/// trailers (gRPC status) when there are any.
-#[derive(Debug, Default)]
-pub struct UpBody {
-    data: Option<Bytes>,
-    trailers: Option<HeaderMap>,
-}
-
-impl http_body::Body for UpBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(d) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(d))));
-        }
-        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.trailers.is_none()
-    }
-}
+/// Response body of the recording upstream: the gRPC listener's (at most
+/// one data frame, then trailers when there are any).
+pub type UpBody = crate::proxy::grpc::GrpcBody;
 
 /// The behaviour for this request (a `Times` counts down).
 fn next_behavior(state: &State) -> Behavior {
@@ -434,10 +408,7 @@ async fn handle_grpc(state: &State, req: Request<Incoming>) -> Response<UpBody> 
     let answer = |msg: &[u8]| {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
-        let mut resp = Response::new(UpBody {
-            data: Some(grpc::frame(msg, false)),
-            trailers: Some(trailers),
-        });
+        let mut resp = Response::new(UpBody::new(grpc::frame(msg, false), Some(trailers)));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(grpc::CONTENT_TYPE),
@@ -493,10 +464,7 @@ fn grpc_status(code: i32, message: &str, retry_delay: Option<Duration>) -> Respo
 }
 
 fn reply(status: StatusCode, content_type: Option<&str>, body: Bytes) -> Response<UpBody> {
-    let mut resp = Response::new(UpBody {
-        data: (!body.is_empty()).then_some(body),
-        trailers: None,
-    });
+    let mut resp = Response::new(UpBody::new(body, None));
     *resp.status_mut() = status;
     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
         resp.headers_mut().insert(header::CONTENT_TYPE, ct);

@@ -210,12 +210,23 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Response body of the gRPC listener: at most one data frame, then
-/// trailers (none for a trailers-only error answer).
+/// Response body of the gRPC listener (and of the dev recording upstream):
+/// at most one data frame, then trailers (none for a trailers-only error
+/// answer, or a plain HTTP answer).
 #[derive(Debug, Default)]
 pub struct GrpcBody {
     data: Option<Bytes>,
     trailers: Option<HeaderMap>,
+}
+
+impl GrpcBody {
+    /// A body of `data` (none when empty) followed by `trailers`.
+    pub fn new(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        GrpcBody {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+        }
+    }
 }
 
 impl From<Bytes> for GrpcBody {
