@@ -82,15 +82,10 @@ pub struct ErrorResponse {
 }
 
 // google.rpc.Code values used below.
-const UNAUTHENTICATED: i32 = 16;
-const PERMISSION_DENIED: i32 = 7;
-const NOT_FOUND: i32 = 5;
-const INVALID_ARGUMENT: i32 = 3;
-const RESOURCE_EXHAUSTED: i32 = 8;
-const UNAVAILABLE: i32 = 14;
-const DEADLINE_EXCEEDED: i32 = 4;
-const UNIMPLEMENTED: i32 = 12;
-const CANCELLED: i32 = 1;
+use crate::otlp::code::{
+    CANCELLED, DEADLINE_EXCEEDED, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
+    RESOURCE_EXHAUSTED, UNAUTHENTICATED, UNAVAILABLE, UNIMPLEMENTED,
+};
 
 /// Retry-After for 5xx answers that are our own operational problems.
 const OPERATOR_RETRY_AFTER: Duration = Duration::from_secs(5);

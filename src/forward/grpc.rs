@@ -44,15 +44,6 @@ pub const CONTENT_TYPE: &str = "application/grpc";
 /// Largest decompressed answer message read back.
 const MAX_ANSWER_MESSAGE: usize = 1 << 20;
 
-// The remaining `google.rpc.Code` values (`otlp::code` has the others).
-const UNKNOWN: i32 = 2;
-const DEADLINE_EXCEEDED: i32 = 4;
-const FAILED_PRECONDITION: i32 = 9;
-const ABORTED: i32 = 10;
-const OUT_OF_RANGE: i32 = 11;
-const UNIMPLEMENTED: i32 = 12;
-const DATA_LOSS: i32 = 15;
-
 /// Longest RetryInfo delay honoured (a longer one is capped).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
@@ -210,16 +201,18 @@ pub fn answer(resp: http::Response<Bytes>, trailers: Option<&HeaderMap>) -> Answ
 pub fn http_of_code(code: i32, retry_info: bool) -> StatusCode {
     match code {
         code::OK => StatusCode::OK,
-        code::CANCELLED | ABORTED | OUT_OF_RANGE | code::UNAVAILABLE | DATA_LOSS => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        DEADLINE_EXCEEDED => StatusCode::GATEWAY_TIMEOUT,
+        code::CANCELLED
+        | code::ABORTED
+        | code::OUT_OF_RANGE
+        | code::UNAVAILABLE
+        | code::DATA_LOSS => StatusCode::SERVICE_UNAVAILABLE,
+        code::DEADLINE_EXCEEDED => StatusCode::GATEWAY_TIMEOUT,
         code::RESOURCE_EXHAUSTED if retry_info => StatusCode::TOO_MANY_REQUESTS,
         code::RESOURCE_EXHAUSTED => StatusCode::PAYLOAD_TOO_LARGE,
         code::UNAUTHENTICATED => StatusCode::UNAUTHORIZED,
         code::PERMISSION_DENIED => StatusCode::FORBIDDEN,
-        code::INVALID_ARGUMENT | FAILED_PRECONDITION => StatusCode::BAD_REQUEST,
-        code::NOT_FOUND | UNIMPLEMENTED => StatusCode::NOT_FOUND,
+        code::INVALID_ARGUMENT | code::FAILED_PRECONDITION => StatusCode::BAD_REQUEST,
+        code::NOT_FOUND | code::UNIMPLEMENTED => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -231,11 +224,11 @@ pub fn code_of_http(status: StatusCode) -> i32 {
         400 => code::INVALID_ARGUMENT,
         401 => code::UNAUTHENTICATED,
         403 => code::PERMISSION_DENIED,
-        404 => UNIMPLEMENTED,
+        404 => code::UNIMPLEMENTED,
         413 | 429 => code::RESOURCE_EXHAUSTED,
         502..=504 => code::UNAVAILABLE,
         500 => code::INTERNAL,
-        _ => UNKNOWN,
+        _ => code::UNKNOWN,
     }
 }
 
@@ -355,7 +348,12 @@ mod tests {
     #[test]
     fn status_codes_map_to_retry_semantics() {
         use crate::forward::retryable;
-        for c in [code::UNAVAILABLE, code::CANCELLED, ABORTED, DATA_LOSS] {
+        for c in [
+            code::UNAVAILABLE,
+            code::CANCELLED,
+            code::ABORTED,
+            code::DATA_LOSS,
+        ] {
             assert!(retryable(http_of_code(c, false)), "{c}");
         }
         assert!(retryable(http_of_code(code::RESOURCE_EXHAUSTED, true)));
@@ -371,8 +369,8 @@ mod tests {
         for c in [
             code::INVALID_ARGUMENT,
             code::INTERNAL,
-            UNIMPLEMENTED,
-            UNKNOWN,
+            code::UNIMPLEMENTED,
+            code::UNKNOWN,
         ] {
             assert!(!retryable(http_of_code(c, false)), "{c}");
         }

@@ -17,18 +17,32 @@ pub mod code {
     pub const OK: i32 = 0;
     /// The caller cancelled (client went away).
     pub const CANCELLED: i32 = 1;
+    /// Unknown error (an upstream's unmapped failure).
+    pub const UNKNOWN: i32 = 2;
     /// The request is malformed (HTTP 400).
     pub const INVALID_ARGUMENT: i32 = 3;
+    /// The deadline passed (HTTP 504).
+    pub const DEADLINE_EXCEEDED: i32 = 4;
     /// Nothing routes here (HTTP 404).
     pub const NOT_FOUND: i32 = 5;
     /// Authenticated but not allowed (HTTP 403).
     pub const PERMISSION_DENIED: i32 = 7;
     /// Rate limited or too large (HTTP 429, 413).
     pub const RESOURCE_EXHAUSTED: i32 = 8;
+    /// The system is not in a state for the call.
+    pub const FAILED_PRECONDITION: i32 = 9;
+    /// Aborted (concurrency conflict).
+    pub const ABORTED: i32 = 10;
+    /// Out of the valid range.
+    pub const OUT_OF_RANGE: i32 = 11;
+    /// No such method or service.
+    pub const UNIMPLEMENTED: i32 = 12;
     /// Unexpected server failure (HTTP 500).
     pub const INTERNAL: i32 = 13;
     /// Upstream unavailable (HTTP 502/503/504).
     pub const UNAVAILABLE: i32 = 14;
+    /// Unrecoverable data loss.
+    pub const DATA_LOSS: i32 = 15;
     /// No or invalid credentials (HTTP 401).
     pub const UNAUTHENTICATED: i32 = 16;
 }
