@@ -167,8 +167,10 @@ async fn failover(how: Failover) {
         let mut st = serde_json::Value::Null;
         let found = common::wait_until(Duration::from_secs(10), || {
             let f = h.app.shared.fleet.as_ref().expect("fleet");
+            // The snapshot is taken after the checks, so it is as new as they.
+            let up = f.is_up() && fleet::injected(h) == 1;
             st = f.status();
-            f.is_up() && fleet::injected(h) == 1
+            up && st["node"] == master_addr.as_str()
         })
         .await;
         assert!(found, "replica did not reach the master: {st}");
