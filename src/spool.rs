@@ -78,6 +78,10 @@ pub struct Spooled {
     pub encoding: Encoding,
     /// Send `Content-Encoding: gzip` (compressed at delivery).
     pub gzip: bool,
+    /// The OTLP signal, which picks the upstream's target (`/v1/metrics`
+    /// ...). None only for records of format 1, written before it was
+    /// stored: delivery then looks it up by endpoint name in the policy.
+    pub signal: Option<crate::otlp::Signal>,
     pub user_agent: Option<HeaderValue>,
     /// Credential *name*: the value is read at delivery time.
     pub credential: String,
@@ -383,6 +387,8 @@ struct SpoolAudit<'a> {
     kind: &'static str,
     request_id: &'a str,
     endpoint: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'static str>,
     upstream: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<&'a str>,
@@ -427,6 +433,7 @@ impl Inner {
             kind: "spool",
             request_id: &item.request_id,
             endpoint: &item.endpoint,
+            signal: item.signal.map(crate::otlp::Signal::as_str),
             upstream: &self.upstream,
             provider: item.provider.as_deref(),
             subject: item.subject.as_deref(),
@@ -750,6 +757,9 @@ impl Spool {
             serde_json::json!({
                 "request_id": item.request_id,
                 "endpoint": item.endpoint,
+                // null: a record from before signals were stored (looked up
+                // by endpoint at delivery).
+                "signal": item.signal.map(crate::otlp::Signal::as_str),
                 "provider": item.provider,
                 "subject": item.subject,
                 "credential": item.credential,
@@ -1273,15 +1283,16 @@ async fn attempt(
     let job = upstream::Forward {
         name: &deps.name,
         config: &deps.upstream,
-        // Records do not carry their signal: it is the endpoint's in the
-        // current policy (traces if the endpoint is gone).
-        signal: deps
-            .policy
-            .current()
-            .endpoints()
-            .iter()
-            .find(|e| e.name == item.endpoint)
-            .map_or(crate::otlp::Signal::Traces, |e| e.signal),
+        signal: item.signal.unwrap_or_else(|| {
+            // A format 1 record does not carry its signal: it is the
+            // endpoint's in the current policy (traces if the endpoint is gone).
+            deps.policy
+                .current()
+                .endpoints()
+                .iter()
+                .find(|e| e.name == item.endpoint)
+                .map_or(crate::otlp::Signal::Traces, |e| e.signal)
+        }),
         body: item.body.clone(),
         encoding: item.encoding,
         gzip: item.gzip,
@@ -1634,6 +1645,7 @@ mod tests {
             body: Bytes::from(vec![0u8; n]),
             encoding: Encoding::Protobuf,
             gzip: false,
+            signal: Some(crate::otlp::Signal::Traces),
             user_agent: None,
             credential: "c".into(),
             request_id: format!("r{n}"),

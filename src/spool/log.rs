@@ -503,6 +503,7 @@ mod tests {
             body: bytes::Bytes::from(vec![7u8; n]),
             encoding: crate::otlp::Encoding::Protobuf,
             gzip: false,
+            signal: Some(crate::otlp::Signal::Logs),
             user_agent: None,
             credential: "c".into(),
             request_id: format!("r{n}"),

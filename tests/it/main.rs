@@ -58,6 +58,7 @@ mod secrets_store;
 mod signals_http;
 mod spool_crash;
 mod spool_disk;
+mod spool_signal;
 mod upstream_grpc;
 mod upstream_presets;
 mod vercel;
