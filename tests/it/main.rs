@@ -59,6 +59,7 @@ mod signals_http;
 mod spool_crash;
 mod spool_disk;
 mod spool_signal;
+mod spool_slow;
 mod upstream_grpc;
 mod upstream_presets;
 mod vercel;

@@ -31,12 +31,16 @@ const MIN_ROUNDS: usize = 5;
 const MIN_ACKED: usize = 2000;
 const SENDERS: usize = 8;
 
-struct Proc {
-    child: Child,
-    otlp: std::net::SocketAddr,
+/// A running `spangate serve` (the real binary).
+pub(crate) struct Proc {
+    pub child: Child,
+    pub otlp: std::net::SocketAddr,
+    /// `http://ADDR/metrics` when the config has `metrics.listen`.
+    pub metrics: Option<String>,
 }
 
-fn start(config: &Path) -> Proc {
+/// Start the binary with `config`; returns once it logged its addresses.
+pub(crate) fn start(config: &Path) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spangate"))
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config)
@@ -55,20 +59,26 @@ fn start(config: &Path) -> Proc {
                 && v["fields"]["message"] == "spangate listening"
                 && let Some(a) = v["fields"]["otlp"].as_str()
             {
-                let _ = tx.send(a.to_string());
+                let metrics = v["fields"]["metrics"]
+                    .as_str()
+                    .filter(|m| m.starts_with("http://"))
+                    .map(str::to_string);
+                let _ = tx.send((a.to_string(), metrics));
             }
         }
     });
-    let addr = rx
+    let (addr, metrics) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("spangate started");
     Proc {
         child,
         otlp: addr.parse().expect("address"),
+        metrics,
     }
 }
 
-fn sigterm_and_wait(mut p: Proc) {
+/// SIGTERM, then wait for the process to exit.
+pub(crate) fn sigterm_and_wait(mut p: Proc) {
     let _ = Command::new("kill")
         .args(["-TERM", &p.child.id().to_string()])
         .status();
