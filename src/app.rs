@@ -143,8 +143,11 @@ pub async fn build(config: Config, audit: Audit) -> Result<App, StartError> {
         upstream_clients.insert(name.clone(), c);
     }
     // The policy comes first: an invalid policy refuses start-up with file:line.
-    let policy = PolicyHolder::load(&config.policies)
-        .map_err(|e| StartError::Policy(config.policies.display().to_string(), e))?;
+    let policy = PolicyHolder::load_in(
+        &config.policies,
+        Some(crate::policy::LintContext::upstream_targets(&config)),
+    )
+    .map_err(|e| StartError::Policy(config.policies.display().to_string(), e))?;
     let secrets = SecretStore::open(&config.secrets)?;
     // Never waits on an IdP: discovery and JWKS run in the background.
     let identity =

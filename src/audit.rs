@@ -359,8 +359,15 @@ pub struct RequestAudit {
     pub upstream: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
+    /// The upstream's gRPC status code (gRPC upstreams only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_grpc_status: Option<i32>,
     #[serde(skip_serializing_if = "is_zero")]
     pub upstream_attempts: u32,
+    /// Upstream requests the batch was split into, to fit the upstream's
+    /// request limit (absent when it went as one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_pieces: Option<usize>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub credential_fallback: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -60,9 +60,6 @@ pub fn validate(drains: &BTreeMap<String, DrainConfig>) -> Vec<(String, String)>
 /// Why a drain delivery was refused (all answered 401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DrainError {
-    /// No `x-vercel-signature` header.
-    #[error("no x-vercel-signature header")]
-    Missing,
     /// Not 40 hex digits, or more than one header.
     #[error("x-vercel-signature is not one hex HMAC-SHA1")]
     Malformed,
@@ -85,7 +82,6 @@ impl DrainError {
     /// Stable reason code for audit and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            DrainError::Missing => "drain_signature_missing",
             DrainError::Malformed => "drain_signature_malformed",
             DrainError::UnknownDrain => "drain_unknown",
             DrainError::SecretUnavailable { .. } => "drain_secret_unavailable",

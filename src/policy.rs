@@ -354,8 +354,14 @@ impl PolicySet {
     /// hidden files skipped). Any error — syntax, unknown field, bad reference,
     /// a lint that would fail open — refuses the whole set.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyErrors> {
+        PolicySet::load_dir_in(dir, None)
+    }
+
+    /// [`PolicySet::load_dir`] with what the process config knows (`ctx`):
+    /// an endpoint whose upstream has no target for its signal is refused.
+    pub fn load_dir_in(dir: &Path, ctx: Option<&LintContext>) -> Result<PolicySet, PolicyErrors> {
         let sources = compile::read_dir(dir).map_err(PolicyErrors)?;
-        let compiled = compile::compile(&sources, None);
+        let compiled = compile::compile(&sources, ctx);
         match compiled.set {
             Some(set) => Ok(set),
             None => Err(PolicyErrors(compiled.errors)),

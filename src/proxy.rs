@@ -308,6 +308,7 @@ where
     // Deployment link: which resources' deployment ids the identity vouches
     // for (recorded whatever the decision, so denials count per deployment).
     let links = deployment_links(shared, &principal, summary);
+    let drain = principal.provider == drains::PROVIDER;
 
     // Authorize: a pure function of (policy, principal, endpoint, batch).
     let decision = policy.decide(&principal, &endpoint, summary);
@@ -320,7 +321,7 @@ where
         .filter_map(|h| serde_json::to_value(h).ok())
         .collect();
     if !decision.allowed {
-        record_deployments(shared, &links, summary, &decision, false, rec);
+        record_deployments(shared, &links, summary, &decision, false, drain, rec);
         return Err(ProxyError::Forbidden {
             rule: decision.rule.clone(),
             reason: decision.reason,
@@ -352,12 +353,12 @@ where
                 },
             });
         if checked.is_err() {
-            record_deployments(shared, &links, summary, &decision, false, rec);
+            record_deployments(shared, &links, summary, &decision, false, drain, rec);
         }
         checked?;
     }
     // Counted as published once policy and the rate limit let it through.
-    record_deployments(shared, &links, summary, &decision, true, rec);
+    record_deployments(shared, &links, summary, &decision, true, drain, rec);
 
     // Rewrite: drop non-compliant resources, strip spoofable attributes,
     // stamp verified identity. Protobuf is spliced (only changed resources
@@ -491,6 +492,7 @@ where
     )
     .await;
     rec.upstream_attempts = result.attempts;
+    rec.upstream_pieces = (result.pieces > 1).then_some(result.pieces);
     rec.credential_fallback = result.used_previous;
     if result.used_previous {
         shared.metrics.credential_fallbacks.inc();
@@ -506,6 +508,7 @@ where
         let upstream_said = match &result.outcome {
             Ok(a) => {
                 rec.upstream_status = Some(a.status.as_u16());
+                rec.upstream_grpc_status = a.grpc_status;
                 format!("upstream answered {}", a.status.as_u16())
             }
             Err(e) => e.to_string(),
@@ -526,6 +529,7 @@ where
     }
     let answer = result.outcome?;
     rec.upstream_status = Some(answer.status.as_u16());
+    rec.upstream_grpc_status = answer.grpc_status;
     let label = |outcome| SpanLabels {
         endpoint: endpoint.name.clone(),
         outcome,
@@ -558,7 +562,9 @@ fn verify_drain(
     let mut values = parts.headers.get_all(drains::SIGNATURE_HEADER).iter();
     let value = values
         .next()
-        .ok_or(ProxyError::Drain(DrainError::Missing))?;
+        // Only a request carrying the header is a drain delivery; a request
+        // with neither it nor a token is a 401 `missing` before routing.
+        .ok_or(ProxyError::Drain(DrainError::Malformed))?;
     if values.next().is_some() {
         return Err(ProxyError::Drain(DrainError::Malformed));
     }
@@ -599,12 +605,21 @@ fn deployment_links(
 /// Count each linked resource against its deployment: published when the
 /// batch `passed` (policy and rate limit) and the decision kept the
 /// resource, denied otherwise.
+///
+/// A Trace Drain's resource names its project itself (the signature proves
+/// the drain, not the project): only the policy's keep vouches for it, so a
+/// `drain` delivery's resources that were not kept are not recorded (a drain
+/// secret must not create or count deployments of projects it may not
+/// publish for). A Vercel token's project is vouched by the token, so its
+/// denials count.
+#[allow(clippy::too_many_arguments)]
 fn record_deployments(
     shared: &Shared,
     links: &[deployments::ResourceLink],
     summary: &otlp::BatchSummary,
     decision: &crate::policy::Decision,
     passed: bool,
+    drain: bool,
     rec: &mut RequestAudit,
 ) {
     for (i, l) in links.iter().enumerate() {
@@ -617,6 +632,9 @@ fn record_deployments(
             let kept = passed
                 && decision.allowed
                 && matches!(decision.resources.get(i), Some(ResourceVerdict::Keep));
+            if drain && !kept {
+                continue;
+            }
             let spans = summary.resources.get(i).map_or(0, |r| r.spans);
             shared
                 .deployments

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::audit::Audit;
-use crate::policy::{Diagnostic, PolicyErrors, PolicyHolder, PolicySet};
+use crate::policy::{Diagnostic, PolicyErrors, PolicyHolder};
 
 /// Default quiet time after the last file event before a watch-triggered
 /// reload (`policies_quiet_period`).
@@ -191,7 +191,7 @@ impl Reloader {
         if let Some(p) = &self.precheck {
             p(dir)?;
         }
-        validate_dir(dir)
+        self.holder.validate(dir)
     }
 
     /// The policy holder this reloader updates.
@@ -319,11 +319,6 @@ impl Reloader {
         st.watching = watching;
         st.watch_error = error;
     }
-}
-
-/// Validate a policy directory without touching the running set (blocking).
-pub fn validate_dir(dir: &Path) -> Result<(), PolicyErrors> {
-    PolicySet::load_dir(dir).map(|_| ())
 }
 
 /// The running watcher and signal tasks. Keep it alive for as long as reloads

@@ -436,6 +436,23 @@ impl Compiler<'_> {
                         }
                     }
                 };
+                if let Some(has) = self.ctx.and_then(|c| c.upstream_signals.get(&ep.upstream))
+                    && !has.contains(&signal)
+                {
+                    let offers: Vec<&str> = has.iter().map(|s| s.as_str()).collect();
+                    self.d.error(
+                        file,
+                        up_pos,
+                        format!(
+                            "endpoint `{name}` carries {} but upstream `{}` has no {} target (it forwards {}): give the upstream a `preset`, a standard `/v1/traces` url or `paths.{}`",
+                            signal.as_str(),
+                            ep.upstream,
+                            signal.as_str(),
+                            if offers.is_empty() { "nothing".to_string() } else { offers.join(", ") },
+                            signal.as_str()
+                        ),
+                    );
+                }
                 set.endpoints.push(Endpoint {
                     name: name.clone(),
                     path: ep.path.clone(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::{PolicyErrors, PolicySet};
+use super::{LintContext, PolicyErrors, PolicySet};
 
 /// The running policy set, swapped atomically on reload; a failed reload
 /// keeps the last good set and remembers why.
@@ -16,17 +16,31 @@ pub struct PolicyHolder {
     dir: PathBuf,
     current: ArcSwap<PolicySet>,
     last_error: Mutex<Option<PolicyErrors>>,
+    /// What the process config knows (upstream targets), checked on every load.
+    ctx: Option<LintContext>,
 }
 
 impl PolicyHolder {
     /// Load the directory; an invalid set is an error (start-up refuses it).
     pub fn load(dir: &Path) -> Result<PolicyHolder, PolicyErrors> {
-        let set = PolicySet::load_dir(dir)?;
+        PolicyHolder::load_in(dir, None)
+    }
+
+    /// [`PolicyHolder::load`], checking this load and every reload against
+    /// `ctx` (e.g. [`LintContext::upstream_targets`] of the process config).
+    pub fn load_in(dir: &Path, ctx: Option<LintContext>) -> Result<PolicyHolder, PolicyErrors> {
+        let set = PolicySet::load_dir_in(dir, ctx.as_ref())?;
         Ok(PolicyHolder {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
+            ctx,
         })
+    }
+
+    /// Compile `dir` as a load of this holder would, without installing it.
+    pub fn validate(&self, dir: &Path) -> Result<(), PolicyErrors> {
+        PolicySet::load_dir_in(dir, self.ctx.as_ref()).map(|_| ())
     }
 
     /// The current snapshot.
@@ -45,7 +59,7 @@ impl PolicyHolder {
     /// Load the directory without installing it; an error is remembered
     /// (the running set stays).
     pub fn load_candidate(&self) -> Result<PolicySet, PolicyErrors> {
-        PolicySet::load_dir(&self.dir).inspect_err(|e| self.fail(e.clone()))
+        PolicySet::load_dir_in(&self.dir, self.ctx.as_ref()).inspect_err(|e| self.fail(e.clone()))
     }
 
     /// Install a loaded set and clear the last error.

@@ -44,6 +44,9 @@ pub struct LintContext {
     pub credentials: Option<BTreeSet<String>>,
     /// Upstream names.
     pub upstreams: Option<BTreeSet<String>>,
+    /// Per upstream, the signals it has a target for (an upstream absent
+    /// here is not checked).
+    pub upstream_signals: BTreeMap<String, Vec<crate::otlp::Signal>>,
     /// Provider names, each with the claims it may send when known.
     pub providers: Option<ProviderClaims>,
 }
@@ -69,6 +72,18 @@ impl LintContext {
         self
     }
 
+    /// The signals `upstream` has a target for: an endpoint of another
+    /// signal forwarding to it is refused.
+    pub fn with_upstream_signals(
+        mut self,
+        upstream: &str,
+        signals: impl IntoIterator<Item = crate::otlp::Signal>,
+    ) -> Self {
+        self.upstream_signals
+            .insert(upstream.to_string(), signals.into_iter().collect());
+        self
+    }
+
     /// A known provider, with the claims it may send (`None` = unknown).
     pub fn with_provider<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
@@ -82,6 +97,20 @@ impl LintContext {
         self
     }
 
+    /// Only the signals each upstream of `config` has a target for: what a
+    /// running server checks on every policy load (an endpoint that could
+    /// never forward is refused, the last good policy keeps serving).
+    pub fn upstream_targets(config: &crate::config::Config) -> LintContext {
+        let mut ctx = LintContext::new();
+        for (name, up) in &config.upstreams {
+            let signals = crate::otlp::Signal::ALL
+                .into_iter()
+                .filter(|s| up.target(*s).is_some());
+            ctx = ctx.with_upstream_signals(name, signals);
+        }
+        ctx
+    }
+
     /// Providers, upstreams and bootstrapped credentials of a process config.
     /// A provider with `preset: vercel` gets [`VERCEL_CLAIMS`]; other claim
     /// lists are unknown (add them with [`LintContext::with_provider`]).
@@ -89,6 +118,7 @@ impl LintContext {
         let mut ctx = LintContext::new()
             .with_credentials(config.secrets.bootstrap.keys().cloned())
             .with_upstreams(config.upstreams.keys().cloned());
+        ctx.upstream_signals = LintContext::upstream_targets(config).upstream_signals;
         for (name, provider) in &config.providers {
             let claims = match provider.preset {
                 Some(crate::identity::Preset::Vercel) => Some(VERCEL_CLAIMS.iter().copied()),

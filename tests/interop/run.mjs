@@ -374,10 +374,15 @@ let adminUrl = '';
 const secretsStore = join(WORK, 'state', 'secrets.json');
 const sha256hex = (s) => createHash('sha256').update(s).digest('hex');
 
-/** The metrics and logs upstreams of policies/endpoints.yaml (same recorder). */
+/**
+ * The metrics and logs upstreams of policies/endpoints.yaml (same recorder).
+ * Without a preset an upstream's `url` is its traces target, so each names
+ * its signal's path (spangate refuses an endpoint its upstream cannot take).
+ */
 function signalUpstreams(port) {
   return ['metrics', 'logs'].map((sig) => `  lightstep-${sig}:
     url: http://127.0.0.1:${port}/v1/${sig}
+    paths: { ${sig}: /v1/${sig} }
     credential_header: lightstep-access-token
     timeout: 5s
 `).join('');

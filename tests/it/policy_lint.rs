@@ -330,3 +330,63 @@ fn binding_narrowing_outside_the_role_warns() {
         )]
     );
 }
+
+/// Upstreams of a real process config: `std` has a standard `/v1/traces`
+/// url (every signal derives), `ingest` a custom url (traces only), `grpc`
+/// speaks OTLP/gRPC (every signal has its service).
+fn upstreams_config() -> spangate::config::Config {
+    spangate::config::Config::parse(
+        Path::new("spangate.yaml"),
+        "upstreams:\n  std: { url: \"http://127.0.0.1:1/v1/traces\" }\n  ingest: { url: \"http://127.0.0.1:1/ingest\" }\n  grpc: { url: \"http://127.0.0.1:1\", protocol: grpc }\n",
+    )
+    .expect("config")
+}
+
+/// An endpoint whose upstream has no target for its signal could never
+/// forward: `policy check` and every load refuse it at file:line, and a
+/// running holder keeps its last good set.
+#[test]
+fn an_endpoint_whose_upstream_has_no_target_for_its_signal_is_refused() {
+    let cfg = upstreams_config();
+    let good = "endpoints:\n  t: { path: /v1/traces, upstream: ingest }\n  m: { path: /v1/metrics, upstream: std }\n  l: { path: /v1/logs, upstream: grpc }\n";
+    let dir = write(&[("a.yaml", good)]);
+    let report = check_dir(dir.path(), &LintContext::from_config(&cfg));
+    assert!(report.is_ok(), "{report}");
+
+    let holder =
+        PolicyHolder::load_in(dir.path(), Some(LintContext::upstream_targets(&cfg))).unwrap();
+    let v1 = holder.current().version().to_string();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "endpoints:\n  logs_custom:\n    path: /ingest/logs\n    signal: logs\n    upstream: ingest\n",
+    )
+    .unwrap();
+    let report = check_dir(dir.path(), &LintContext::from_config(&cfg));
+    let expected = "endpoint `logs_custom` carries logs but upstream `ingest` has no logs target (it forwards traces): give the upstream a `preset`, a standard `/v1/traces` url or `paths.logs`";
+    assert!(!report.is_ok(), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("b.yaml:5:15: error: {expected}")),
+        "{report}"
+    );
+    let err = holder.reload().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("b.yaml:5:15: {expected}")),
+        "{err}"
+    );
+    assert_eq!(holder.current().version(), v1, "the last good set serves");
+    // Without the config (a policy checked on its own) nothing is known.
+    assert!(check_dir(dir.path(), &LintContext::new()).is_ok());
+    assert!(PolicyHolder::load(dir.path()).is_ok());
+
+    // `paths.logs` gives the upstream a logs target: the same policy loads.
+    let cfg = spangate::config::Config::parse(
+        Path::new("spangate.yaml"),
+        "upstreams:\n  std: { url: \"http://127.0.0.1:1/v1/traces\" }\n  ingest:\n    url: \"http://127.0.0.1:1/ingest\"\n    paths: { logs: /ingest/logs }\n  grpc: { url: \"http://127.0.0.1:1\", protocol: grpc }\n",
+    )
+    .expect("config");
+    let report = check_dir(dir.path(), &LintContext::from_config(&cfg));
+    assert!(report.is_ok(), "{report}");
+}

@@ -221,6 +221,15 @@ async fn resource_exhausted_without_retry_info_is_not_retried() {
     assert_eq!(resp.status(), 413, "{:?}", resp.body());
     assert!(resp.headers().get("retry-after").is_none());
     assert_eq!(h.upstream.received().len(), 1, "not retried");
+    // The audit line keeps the upstream's own gRPC code beside the mapping.
+    let audit = h.last_audit();
+    assert_eq!(audit["upstream_status"], 413, "{audit}");
+    assert_eq!(
+        audit["upstream_grpc_status"],
+        code::RESOURCE_EXHAUSTED,
+        "{audit}"
+    );
+    assert!(audit.get("upstream_pieces").is_none(), "{audit}");
     h.stop().await;
 }
 

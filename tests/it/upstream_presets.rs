@@ -241,6 +241,14 @@ async fn newrelic_splits_a_3mb_batch(protocol: &str) {
         }
     }
     assert_eq!(ids.len(), spans, "every span delivered");
+    let audit = h.last_audit();
+    assert_eq!(audit["upstream_pieces"], got.len(), "{audit}");
+    assert_eq!(audit["upstream_attempts"], got.len(), "{audit}");
+    if protocol == "grpc" {
+        assert_eq!(audit["upstream_grpc_status"], 0, "{audit}");
+    } else {
+        assert!(audit.get("upstream_grpc_status").is_none(), "{audit}");
+    }
     h.stop().await;
 }
 

@@ -312,6 +312,11 @@ async fn drain_for_a_project_it_may_not_publish_is_denied() {
     assert_eq!(a["reason"], "attribute_value_not_allowed", "{a}");
     assert_eq!(a["rule"], "binding[acme-drain]", "{a}");
     assert!(h.upstream.received().is_empty());
+    // The project is only the resource's say: a denied drain delivery
+    // creates no deployment record for it (a token's denial would count).
+    assert!(a.get("deployments").is_none(), "{a}");
+    let (status, _) = deployments(&h, "/admin/v1/deployments/prj_someone_else").await;
+    assert_eq!(status, 404);
     // The other drain verifies but no binding names it: default deny.
     let body = drain_batch("prj_checkout", "dpl_x");
     let sig = hmac_hex("other-drain-secret-55aa", body.as_bytes());

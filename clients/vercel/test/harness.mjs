@@ -237,6 +237,9 @@ audit:
     url: `http://${fields.otlp}/v1/traces`,
     admin: `http://${fields.admin}`,
     audit,
+    // Audit lines are written by a background writer a few milliseconds
+    // after the response: wait for the line instead of reading once.
+    findAudit: (pred) => until('the audit line', () => audit().find(pred)),
     log: () => stderr,
     async stop() {
       if (!exited) {

@@ -174,11 +174,13 @@ impl Upstream {
 
 /// An address on which nothing listens.
 pub async fn dead_addr() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let a = l.local_addr().expect("addr");
-    drop(l);
+    // Bound but never listening: a connect is refused, and the port stays
+    // reserved for the life of the test process, so a parallel test cannot
+    // pick it up and answer (a dropped listener's port can be reused at once).
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let a = s.local_addr().expect("addr");
+    std::mem::forget(s);
     a
 }
 

@@ -163,10 +163,13 @@ impl Harness {
         let token_file = base.join("ls-token");
         std::fs::write(&token_file, format!("{LIGHTSTEP_TOKEN}\n")).unwrap();
         let up_url = if opts.upstream_down {
-            // A port that was just free: nothing listens there.
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = l.local_addr().unwrap();
-            drop(l);
+            // Bound but never listening: connects are refused and the port
+            // stays reserved for this test process (a dropped listener's port
+            // could be taken and answered by a parallel test).
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = s.local_addr().unwrap();
+            std::mem::forget(s);
             format!("http://{addr}/traces/otlp/v0.9")
         } else if let Some(u) = &opts.upstream_url {
             u.clone()
