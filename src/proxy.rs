@@ -436,6 +436,7 @@ where
         body,
         encoding: fwd_encoding,
         gzip: fwd_gzip,
+        signal: Some(endpoint.signal),
         user_agent: parts.headers.get(header::USER_AGENT).cloned(),
         credential: credential.name.clone(),
         request_id: rec.request_id.clone(),

@@ -59,7 +59,7 @@ use crate::forward::{self as upstream, retryable};
 use crate::metrics::{Metrics, SpanLabels};
 use crate::otlp::Encoding;
 use crate::secrets::SecretStore;
-use log::{Appender, Ledger, Loc};
+use log::{Appender, Ledger, Loc, Position};
 
 /// Longest wait between delivery attempts while the upstream stays down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -78,6 +78,10 @@ pub struct Spooled {
     pub encoding: Encoding,
     /// Send `Content-Encoding: gzip` (compressed at delivery).
     pub gzip: bool,
+    /// The OTLP signal, which picks the upstream's target (`/v1/metrics`
+    /// ...). None only for records of format 1, written before it was
+    /// stored: delivery then looks it up by endpoint name in the policy.
+    pub signal: Option<crate::otlp::Signal>,
     pub user_agent: Option<HeaderValue>,
     /// Credential *name*: the value is read at delivery time.
     pub credential: String,
@@ -292,11 +296,35 @@ struct State {
     last_seq: u64,
     /// Every sequence at or below it is finished.
     watermark: u64,
+    /// Highest sequence finished (may be above `watermark`: batches finish
+    /// out of order within the window).
+    high: u64,
     /// Disk segments with unfinished records: id → last sequence.
     segments: std::collections::BTreeMap<u64, u64>,
     active_segment: u64,
     /// The delivery task has stopped: appends are kept (disk) or refused.
     stopped: bool,
+}
+
+impl State {
+    /// What the ledger records: the watermark, the newest finished batch,
+    /// and the queued batches older than it (the holes: in flight or
+    /// waiting for a retry; at most a window's worth in steady delivery).
+    fn position(&self) -> Position {
+        let high = self.high.max(self.watermark);
+        Position {
+            watermark: self.watermark,
+            high,
+            holes: self
+                .entries
+                .iter()
+                .map(|e| e.seq)
+                .take_while(|s| *s < high)
+                // One more than a slot holds tells the ledger to lower `high`.
+                .take(log::MAX_HOLES + 1)
+                .collect(),
+        }
+    }
 }
 
 /// Commands to the disk writer thread.
@@ -359,6 +387,8 @@ struct SpoolAudit<'a> {
     kind: &'static str,
     request_id: &'a str,
     endpoint: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'static str>,
     upstream: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<&'a str>,
@@ -403,6 +433,7 @@ impl Inner {
             kind: "spool",
             request_id: &item.request_id,
             endpoint: &item.endpoint,
+            signal: item.signal.map(crate::otlp::Signal::as_str),
             upstream: &self.upstream,
             provider: item.provider.as_deref(),
             subject: item.subject.as_deref(),
@@ -471,9 +502,9 @@ impl Spool {
             err,
         };
         std::fs::create_dir_all(dir.join("dead")).map_err(err)?;
-        let (ledger, watermark, ledger_reset) = Ledger::open(&dir.join("ledger")).map_err(err)?;
-        let rec = log::recover(&dir, watermark).map_err(err)?;
-        let dead = log::recover(&dir.join("dead"), 0).map_err(err)?;
+        let (ledger, finished, ledger_reset) = Ledger::open(&dir.join("ledger")).map_err(err)?;
+        let rec = log::recover(&dir, &finished).map_err(err)?;
+        let dead = log::recover(&dir.join("dead"), &Position::default()).map_err(err)?;
         let appender = Appender::create(&dir, rec.next_segment).map_err(err)?;
         let dead_appender = Appender::create(&dir.join("dead"), dead.next_segment).map_err(err)?;
         let inner = Arc::new(Inner {
@@ -510,6 +541,7 @@ impl Spool {
         {
             let mut st = lock(&inner.state);
             st.watermark = rec.watermark;
+            st.high = finished.high.max(finished.watermark);
             st.last_seq = rec.next_seq - 1;
             st.segments = rec.segments;
             st.active_segment = appender.id;
@@ -725,6 +757,9 @@ impl Spool {
             serde_json::json!({
                 "request_id": item.request_id,
                 "endpoint": item.endpoint,
+                // null: a record from before signals were stored (looked up
+                // by endpoint at delivery).
+                "signal": item.signal.map(crate::otlp::Signal::as_str),
                 "provider": item.provider,
                 "subject": item.subject,
                 "credential": item.credential,
@@ -828,6 +863,7 @@ impl Spool {
                 } else {
                     let w = st.last_seq;
                     st.watermark = w;
+                    st.high = w;
                     st.entries.drain(..).map(|e| (e.item, e.bytes)).collect()
                 };
                 st.bytes -= out.iter().map(|(_, b)| b).sum::<u64>();
@@ -1006,22 +1042,21 @@ impl Spool {
         Some((e.seq, e.item.clone(), e.loc, e.attempts))
     }
 
-    /// Take a batch out of the queue and advance the ledger.
+    /// Take a batch out of the queue and record it finished in the ledger
+    /// (whatever its place: a batch finished behind one still in flight is
+    /// not re-sent after a crash), then delete segments the watermark passed.
     fn remove(&self, seq: u64) -> Option<Entry> {
         let inner = &self.inner;
         let mut st = lock(&inner.state);
         let idx = st.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
         let e = st.entries.remove(idx)?;
         st.bytes -= e.bytes;
+        st.high = st.high.max(seq);
         let w = st.entries.front().map_or(st.last_seq, |f| f.seq - 1);
         let mut gone = Vec::new();
         if w > st.watermark {
             st.watermark = w;
-            if let Some(disk) = &self.disk {
-                if let Err(err) = lock(&disk.ledger).write(w) {
-                    tracing::warn!(upstream = %inner.upstream, error = %err,
-                        "spool ledger write failed (delivered batches may be re-sent after a restart)");
-                }
+            if self.disk.is_some() {
                 let active = st.active_segment;
                 gone = st
                     .segments
@@ -1032,6 +1067,13 @@ impl Spool {
                 for id in &gone {
                     st.segments.remove(id);
                 }
+            }
+        }
+        if let Some(disk) = &self.disk {
+            let position = st.position();
+            if let Err(err) = lock(&disk.ledger).write(&position) {
+                tracing::warn!(upstream = %inner.upstream, error = %err,
+                    "spool ledger write failed (delivered batches may be re-sent after a restart)");
             }
         }
         inner.gauges(&st);
@@ -1241,15 +1283,16 @@ async fn attempt(
     let job = upstream::Forward {
         name: &deps.name,
         config: &deps.upstream,
-        // Records do not carry their signal: it is the endpoint's in the
-        // current policy (traces if the endpoint is gone).
-        signal: deps
-            .policy
-            .current()
-            .endpoints()
-            .iter()
-            .find(|e| e.name == item.endpoint)
-            .map_or(crate::otlp::Signal::Traces, |e| e.signal),
+        signal: item.signal.unwrap_or_else(|| {
+            // A format 1 record does not carry its signal: it is the
+            // endpoint's in the current policy (traces if the endpoint is gone).
+            deps.policy
+                .current()
+                .endpoints()
+                .iter()
+                .find(|e| e.name == item.endpoint)
+                .map_or(crate::otlp::Signal::Traces, |e| e.signal)
+        }),
         body: item.body.clone(),
         encoding: item.encoding,
         gzip: item.gzip,
@@ -1504,7 +1547,7 @@ impl Writer {
 
     fn replay_dead(&mut self) -> io::Result<usize> {
         let dir = self.dead_dir();
-        let rec = log::recover(&dir, 0)?;
+        let rec = log::recover(&dir, &Position::default())?;
         let mut frames = Vec::new();
         for (_, loc, _) in &rec.records {
             let mut item = log::read(&dir, *loc)?;
@@ -1574,9 +1617,10 @@ impl Writer {
             let freed: u64 = st.entries.iter().map(|e| e.bytes).sum();
             st.bytes -= freed;
             st.watermark = st.last_seq;
+            st.high = st.last_seq;
             st.segments.clear();
             let w = st.watermark;
-            lock(&self.ledger).write(w)?;
+            lock(&self.ledger).write(&Position::upto(w))?;
             lock(&self.ledger).sync()?;
             let items = st.entries.drain(..).map(|e| e.item).collect();
             self.inner.gauges(&st);
@@ -1601,6 +1645,7 @@ mod tests {
             body: Bytes::from(vec![0u8; n]),
             encoding: Encoding::Protobuf,
             gzip: false,
+            signal: Some(crate::otlp::Signal::Traces),
             user_agent: None,
             credential: "c".into(),
             request_id: format!("r{n}"),
@@ -1644,6 +1689,55 @@ mod tests {
         assert_eq!(s.len(), 2);
         s.closed.store(true, Ordering::Release);
         assert_eq!(s.append(item(1)).await, Err(SpoolRefused::Closed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_finished_behind_one_in_flight_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Spool::open(
+                "up",
+                cfg(1 << 20, Some(dir.path().to_path_buf())),
+                AckMode::Spooled,
+                SpoolMetrics::default(),
+                audit(),
+            )
+            .unwrap()
+        };
+        let s = open();
+        for n in 1..=10 {
+            s.append(item(n)).await.unwrap();
+        }
+        // Window of 3: 1, 2, 3 start; 2 and 3 finish while 1 hangs; the
+        // window slides on through 9, which all finish; 10 never starts.
+        let mut started: Vec<u64> = (0..3).map(|_| s.next_pending().unwrap().0).collect();
+        assert_eq!(started, vec![1, 2, 3]);
+        assert_eq!(started.remove(0), 1, "stays in flight");
+        for _ in 4..=9 {
+            let done = started.remove(0);
+            assert!(s.remove(done).is_some());
+            started.push(s.next_pending().unwrap().0);
+        }
+        for done in started {
+            assert!(s.remove(done).is_some());
+        }
+        assert_eq!(s.len(), 2, "1 in flight, 10 queued");
+        // kill -9 now: the ledger was written (not fsync'ed) after each.
+        drop(s);
+        let s = open();
+        let left: Vec<String> = std::iter::from_fn(|| s.next_pending())
+            .map(|(_, it, _, _)| it.request_id)
+            .collect();
+        assert_eq!(
+            left,
+            vec!["r1", "r10"],
+            "only the batch in flight and the unstarted one"
+        );
+        // Finishing them moves the watermark past every hole.
+        s.remove(1);
+        s.remove(10);
+        drop(s);
+        assert!(open().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

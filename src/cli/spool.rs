@@ -31,7 +31,8 @@ pub enum SpoolCommand {
     /// Depth, bytes, oldest age and dead letters of every spool.
     Status,
     /// The oldest queued batches and the dead letters of one upstream's
-    /// spool (metadata only: request id, identity, credential name, size, age).
+    /// spool (metadata only: request id, endpoint, signal, identity,
+    /// credential name, size, age).
     Inspect { upstream: String },
     /// Move every dead letter back into the queue for delivery.
     ReplayDead { upstream: String },
@@ -127,8 +128,10 @@ fn render(cmd: &SpoolCommand, v: &serde_json::Value) -> String {
                 out.push_str(&format!("\n{title}:"));
                 for i in items {
                     out.push_str(&format!(
-                        "\n  {}  {}/{}  credential={}  spans={}  bytes={}  age_ms={}{}",
+                        "\n  {}  endpoint={}  signal={}  {}/{}  credential={}  spans={}  bytes={}  age_ms={}{}",
                         i["request_id"].as_str().unwrap_or("-"),
+                        i["endpoint"].as_str().unwrap_or("-"),
+                        i["signal"].as_str().unwrap_or("-"),
                         i["provider"].as_str().unwrap_or("-"),
                         i["subject"].as_str().unwrap_or("-"),
                         i["credential"].as_str().unwrap_or("-"),

@@ -4,8 +4,7 @@
 //! ```text
 //! 00000000000000000001.seg   append-only segments of records (see `record`)
 //! 00000000000000000002.seg   ... a new one each start and every SEGMENT_BYTES
-//! ledger                     two 32-byte slots: the highest sequence number
-//!                            below which every record is finished
+//! ledger                     two slots: what is finished (see `Position`)
 //! dead/0000...0001.seg       dead letters, same record format
 //! ```
 //! Why not an embedded store: redb is a copy-on-write B-tree (every commit
@@ -25,10 +24,15 @@
 //! - a torn or corrupt tail (kill -9 during a write, a bad sector) is cut at
 //!   the last record whose CRC and structure check out; the caller audits how
 //!   many bytes went;
-//! - the ledger is written after deliveries without fsync (it is fsync'ed at
-//!   shutdown and when segments are deleted): after a power loss it may lag,
-//!   which re-delivers (duplicates), never loses. A ledger whose both slots
-//!   fail their CRC counts as 0: everything on disk is replayed.
+//! - the ledger is written after every finished batch, without fsync (it is
+//!   fsync'ed at open, at shutdown and before segments are deleted): a
+//!   `kill -9` loses nothing of it (the page cache survives the process), so
+//!   only batches that were in flight are re-sent; after a power loss it may
+//!   lag, which re-delivers (duplicates), never loses. It records
+//!   completions out of order too (a batch finished while an older one is
+//!   still in flight), so a slow batch does not make everything delivered
+//!   behind it count as unfinished. A ledger whose both slots fail their CRC
+//!   counts as empty: everything on disk is replayed.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -41,8 +45,19 @@ use super::record::{self, FRAME_HEADER};
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 8 << 20;
-const LEDGER_MAGIC: &[u8; 4] = b"SGL1";
-const SLOT: u64 = 32;
+/// Ledger format 1: two 32-byte slots holding a watermark only.
+const LEDGER_MAGIC_V1: &[u8; 4] = b"SGL1";
+const SLOT_V1: u64 = 32;
+/// Ledger format 2 (written by this build): two 4 KiB slots holding a
+/// [`Position`].
+const LEDGER_MAGIC: &[u8; 4] = b"SGL2";
+const SLOT: u64 = 4096;
+/// magic, counter, watermark, high, hole count.
+const SLOT_HEAD: usize = 4 + 8 + 8 + 8 + 2;
+/// Most holes one slot records; more are recorded by lowering `high`
+/// (conservative: it can only re-deliver, never skip).
+pub const MAX_HOLES: usize = 256;
+const _: () = assert!(SLOT_HEAD + MAX_HOLES * 8 + 4 <= SLOT as usize);
 
 /// Where one record lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,13 +153,14 @@ fn scan(data: &[u8]) -> (Records, Option<(u64, String)>) {
 
 /// Open `dir` (created if missing), cut bad tails, and list what is left to
 /// deliver. Segments whose records are all finished are deleted.
-pub fn recover(dir: &Path, watermark: u64) -> io::Result<Recovered> {
+pub fn recover(dir: &Path, finished: &Position) -> io::Result<Recovered> {
     fs::create_dir_all(dir)?;
     let mut r = Recovered {
-        watermark,
+        watermark: finished.watermark,
         ..Default::default()
     };
-    let mut max_seq = watermark;
+    // A sequence the ledger names is never handed out again.
+    let mut max_seq = finished.watermark.max(finished.high);
     let ids = list_segments(dir)?;
     r.next_segment = ids.last().map_or(1, |l| l + 1);
     for id in ids {
@@ -165,7 +181,7 @@ pub fn recover(dir: &Path, watermark: u64) -> io::Result<Recovered> {
         let mut last = None;
         for (seq, mut loc, item) in records {
             max_seq = max_seq.max(seq);
-            if seq <= watermark {
+            if finished.is_finished(seq) {
                 continue;
             }
             loc.segment = id;
@@ -275,8 +291,55 @@ pub fn stamp_seq(frame: &mut [u8], seq: u64) {
     frame[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The reader position: every record with a sequence number at or below
-/// the watermark is finished (delivered, dead-lettered, expired or purged).
+/// What is finished (delivered, dead-lettered, expired or purged): every
+/// sequence at or below `watermark`, and every sequence at or below `high`
+/// except the `holes` (ascending, each in `watermark+1..=high`). The holes are
+/// the batches older than the newest finished one that were still queued
+/// (in flight, or waiting for a retry) when the position was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    pub watermark: u64,
+    pub high: u64,
+    pub holes: Vec<u64>,
+}
+
+impl Position {
+    /// Everything at or below `watermark` is finished, nothing else known.
+    pub fn upto(watermark: u64) -> Self {
+        Self {
+            watermark,
+            high: watermark,
+            holes: Vec::new(),
+        }
+    }
+
+    /// Is `seq` finished according to this position?
+    pub fn is_finished(&self, seq: u64) -> bool {
+        seq <= self.watermark || (seq <= self.high && self.holes.binary_search(&seq).is_err())
+    }
+
+    /// The same claims or fewer, in at most [`MAX_HOLES`] holes: past that
+    /// many, `high` drops to just below the first hole left out.
+    fn bounded(&self) -> (u64, &[u64]) {
+        let high = self.high.max(self.watermark);
+        match self.holes.get(MAX_HOLES) {
+            Some(first_out) => (first_out - 1, &self.holes[..MAX_HOLES]),
+            None => (high, &self.holes),
+        }
+    }
+}
+
+/// The reader position, in two alternating slots: a torn write of one slot
+/// leaves the other (older, so claiming less) intact.
+///
+/// ```text
+/// format 2 slot (4 KiB) = "SGL2" counter:u64 watermark:u64 high:u64
+///                         holes:u16 hole:u64 * holes  crc32(all before):u32
+/// format 1 slot (32 B)  = "SGL1" counter:u64 watermark:u64 crc32:u32 pad
+/// ```
+/// Integers little-endian. Format 1 files (earlier builds) are read (as a
+/// watermark with no holes) and replaced by format 2 on the next write; the
+/// counter carries over, so the newest slot wins whatever its format.
 #[derive(Debug)]
 pub struct Ledger {
     file: File,
@@ -285,50 +348,54 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Open (or create) the ledger; returns it, the watermark, and whether
-    /// an existing ledger was unreadable (then the watermark is 0).
-    pub fn open(path: &Path) -> io::Result<(Self, u64, bool)> {
+    /// Open (or create) the ledger; returns it, the finished position, and
+    /// whether an existing ledger was unreadable (then nothing is finished).
+    /// The file is fsync'ed first: what recovery deletes on its word must be
+    /// finished durably.
+    pub fn open(path: &Path) -> io::Result<(Self, Position, bool)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        file.sync_all()?;
         let size = file.metadata()?.len();
-        let mut best: Option<(u64, u64)> = None;
-        for slot in 0..2 {
-            let mut buf = [0u8; SLOT as usize];
-            if file.read_exact_at(&mut buf, slot * SLOT).is_err() {
-                continue;
-            }
-            if let Some(v) = parse_slot(&buf)
-                && best.is_none_or(|b| v.0 > b.0)
+        let mut best: Option<(u64, Position)> = None;
+        let mut consider = |v: Option<(u64, Position)>| {
+            if let Some(v) = v
+                && best.as_ref().is_none_or(|b| v.0 > b.0)
             {
                 best = Some(v);
             }
+        };
+        for slot in 0..2 {
+            let mut buf = vec![0u8; SLOT as usize];
+            // A short read leaves zeros, which no slot parses as.
+            let n = read_at_most(&file, &mut buf, slot * SLOT)?;
+            consider(parse_slot(&buf[..n]));
+            let mut old = [0u8; SLOT_V1 as usize];
+            if file.read_exact_at(&mut old, slot * SLOT_V1).is_ok() {
+                consider(parse_slot_v1(&old));
+            }
         }
         let reset = size > 0 && best.is_none();
-        let (counter, watermark) = best.unwrap_or((0, 0));
+        let (counter, position) = best.unwrap_or_default();
         Ok((
             Self {
                 file,
                 counter,
                 dirty: false,
             },
-            watermark,
+            position,
             reset,
         ))
     }
 
-    /// Record a new watermark (in the older slot; not fsync'ed).
-    pub fn write(&mut self, watermark: u64) -> io::Result<()> {
+    /// Record a new position (in the older slot; not fsync'ed).
+    pub fn write(&mut self, position: &Position) -> io::Result<()> {
         self.counter += 1;
-        let mut buf = [0u8; SLOT as usize];
-        buf[..4].copy_from_slice(LEDGER_MAGIC);
-        buf[4..12].copy_from_slice(&self.counter.to_le_bytes());
-        buf[12..20].copy_from_slice(&watermark.to_le_bytes());
-        let crc = crc32fast::hash(&buf[..20]);
-        buf[20..24].copy_from_slice(&crc.to_le_bytes());
+        let buf = encode_slot(self.counter, position);
         self.file.write_all_at(&buf, (self.counter % 2) * SLOT)?;
         self.dirty = true;
         Ok(())
@@ -344,17 +411,86 @@ impl Ledger {
     }
 }
 
-fn parse_slot(buf: &[u8; SLOT as usize]) -> Option<(u64, u64)> {
-    if &buf[..4] != LEDGER_MAGIC {
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], offset + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn encode_slot(counter: u64, position: &Position) -> Vec<u8> {
+    let (high, holes) = position.bounded();
+    let mut buf = Vec::with_capacity(SLOT_HEAD + holes.len() * 8 + 4);
+    buf.extend_from_slice(LEDGER_MAGIC);
+    buf.extend_from_slice(&counter.to_le_bytes());
+    buf.extend_from_slice(&position.watermark.to_le_bytes());
+    buf.extend_from_slice(&high.to_le_bytes());
+    // bounded() keeps at most MAX_HOLES, which fits a u16.
+    buf.extend_from_slice(&(holes.len() as u16).to_le_bytes());
+    for h in holes {
+        buf.extend_from_slice(&h.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+fn u64_at(buf: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(buf.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// A format 2 slot: counter and position.
+fn parse_slot(buf: &[u8]) -> Option<(u64, Position)> {
+    if buf.get(..4)? != LEDGER_MAGIC {
+        return None;
+    }
+    let n = usize::from(u16::from_le_bytes(buf.get(28..30)?.try_into().ok()?));
+    if n > MAX_HOLES {
+        return None;
+    }
+    let end = SLOT_HEAD + n * 8;
+    let crc = u32::from_le_bytes(buf.get(end..end + 4)?.try_into().ok()?);
+    if crc32fast::hash(&buf[..end]) != crc {
+        return None;
+    }
+    let counter = u64_at(buf, 4)?;
+    let watermark = u64_at(buf, 12)?;
+    let high = u64_at(buf, 20)?;
+    let holes: Vec<u64> = (0..n)
+        .map(|i| u64_at(buf, SLOT_HEAD + i * 8))
+        .collect::<Option<_>>()?;
+    // Holes strictly ascending within (watermark, high): anything else was
+    // not written by us; refuse it like a bad checksum.
+    let ordered =
+        holes.windows(2).all(|w| w[0] < w[1]) && holes.iter().all(|h| *h > watermark && *h <= high);
+    ordered.then_some((
+        counter,
+        Position {
+            watermark,
+            high,
+            holes,
+        },
+    ))
+}
+
+/// A format 1 slot: counter and watermark.
+fn parse_slot_v1(buf: &[u8; SLOT_V1 as usize]) -> Option<(u64, Position)> {
+    if &buf[..4] != LEDGER_MAGIC_V1 {
         return None;
     }
     let crc = u32::from_le_bytes(buf[20..24].try_into().ok()?);
     if crc32fast::hash(&buf[..20]) != crc {
         return None;
     }
-    let counter = u64::from_le_bytes(buf[4..12].try_into().ok()?);
-    let watermark = u64::from_le_bytes(buf[12..20].try_into().ok()?);
-    Some((counter, watermark))
+    let counter = u64_at(buf, 4)?;
+    let watermark = u64_at(buf, 12)?;
+    Some((counter, Position::upto(watermark)))
 }
 
 #[cfg(test)]
@@ -367,6 +503,7 @@ mod tests {
             body: bytes::Bytes::from(vec![7u8; n]),
             encoding: crate::otlp::Encoding::Protobuf,
             gzip: false,
+            signal: Some(crate::otlp::Signal::Logs),
             user_agent: None,
             credential: "c".into(),
             request_id: format!("r{n}"),
@@ -394,7 +531,7 @@ mod tests {
         a.write(&f[..f.len() / 2]).unwrap();
         a.sync().unwrap();
         drop(a);
-        let r = recover(dir.path(), 1).unwrap();
+        let r = recover(dir.path(), &Position::upto(1)).unwrap();
         let seqs: Vec<u64> = r.records.iter().map(|(s, _, _)| *s).collect();
         assert_eq!(seqs, vec![2, 3], "seq 1 is below the watermark");
         assert_eq!(r.discarded.len(), 1);
@@ -405,7 +542,7 @@ mod tests {
         let back = read(dir.path(), r.records[1].1).unwrap();
         assert_eq!(back.body.len(), 30);
         // The cut is permanent: a second recovery finds nothing to discard.
-        let r = recover(dir.path(), 1).unwrap();
+        let r = recover(dir.path(), &Position::upto(1)).unwrap();
         assert!(r.discarded.is_empty());
     }
 
@@ -427,7 +564,7 @@ mod tests {
         let last = data.len() - 1;
         data[last] ^= 0xff;
         fs::write(&p, &data).unwrap();
-        let r = recover(dir.path(), 1).unwrap();
+        let r = recover(dir.path(), &Position::upto(1)).unwrap();
         assert!(r.records.is_empty());
         assert_eq!(r.discarded.len(), 1);
         assert!(r.discarded[0].reason.contains("checksum"));
@@ -439,19 +576,124 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ledger");
         let (mut l, w, reset) = Ledger::open(&p).unwrap();
-        assert_eq!((w, reset), (0, false));
-        l.write(5).unwrap();
-        l.write(9).unwrap();
+        assert_eq!((w, reset), (Position::default(), false));
+        l.write(&Position::upto(5)).unwrap();
+        let nine = Position {
+            watermark: 9,
+            high: 14,
+            holes: vec![10, 12],
+        };
+        l.write(&nine).unwrap();
         l.sync().unwrap();
         drop(l);
-        assert_eq!(Ledger::open(&p).unwrap().1, 9);
+        assert_eq!(Ledger::open(&p).unwrap().1, nine);
         // Corrupt the newest slot (counter 2 lives in slot 0): the older one wins.
         let mut data = fs::read(&p).unwrap();
         data[13] ^= 1;
         fs::write(&p, &data).unwrap();
-        assert_eq!(Ledger::open(&p).unwrap().1, 5);
+        assert_eq!(Ledger::open(&p).unwrap().1, Position::upto(5));
         fs::write(&p, vec![0xAB; 64]).unwrap();
         let (_, w, reset) = Ledger::open(&p).unwrap();
-        assert_eq!((w, reset), (0, true));
+        assert_eq!((w, reset), (Position::default(), true));
+    }
+
+    #[test]
+    fn a_position_says_which_sequences_are_finished() {
+        let p = Position {
+            watermark: 3,
+            high: 8,
+            holes: vec![5, 6],
+        };
+        let finished: Vec<u64> = (1..=10).filter(|s| p.is_finished(*s)).collect();
+        assert_eq!(finished, vec![1, 2, 3, 4, 7, 8]);
+        // Past MAX_HOLES holes, `high` drops below the first one left out:
+        // fewer claims (re-delivery), never a skipped batch.
+        let many = Position {
+            watermark: 0,
+            high: 10_000,
+            holes: (1..=(MAX_HOLES as u64 + 10)).map(|h| h * 2).collect(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let (mut l, _, _) = Ledger::open(&path).unwrap();
+        l.write(&many).unwrap();
+        drop(l);
+        let back = Ledger::open(&path).unwrap().1;
+        assert_eq!(back.holes.len(), MAX_HOLES);
+        assert_eq!(back.high, (MAX_HOLES as u64 + 1) * 2 - 1);
+        for seq in 1..=10_000 {
+            if back.is_finished(seq) {
+                assert!(many.is_finished(seq), "{seq} claimed finished");
+            }
+        }
+    }
+
+    /// A format 1 slot as earlier builds wrote it.
+    fn v1_slot(counter: u64, watermark: u64) -> [u8; 32] {
+        let mut buf = [0u8; 32];
+        buf[..4].copy_from_slice(b"SGL1");
+        buf[4..12].copy_from_slice(&counter.to_le_bytes());
+        buf[12..20].copy_from_slice(&watermark.to_le_bytes());
+        let crc = crc32fast::hash(&buf[..20]);
+        buf[20..24].copy_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    #[test]
+    fn a_format_1_ledger_is_read_and_then_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledger");
+        // Counter 7 in slot 1, counter 6 (older) in slot 0.
+        let mut old = v1_slot(6, 40).to_vec();
+        old.extend_from_slice(&v1_slot(7, 42));
+        fs::write(&p, &old).unwrap();
+        let (mut l, pos, reset) = Ledger::open(&p).unwrap();
+        assert_eq!((pos, reset), (Position::upto(42), false));
+        // The next write (counter 8, slot 0) overwrites both old slots'
+        // start; the one after lands in slot 1 of format 2.
+        let next = Position {
+            watermark: 42,
+            high: 50,
+            holes: vec![44],
+        };
+        l.write(&next).unwrap();
+        drop(l);
+        let (mut l, pos, _) = Ledger::open(&p).unwrap();
+        assert_eq!(pos, next);
+        l.write(&Position::upto(60)).unwrap();
+        drop(l);
+        assert_eq!(Ledger::open(&p).unwrap().1, Position::upto(60));
+        // Recovery skips what a format 1 watermark covers.
+        let mut a = Appender::create(dir.path(), 1).unwrap();
+        for seq in 41..=44 {
+            let mut f = encode(0, &item(seq as usize));
+            stamp_seq(&mut f, seq);
+            a.write(&f).unwrap();
+        }
+        drop(a);
+        let r = recover(dir.path(), &Position::upto(42)).unwrap();
+        let seqs: Vec<u64> = r.records.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(seqs, vec![43, 44]);
+    }
+
+    #[test]
+    fn recovery_skips_batches_finished_out_of_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Appender::create(dir.path(), 1).unwrap();
+        for seq in 1..=6u64 {
+            let mut f = encode(0, &item(seq as usize));
+            stamp_seq(&mut f, seq);
+            a.write(&f).unwrap();
+        }
+        drop(a);
+        let pos = Position {
+            watermark: 1,
+            high: 5,
+            holes: vec![2, 4],
+        };
+        let r = recover(dir.path(), &pos).unwrap();
+        let seqs: Vec<u64> = r.records.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(seqs, vec![2, 4, 6]);
+        assert_eq!(r.next_seq, 7);
     }
 }

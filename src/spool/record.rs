@@ -2,25 +2,37 @@
 //!
 //! ```text
 //! frame   = len:u32le  crc32(payload):u32le  payload[len]
-//! payload = version:u8(=1) seq:u64 enqueued_ms:u64 encoding:u8 gzip:u8 spans:u32
+//! payload = version:u8(=2) seq:u64 enqueued_ms:u64 encoding:u8 gzip:u8
+//!           signal:u8 spans:u32
 //!           str(endpoint) opt(provider) opt(subject) str(credential NAME)
 //!           str(request_id) opt(user_agent) body_len:u32 body
 //! str     = len:u16 bytes(UTF-8)        opt = 0:u8 | 1:u8 str
+//! signal  = 0 traces | 1 metrics | 2 logs
 //! ```
 //! All integers little-endian. The credential is stored by *name*; its
 //! value is read from the secrets store at delivery time and never reaches
 //! the disk. A new field means a new version byte; a reader refuses
 //! versions it does not know (treated like corruption: the record and what
 //! follows in its segment are not trusted).
+//!
+//! Version 1 (earlier builds) is the same without `signal`: such a record
+//! decodes with no signal, and delivery looks it up by endpoint name in
+//! the current policy as those builds did. `seq` sits at the same offset
+//! in every version (`log::stamp_seq` relies on it).
 
 use bytes::{Buf, BufMut, Bytes};
 use http::HeaderValue;
 
 use super::Spooled;
-use crate::otlp::Encoding;
+use crate::otlp::{Encoding, Signal};
 
 /// Version byte of the records this build writes.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// The version before the signal was stored (still read).
+pub const FORMAT_VERSION_1: u8 = 1;
+/// `signal` byte of an item whose signal is not known (read from a version
+/// 1 record).
+const UNKNOWN_SIGNAL: u8 = 0xff;
 /// Bytes of the frame header (length + CRC).
 pub const FRAME_HEADER: usize = 8;
 /// Largest payload a reader accepts; anything longer is corruption.
@@ -48,6 +60,14 @@ pub fn encode(seq: u64, item: &Spooled) -> Vec<u8> {
         Encoding::Json => 1,
     });
     p.put_u8(u8::from(item.gzip));
+    p.put_u8(match item.signal {
+        // Written by this build: always known (an item read from a version 1
+        // record that is written again, as a dead letter, keeps the lookup).
+        Some(Signal::Traces) => 0,
+        Some(Signal::Metrics) => 1,
+        Some(Signal::Logs) => 2,
+        None => UNKNOWN_SIGNAL,
+    });
     p.put_u32_le(u32::try_from(item.spans).unwrap_or(u32::MAX));
     put_str(&mut p, &item.endpoint);
     put_opt(&mut p, item.provider.as_deref());
@@ -86,7 +106,7 @@ pub fn decode(payload: &[u8], crc: u32) -> Result<(u64, Spooled), DecodeError> {
     }
     let mut b = payload;
     let version = get_u8(&mut b)?;
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
         return Err(DecodeError::Version(version));
     }
     let seq = get_u64(&mut b)?;
@@ -97,6 +117,17 @@ pub fn decode(payload: &[u8], crc: u32) -> Result<(u64, Spooled), DecodeError> {
         _ => return Err(DecodeError::Malformed),
     };
     let gzip = get_u8(&mut b)? != 0;
+    let signal = if version == FORMAT_VERSION_1 {
+        None
+    } else {
+        match get_u8(&mut b)? {
+            0 => Some(Signal::Traces),
+            1 => Some(Signal::Metrics),
+            2 => Some(Signal::Logs),
+            UNKNOWN_SIGNAL => None,
+            _ => return Err(DecodeError::Malformed),
+        }
+    };
     let spans = get_u32(&mut b)? as usize;
     let endpoint = get_str(&mut b)?;
     let provider = get_opt(&mut b)?;
@@ -115,6 +146,7 @@ pub fn decode(payload: &[u8], crc: u32) -> Result<(u64, Spooled), DecodeError> {
             body,
             encoding,
             gzip,
+            signal,
             user_agent,
             credential,
             request_id,
@@ -200,6 +232,7 @@ mod tests {
             body: Bytes::copy_from_slice(body),
             encoding: Encoding::Json,
             gzip: true,
+            signal: Some(Signal::Metrics),
             user_agent: Some(HeaderValue::from_static("otel-js/1.0")),
             credential: "lightstep-prod".into(),
             request_id: "req-1".into(),
@@ -227,6 +260,46 @@ mod tests {
         assert_eq!(back.spans, 7);
         assert!(back.gzip);
         assert_eq!(back.enqueued_ms, item.enqueued_ms);
+        assert_eq!(back.signal, Some(Signal::Metrics));
+        let unknown = Spooled {
+            signal: None,
+            ..item
+        };
+        let frame = encode(43, &unknown);
+        let (_, crc) = frame_len(&frame).unwrap();
+        assert_eq!(decode(&frame[FRAME_HEADER..], crc).unwrap().1.signal, None);
+    }
+
+    /// A version 1 payload as earlier builds wrote it: this build's
+    /// encoding without the signal byte.
+    fn v1_payload(seq: u64, item: &Spooled) -> Vec<u8> {
+        let frame = encode(seq, item);
+        let mut p = frame[FRAME_HEADER..].to_vec();
+        // version(1) seq(8) enqueued_ms(8) encoding(1) gzip(1) | signal
+        p.remove(19);
+        p[0] = FORMAT_VERSION_1;
+        p
+    }
+
+    #[test]
+    fn a_version_1_record_decodes_without_a_signal() {
+        let item = sample(b"{\"resourceMetrics\":[]}");
+        let p = v1_payload(9, &item);
+        let (seq, back) = decode(&p, crc32fast::hash(&p)).unwrap();
+        assert_eq!(seq, 9);
+        assert_eq!(back.signal, None, "looked up by endpoint at delivery");
+        assert_eq!(back.body, item.body);
+        assert_eq!(back.endpoint, "traces");
+        assert_eq!(back.request_id, "req-1");
+        assert_eq!(back.spans, 7);
+        // Its framing and sequence stamping are those of version 2.
+        let mut frame = Vec::new();
+        frame.put_u32_le(p.len() as u32);
+        frame.put_u32_le(crc32fast::hash(&p));
+        frame.extend_from_slice(&p);
+        crate::spool::log::stamp_seq(&mut frame, 77);
+        let (_, crc) = frame_len(&frame).unwrap();
+        assert_eq!(decode(&frame[FRAME_HEADER..], crc).unwrap().0, 77);
     }
 
     #[test]
@@ -240,12 +313,24 @@ mod tests {
             decode(&bad[FRAME_HEADER..], crc).unwrap_err(),
             DecodeError::Checksum
         );
-        let mut v2 = frame[FRAME_HEADER..].to_vec();
-        v2[0] = 2;
-        let crc2 = crc32fast::hash(&v2);
-        assert_eq!(decode(&v2, crc2).unwrap_err(), DecodeError::Version(2));
-        // Every truncation of a payload is refused, never a panic.
+        let mut v3 = frame[FRAME_HEADER..].to_vec();
+        v3[0] = 3;
+        let crc3 = crc32fast::hash(&v3);
+        assert_eq!(decode(&v3, crc3).unwrap_err(), DecodeError::Version(3));
+        // A signal byte out of range is malformed.
+        let mut bad_signal = frame[FRAME_HEADER..].to_vec();
+        bad_signal[19] = 7;
+        let crc = crc32fast::hash(&bad_signal);
+        assert_eq!(
+            decode(&bad_signal, crc).unwrap_err(),
+            DecodeError::Malformed
+        );
+        // Every truncation of a payload is refused, never a panic (either version).
         let p = &frame[FRAME_HEADER..];
+        for n in 0..p.len() {
+            assert!(decode(&p[..n], crc32fast::hash(&p[..n])).is_err(), "{n}");
+        }
+        let p = v1_payload(1, &sample(b"abc"));
         for n in 0..p.len() {
             assert!(decode(&p[..n], crc32fast::hash(&p[..n])).is_err(), "{n}");
         }

@@ -58,6 +58,8 @@ mod secrets_store;
 mod signals_http;
 mod spool_crash;
 mod spool_disk;
+mod spool_signal;
+mod spool_slow;
 mod upstream_grpc;
 mod upstream_presets;
 mod vercel;

@@ -1,9 +1,16 @@
 //! Crash test with the real binary: `ack: spooled` on disk, the upstream
 //! down, concurrent load of batches with known trace ids, `kill -9` at a
 //! random moment, restart with the upstream back: every acknowledged trace
-//! id must arrive. Some rounds also `kill -9` during delivery, which may
-//! re-deliver what was in flight (at most the window per kill); duplicates
-//! are counted and reported.
+//! id must arrive. Every other round also `kill -9`s at a random point of
+//! delivery, with the first batch of that delivery left hanging by the
+//! upstream so that the window slides on past it: what may be re-delivered
+//! is what was in flight, at most the window per kill, because the ledger
+//! records batches finished out of order too (a batch finished behind one
+//! still in flight is not re-sent). Duplicates are counted, reported and
+//! held to that bound. The upstream `timeout` is long
+//! (the recording upstream answers in microseconds) so that a timed-out
+//! attempt on a loaded machine, a duplicate of another kind, cannot blur
+//! the count.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -24,12 +31,16 @@ const MIN_ROUNDS: usize = 5;
 const MIN_ACKED: usize = 2000;
 const SENDERS: usize = 8;
 
-struct Proc {
-    child: Child,
-    otlp: std::net::SocketAddr,
+/// A running `spangate serve` (the real binary).
+pub(crate) struct Proc {
+    pub child: Child,
+    pub otlp: std::net::SocketAddr,
+    /// `http://ADDR/metrics` when the config has `metrics.listen`.
+    pub metrics: Option<String>,
 }
 
-fn start(config: &Path) -> Proc {
+/// Start the binary with `config`; returns once it logged its addresses.
+pub(crate) fn start(config: &Path) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spangate"))
         .args(["--log-format", "json", "serve", "--config"])
         .arg(config)
@@ -48,20 +59,26 @@ fn start(config: &Path) -> Proc {
                 && v["fields"]["message"] == "spangate listening"
                 && let Some(a) = v["fields"]["otlp"].as_str()
             {
-                let _ = tx.send(a.to_string());
+                let metrics = v["fields"]["metrics"]
+                    .as_str()
+                    .filter(|m| m.starts_with("http://"))
+                    .map(str::to_string);
+                let _ = tx.send((a.to_string(), metrics));
             }
         }
     });
-    let addr = rx
+    let (addr, metrics) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("spangate started");
     Proc {
         child,
         otlp: addr.parse().expect("address"),
+        metrics,
     }
 }
 
-fn sigterm_and_wait(mut p: Proc) {
+/// SIGTERM, then wait for the process to exit.
+pub(crate) fn sigterm_and_wait(mut p: Proc) {
     let _ = Command::new("kill")
         .args(["-TERM", &p.child.id().to_string()])
         .status();
@@ -129,7 +146,7 @@ providers:
 upstreams:
   lightstep:
     url: "{url}"
-    timeout: 2s
+    timeout: 20s
     ack: spooled
     spool: {{ dir: spool, fsync: always, window: {WINDOW}, drain: 1s, max_bytes: 256MiB }}
 secrets:
@@ -215,12 +232,19 @@ audit: {{ file: audit.jsonl }}
 
         // Upstream back (what it recorded while answering 503 is not a delivery).
         upstream.clear();
-        upstream.set_behavior(Behavior::Accept);
+        let kill_in_delivery = round.is_multiple_of(2);
+        upstream.set_behavior(if kill_in_delivery {
+            // One slow batch: the ones behind it finish first.
+            Behavior::Times(1, Box::new(Behavior::Hang))
+        } else {
+            Behavior::Accept
+        });
         let mut p = start(&config);
-        if round.is_multiple_of(2) {
-            // Also kill -9 in the middle of delivery.
+        if kill_in_delivery {
+            // Also kill -9 at a random point of delivery.
+            let target = 2 + random_below(this_round.len() / 2);
             for _ in 0..2000 {
-                if !upstream.received().is_empty() {
+                if upstream.received().len() >= target {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
