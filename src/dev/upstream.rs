@@ -261,7 +261,28 @@ fn next_behavior(state: &State) -> Behavior {
     }
 }
 
-fn record(state: &State, rec: &Received) {
+/// Record a request (HTTP or gRPC) as it arrived; returns whether it carries
+/// a value `accept_only` admits (always, when unset). A refused request is
+/// recorded too: tests read what was sent, not only what was taken.
+fn record(
+    state: &State,
+    parts: http::request::Parts,
+    body: Bytes,
+    content_encoding: Option<String>,
+    grpc: bool,
+) -> bool {
+    let rec = Received {
+        path: parts.uri.path().to_string(),
+        headers: parts.headers,
+        body,
+        content_encoding,
+        grpc,
+        at: Instant::now(),
+    };
+    let authorized = match &*lock(&state.accept_only) {
+        None => true,
+        Some((h, ok)) => rec.header(h).is_some_and(|v| ok.contains(v)),
+    };
     {
         let mut q = lock(&state.received);
         if q.len() >= MAX_RECORDED {
@@ -269,7 +290,8 @@ fn record(state: &State, rec: &Received) {
         }
         q.push_back(rec.clone());
     }
-    let _ = state.events.send(rec.clone());
+    let _ = state.events.send(rec);
+    authorized
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<UpBody> {
@@ -308,20 +330,7 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<UpBody> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let rec = Received {
-        path: parts.uri.path().to_string(),
-        headers: parts.headers,
-        body,
-        content_encoding,
-        grpc: false,
-        at: Instant::now(),
-    };
-    let authorized = match &*lock(&state.accept_only) {
-        None => true,
-        Some((h, ok)) => rec.header(h).is_some_and(|v| ok.contains(v)),
-    };
-    record(state, &rec);
-    if !authorized {
+    if !record(state, parts, body, content_encoding, false) {
         return reply(StatusCode::UNAUTHORIZED, ct.as_deref(), Bytes::new());
     }
     match next_behavior(state) {
@@ -389,20 +398,7 @@ async fn handle_grpc(state: &State, req: Request<Incoming>) -> Response<UpBody> 
     }) else {
         return grpc_status(code::INVALID_ARGUMENT, "not one gRPC message", None);
     };
-    let rec = Received {
-        path: parts.uri.path().to_string(),
-        headers: parts.headers,
-        body: message,
-        content_encoding: encoding,
-        grpc: true,
-        at: Instant::now(),
-    };
-    let authorized = match &*lock(&state.accept_only) {
-        None => true,
-        Some((h, ok)) => rec.header(h).is_some_and(|v| ok.contains(v)),
-    };
-    record(state, &rec);
-    if !authorized {
+    if !record(state, parts, message, encoding, true) {
         return grpc_status(code::UNAUTHENTICATED, "unknown access token", None);
     }
     let answer = |msg: &[u8]| {

@@ -2,8 +2,6 @@
 //! durable spool with `ack: spooled`, and Trace Drain endpoints (OTLP/HTTP
 //! only).
 
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
@@ -76,17 +74,6 @@ fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     req
 }
 
-/// Bounded poll until `pred` holds.
-async fn until(what: &str, mut pred: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn grpc_metrics_with_ack_spooled_are_ok_once_durable_then_delivered() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -118,7 +105,7 @@ async fn grpc_metrics_with_ack_spooled_are_ok_once_durable_then_delivered() {
     let request_id = line["request_id"].as_str().expect("id").to_string();
 
     h.upstream.set_behavior(Behavior::Accept);
-    until("spool delivery", || {
+    crate::common::until("spool delivery", || {
         h.audit_lines()
             .iter()
             .any(|l| l["kind"] == "spool" && l["result"] == "delivered")

@@ -127,13 +127,7 @@ async fn kill_9_at_random_moments_loses_no_acknowledged_batch() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    for (name, text) in crate::common::shipped_policies_unthrottled() {
-        std::fs::write(policies.join(name), text).unwrap();
-    }
-    let token_file = dir.path().join("ls-token");
-    std::fs::write(&token_file, crate::common::LIGHTSTEP_TOKEN).unwrap();
+    let (policies, token_file) = crate::common::binary_config_dir(dir.path());
     let config = dir.path().join("spangate.yaml");
     std::fs::write(
         &config,

@@ -40,17 +40,6 @@ async fn send(h: &Harness, token: &str, n: usize) -> http::Response<bytes::Bytes
         .await
 }
 
-/// Bounded poll until `pred` holds.
-async fn until(what: &str, mut pred: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn spool_lines(h: &Harness, result: &str) -> Vec<Value> {
     h.audit_lines()
         .into_iter()
@@ -94,7 +83,7 @@ async fn ack_spooled_answers_before_the_upstream_and_delivers_with_the_current_c
     assert_eq!(line["reason"], "spooled");
     let request_id = line["request_id"].as_str().unwrap().to_string();
     h.upstream.set_behavior(Behavior::Accept);
-    until("delivery", || !spool_lines(&h, "delivered").is_empty()).await;
+    crate::common::until("delivery", || !spool_lines(&h, "delivered").is_empty()).await;
     let got: Vec<_> = h
         .upstream
         .received()
@@ -146,7 +135,7 @@ async fn a_full_spool_answers_503_retryable_and_evicts_nothing() {
     // Space returns when the upstream does: every acknowledged batch arrives,
     // and new batches are taken again.
     h.upstream.set_behavior(Behavior::Accept);
-    until("all acknowledged delivered", || {
+    crate::common::until("all acknowledged delivered", || {
         spool_lines(&h, "delivered").len() == acked.len()
     })
     .await;
@@ -220,7 +209,7 @@ async fn a_full_disk_answers_503_and_recovers_when_space_returns() {
     assert_eq!(send(&h, &token, 500).await.status(), 200);
     acked.push(500);
     h.upstream.set_behavior(Behavior::Accept);
-    until("all acknowledged delivered", || {
+    crate::common::until("all acknowledged delivered", || {
         spool_lines(&h, "delivered").len() >= acked.len()
     })
     .await;
@@ -264,7 +253,7 @@ async fn a_corrupt_tail_is_cut_and_audited_and_the_rest_delivered_after_restart(
     assert_eq!(rec[0]["discarded_bytes"], 11);
     assert_eq!(h.app.shared.spools["lightstep"].len(), 3);
     h.upstream.set_behavior(Behavior::Accept);
-    until("replayed", || spool_lines(&h, "delivered").len() == 3).await;
+    crate::common::until("replayed", || spool_lines(&h, "delivered").len() == 3).await;
     let metrics = h.app.shared.metrics.encode();
     assert!(
         metrics.contains(r#"spangate_spool_discarded_bytes_total{upstream="lightstep"} 11"#),
@@ -294,7 +283,7 @@ async fn shutdown_keeps_undelivered_batches_on_disk_and_the_next_start_delivers_
     assert_eq!(kept.len(), 4, "{kept:#?}");
     assert!(kept.iter().all(|l| l["result"] == "kept"), "{kept:#?}");
     h.upstream.set_behavior(Behavior::Accept);
-    until("replayed", || spool_lines(&h, "delivered").len() == 4).await;
+    crate::common::until("replayed", || spool_lines(&h, "delivered").len() == 4).await;
     let ids = delivered_ids(&h);
     for n in 0..4 {
         assert!(ids.contains(&trace_id(n)));
@@ -311,7 +300,7 @@ async fn a_non_retryable_answer_dead_letters_and_replay_dead_delivers_it() {
     h.upstream.set_behavior(Behavior::Status(400));
     let token = h.token("edge-prod");
     assert_eq!(send(&h, &token, 1).await.status(), 200);
-    until("dead letter", || {
+    crate::common::until("dead letter", || {
         !spool_lines(&h, "dead_lettered").is_empty()
     })
     .await;
@@ -342,7 +331,7 @@ async fn a_non_retryable_answer_dead_letters_and_replay_dead_delivers_it() {
         .await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["replayed"], 1);
-    until("replayed delivery", || {
+    crate::common::until("replayed delivery", || {
         !spool_lines(&h, "delivered").is_empty()
     })
     .await;
@@ -414,7 +403,7 @@ async fn a_slow_upstream_gets_at_most_a_window_of_duplicates() {
     for n in 0..N {
         assert_eq!(send(&h, &token, n).await.status(), 200);
     }
-    until("all delivered", || spool_lines(&h, "delivered").len() == N).await;
+    crate::common::until("all delivered", || spool_lines(&h, "delivered").len() == N).await;
     let ids = delivered_ids(&h);
     let duplicates = ids.len() - N;
     eprintln!(
@@ -514,7 +503,7 @@ async fn delivery_waits_at_least_the_upstreams_retry_after() {
         );
     }
     h.upstream.set_behavior(Behavior::Accept);
-    until("delivery", || !spool_lines(&h, "delivered").is_empty()).await;
+    crate::common::until("delivery", || !spool_lines(&h, "delivered").is_empty()).await;
     assert!(delivered_ids(&h).contains(&trace_id(7)));
     h.stop().await;
 }

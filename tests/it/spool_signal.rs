@@ -4,7 +4,6 @@
 //! (format 1) keep the old lookup by endpoint name.
 
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
@@ -50,17 +49,6 @@ fn opts(spool: &Path, policies: &Path) -> Options {
         policies_dir: Some(policies.to_path_buf()),
         ..Default::default()
     }
-}
-
-/// Bounded poll until `pred` holds.
-async fn until(what: &str, mut pred: impl FnMut() -> bool) {
-    for _ in 0..1200 {
-        if pred() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn delivered(h: &Harness) -> Vec<Value> {
@@ -132,7 +120,7 @@ async fn a_spooled_metrics_batch_reaches_the_metrics_target_after_its_endpoint_i
 
     h.upstream.clear();
     h.upstream.set_behavior(Behavior::Accept);
-    until("delivery", || !delivered(&h).is_empty()).await;
+    crate::common::until("delivery", || !delivered(&h).is_empty()).await;
     let line = &delivered(&h)[0];
     assert_eq!(line["signal"], "metrics", "{line}");
     assert_eq!(line["endpoint"], "metrics");
@@ -220,7 +208,7 @@ async fn format_1_records_are_delivered_by_their_endpoints_signal() {
     assert!(v["queued"][0]["signal"].is_null(), "not stored: {v}");
     h.upstream.clear();
     h.upstream.set_behavior(Behavior::Accept);
-    until("both delivered", || delivered(&h).len() == 2).await;
+    crate::common::until("both delivered", || delivered(&h).len() == 2).await;
     let path_of = |id: &str| {
         h.upstream
             .received()

@@ -62,13 +62,7 @@ async fn a_slow_upstream_behind_the_binary_costs_at_most_a_window_of_duplicates(
         .unwrap();
     upstream.set_behavior(Behavior::Delay(Duration::from_secs(2)));
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    for (name, text) in crate::common::shipped_policies_unthrottled() {
-        std::fs::write(policies.join(name), text).unwrap();
-    }
-    let token_file = dir.path().join("ls-token");
-    std::fs::write(&token_file, crate::common::LIGHTSTEP_TOKEN).unwrap();
+    let (policies, token_file) = crate::common::binary_config_dir(dir.path());
     let config = dir.path().join("spangate.yaml");
     std::fs::write(
         &config,

@@ -452,6 +452,20 @@ impl Harness {
     }
 }
 
+/// Files beside a config for the real binary in `dir`: the shipped policies
+/// (unthrottled) under `policies/` and the Lightstep credential in
+/// `ls-token`. Returns both paths, for the config to name.
+pub fn binary_config_dir(dir: &Path) -> (PathBuf, PathBuf) {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for (name, text) in shipped_policies_unthrottled() {
+        std::fs::write(policies.join(name), text).unwrap();
+    }
+    let token_file = dir.join("ls-token");
+    std::fs::write(&token_file, LIGHTSTEP_TOKEN).unwrap();
+    (policies, token_file)
+}
+
 /// Wait (bounded by `limit`) until `cond` holds; returns whether it did.
 pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -463,6 +477,14 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
             return false;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Wait (bounded: 30 s) until `pred` holds; panics naming `what` if it
+/// never does.
+pub async fn until(what: &str, pred: impl FnMut() -> bool) {
+    if !wait_until(Duration::from_secs(30), pred).await {
+        panic!("timed out waiting for {what}");
     }
 }
 
