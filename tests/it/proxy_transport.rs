@@ -134,6 +134,20 @@ async fn healthz_needs_no_token() {
     h.stop().await;
 }
 
+/// An upstream's TLS acceptor for a `localhost` leaf (see [`test_pki`]) and
+/// the CA file that trusts it.
+pub(crate) fn tls_upstream_acceptor(
+    dir: &std::path::Path,
+) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    let (cert_file, key_file, ca_file) = test_pki(dir);
+    let acceptor = spangate::proxy::listener::tls_acceptor(&spangate::config::TlsConfig {
+        cert_file,
+        key_file,
+    })
+    .unwrap();
+    (acceptor, ca_file)
+}
+
 /// A CA and a `localhost` leaf signed by it, as PEM files in `dir`.
 pub(crate) fn test_pki(
     dir: &std::path::Path,
@@ -162,20 +176,9 @@ pub(crate) fn test_pki(
 async fn upstream_over_tls_uses_its_own_ca_file_and_refuses_unknown_issuers() {
     spangate::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (cert_file, key_file, ca_file) = test_pki(dir.path());
-    let acceptor = spangate::proxy::listener::tls_acceptor(&spangate::config::TlsConfig {
-        cert_file,
-        key_file,
-    })
-    .unwrap();
+    let (acceptor, ca_file) = tls_upstream_acceptor(dir.path());
     for trusted in [true, false] {
-        let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
-            audience: common::AUDIENCE.into(),
-            identities: common::demo_identities(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let idp = crate::common::demo_idp().await;
         let upstream = spangate::dev::upstream::RecordingUpstream::start_with_tls(
             "127.0.0.1:0".parse().unwrap(),
             Some(acceptor.clone()),

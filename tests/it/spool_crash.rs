@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use spangate::client::{HttpClient, OutBody};
-use spangate::dev::idp::{DevIdp, DevIdpOptions};
 use spangate::dev::upstream::{Behavior, RecordingUpstream};
 
 const WINDOW: usize = 4;
@@ -116,13 +115,7 @@ fn random_below(n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_at_random_moments_loses_no_acknowledged_batch() {
-    let idp = DevIdp::start(DevIdpOptions {
-        audience: crate::common::AUDIENCE.to_string(),
-        identities: crate::common::demo_identities(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let idp = crate::common::demo_idp().await;
     let upstream = RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -188,13 +188,7 @@ async fn format_1_records_are_delivered_by_their_endpoints_signal() {
 
     // The upstream refuses from the first moment: the records stay queued
     // until inspected.
-    let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
-        audience: crate::common::AUDIENCE.to_string(),
-        identities: crate::common::demo_identities(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let idp = crate::common::demo_idp().await;
     let upstream =
         spangate::dev::upstream::RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
             .await

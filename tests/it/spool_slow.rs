@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use spangate::client::{HttpClient, OutBody};
-use spangate::dev::idp::{DevIdp, DevIdpOptions};
 use spangate::dev::upstream::{Behavior, RecordingUpstream};
 
 use crate::spool_crash::{sigterm_and_wait, start};
@@ -50,13 +49,7 @@ fn arrivals(up: &RecordingUpstream) -> BTreeMap<String, usize> {
 /// (an upper bound) and no more than the window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_upstream_behind_the_binary_costs_at_most_a_window_of_duplicates() {
-    let idp = DevIdp::start(DevIdpOptions {
-        audience: crate::common::AUDIENCE.to_string(),
-        identities: crate::common::demo_identities(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let idp = crate::common::demo_idp().await;
     let upstream = RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

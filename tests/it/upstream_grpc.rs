@@ -328,20 +328,9 @@ async fn a_rotated_credential_applies_on_the_next_grpc_call() {
 async fn grpc_over_tls_negotiates_h2_and_trusts_only_the_configured_ca() {
     spangate::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (cert_file, key_file, ca_file) = crate::proxy_transport::test_pki(dir.path());
-    let acceptor = spangate::proxy::listener::tls_acceptor(&spangate::config::TlsConfig {
-        cert_file,
-        key_file,
-    })
-    .unwrap();
+    let (acceptor, ca_file) = crate::proxy_transport::tls_upstream_acceptor(dir.path());
     for trusted in [true, false] {
-        let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
-            audience: common::AUDIENCE.into(),
-            identities: common::demo_identities(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let idp = crate::common::demo_idp().await;
         let upstream = spangate::dev::upstream::RecordingUpstream::start_with_tls(
             "127.0.0.1:0".parse().unwrap(),
             Some(acceptor.clone()),

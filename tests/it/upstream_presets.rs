@@ -19,13 +19,7 @@ async fn with_upstream(extra: impl Fn(&str) -> String) -> Harness {
 
 async fn with_upstream_opts(extra: impl Fn(&str) -> String, opts: Options) -> Harness {
     // The recorder's base URL is only known once it runs: start it first.
-    let idp = spangate::dev::idp::DevIdp::start(spangate::dev::idp::DevIdpOptions {
-        audience: common::AUDIENCE.to_string(),
-        identities: common::demo_identities(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let idp = crate::common::demo_idp().await;
     let upstream =
         spangate::dev::upstream::RecordingUpstream::start("127.0.0.1:0".parse().unwrap())
             .await

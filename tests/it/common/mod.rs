@@ -452,6 +452,18 @@ impl Harness {
     }
 }
 
+/// A dev IdP on an ephemeral port that mints the demo identities for
+/// [`AUDIENCE`].
+pub async fn demo_idp() -> DevIdp {
+    DevIdp::start(DevIdpOptions {
+        audience: AUDIENCE.to_string(),
+        identities: demo_identities(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// Files beside a config for the real binary in `dir`: the shipped policies
 /// (unthrottled) under `policies/` and the Lightstep credential in
 /// `ls-token`. Returns both paths, for the config to name.
