@@ -27,6 +27,7 @@ for (case, target), rs in groups.items():
         "req_s": med(rs, "req_s"), "p50": med(rs, "p50_us"), "p99": med(rs, "p99_us"),
         "cpu": med(rs, "cpu_us"), "rss": max(float(r["rss_kib"]) for r in rs),
         "errors": sum(int(r["errors"]) for r in rs),
+        "cancelled": sum(int(r.get("cancelled") or 0) for r in rs),
     }
 
 grpc_note = (f"; OTLP/gRPC: h2load, {grpc_load} (connections × streams), one token, "
@@ -69,4 +70,11 @@ if len(span_counts) > 1:
             if a and b and a["cpu"] > 0:
                 parts.append(f"{target} {b['cpu'] / a['cpu']:.1f}×")
         print(f"- {label(enc)}: " + ", ".join(parts))
+cancelled = [(c, t, s["cancelled"]) for (c, t), s in summary.items() if s["cancelled"]]
+if cancelled:
+    print("\nCalls h2load cancelled mid-upload when a round's time was up (spangate's audit: "
+          "CANCELLED, body_aborted; not errors, and invisible on the nginx rows):\n")
+    for case, target, n in cancelled:
+        spans, enc = case.split("|")
+        print(f"- {spans} spans, {label(enc)}, {target}: {n}")
 print(f"\nspangate idle RSS (after start and one request): {int(idle_rss) / 1024:.1f} MiB")
