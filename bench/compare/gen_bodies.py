@@ -1,10 +1,15 @@
 """Write OTLP trace export bodies for bench/compare: protobuf (through the
 official opentelemetry-proto package) and OTLP/JSON, for each span count.
 
-usage: gen_bodies.py DIR SPANS...   -> DIR/traces-<n>.pb, DIR/traces-<n>.json
+usage: gen_bodies.py DIR SPANS...   -> DIR/traces-<n>.pb, DIR/traces-<n>.json, DIR/traces-<n>.grpc
+
+The .grpc file is the protobuf body as one gRPC message (a 0 compression flag and
+the length as a big-endian u32, then the bytes): the request body of a unary
+TraceService/Export call.
 """
 import json
 import os
+import struct
 import sys
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -72,6 +77,8 @@ def main():
             f.write(pb)
         with open(f"{out}/traces-{n}.json", "wb") as f:
             f.write(js)
+        with open(f"{out}/traces-{n}.grpc", "wb") as f:
+            f.write(struct.pack(">BI", 0, len(pb)) + pb)
 
 
 if __name__ == "__main__":
