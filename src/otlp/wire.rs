@@ -699,7 +699,13 @@ impl<'a> Walker<'a> {
             match s.role {
                 Role::Attr => {
                     let key = self.attribute_key(&f)?;
-                    if strip(&String::from_utf8_lossy(key)) {
+                    // Item keys are not validated by the scan: valid UTF-8
+                    // (the norm) is checked without building a string.
+                    let stripped = match std::str::from_utf8(key) {
+                        Ok(key) => strip(key),
+                        Err(_) => strip(&String::from_utf8_lossy(key)),
+                    };
+                    if stripped {
                         outcome.stripped_attributes += 1;
                         let p = pieces.get_or_insert_with(Pieces::default);
                         p.raw(raw_from..f.start);
