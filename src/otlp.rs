@@ -227,13 +227,18 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
 /// bodies that scan declines.
 #[derive(Debug, Clone)]
 pub enum Received {
-    /// Protobuf (or, after a fallback, OTLP/JSON metrics and logs converted
-    /// to protobuf), scanned.
+    /// Protobuf (or, from [`receive_full`], OTLP/JSON metrics and logs
+    /// converted to protobuf), scanned.
     Wire(wire::Scan),
     /// OTLP/JSON of any signal, scanned at the wire level.
     Json(json_wire::JsonScan),
     /// OTLP/JSON traces the JSON scan declined, decoded.
     Decoded(Batch),
+    /// OTLP/JSON metrics or logs the JSON scan declined: decoded, converted
+    /// to protobuf and scanned (`scan`); rewritten as protobuf and converted
+    /// back, so they are forwarded as JSON like the rest (`json`: the body
+    /// as received, forwarded when nothing changes).
+    Converted { scan: wire::Scan, json: Bytes },
 }
 
 /// What [`Received::rewrite`] produced.
@@ -261,6 +266,10 @@ pub fn receive(signal: Signal, encoding: Encoding, raw: Bytes) -> Result<Receive
                     "OTLP/JSON body takes the full decode");
             }
         }
+        return Ok(match receive_full(signal, encoding, raw.clone())? {
+            Received::Wire(scan) => Received::Converted { scan, json: raw },
+            other => other,
+        });
     }
     receive_full(signal, encoding, raw)
 }
@@ -314,15 +323,31 @@ pub fn json_to_protobuf(signal: Signal, raw: &Bytes) -> Result<Bytes, OtlpError>
     }))
 }
 
+/// A protobuf body of `signal` as OTLP/JSON (the serde types' output).
+fn protobuf_to_json(signal: Signal, raw: &Bytes) -> Result<Bytes, OtlpError> {
+    let json = match signal {
+        Signal::Traces => serde_json::to_vec(
+            &ExportTraceServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?,
+        ),
+        Signal::Metrics => serde_json::to_vec(
+            &ExportMetricsServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?,
+        ),
+        Signal::Logs => serde_json::to_vec(
+            &ExportLogsServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?,
+        ),
+    };
+    json.map(Bytes::from).map_err(OtlpError::malformed)
+}
+
 impl Received {
     /// The encoding of the body [`Received::rewrite`] produces for a request
-    /// in `encoding`: protobuf for everything scanned by the protobuf walk
-    /// (including OTLP/JSON metrics and logs after a fallback), the
-    /// request's own otherwise (OTLP/JSON scanned or decoded stays JSON).
+    /// in `encoding`: the request's own (OTLP/JSON stays JSON whichever path
+    /// read it), except for [`receive_full`]'s protobuf-scanned OTLP/JSON
+    /// metrics and logs (protobuf).
     pub fn forward_encoding(&self, encoding: Encoding) -> Encoding {
         match self {
             Received::Wire(_) => Encoding::Protobuf,
-            Received::Json(_) => Encoding::Json,
+            Received::Json(_) | Received::Converted { .. } => Encoding::Json,
             Received::Decoded(_) => encoding,
         }
     }
@@ -332,6 +357,7 @@ impl Received {
         match self {
             Received::Wire(scan) => &scan.summary,
             Received::Json(scan) => &scan.summary,
+            Received::Converted { scan, .. } => &scan.summary,
             Received::Decoded(batch) => &batch.summary,
         }
     }
@@ -372,6 +398,18 @@ impl Received {
                 let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
                 Ok(Rewritten {
                     body: (out.kept_resources > 0).then_some(out.body),
+                    outcome: out.outcome,
+                })
+            }
+            Received::Converted { scan, json } => {
+                let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
+                let body = match (out.kept_resources > 0, out.outcome.changed) {
+                    (false, _) => None,
+                    (true, false) => Some(json),
+                    (true, true) => Some(protobuf_to_json(scan.signal, &out.body)?),
+                };
+                Ok(Rewritten {
+                    body,
                     outcome: out.outcome,
                 })
             }

@@ -5,11 +5,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
-use super::oracle::{Verdict, compare};
+use super::oracle::{self, Verdict, compare};
 use super::*;
 use crate::otlp::wire::oracle::Edit;
 use crate::otlp::wire::tests::{gen_logs, gen_metrics, gen_traces};
-use crate::otlp::{Encoding, Received, receive, receive_full};
+use crate::otlp::{Encoding, Received, Rewritten, receive, receive_full};
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const SPAN: &str = "b7ad6b7169203331";
@@ -244,12 +244,40 @@ fn declined_quirks_fall_back_to_the_full_decode() {
             "{body}: {r:?}"
         );
     }
-    let r = receive(
-        Signal::Metrics,
-        Encoding::Json,
-        Bytes::from_static(br#"{"resourceMetrics":[{"scopeMetrics":null}]}"#),
+    // Metrics and logs the scan declines are converted for the protobuf
+    // walk, and forwarded as JSON again: unchanged as received, rewritten
+    // as the serde types write it.
+    let body = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"spangate.x","value":{"stringValue":"v"}}]},"scopeMetrics":[{"metrics":[{"gauge":{"dataPoints":[{"asDouble":"1.5","attributes":[{"key":"k","value":{}}]}]}}]}]}]}"#;
+    let raw = Bytes::from_static(body.as_bytes());
+    assert!(scan(Signal::Metrics, raw.clone()).is_err());
+    let r = receive(Signal::Metrics, Encoding::Json, raw.clone());
+    let Ok(r) = r else { panic!("{r:?}") };
+    assert!(matches!(r, Received::Converted { .. }), "{r:?}");
+    assert_eq!(r.forward_encoding(Encoding::Json), Encoding::Json);
+    let same = r.clone().rewrite(&[true], &[], &[]);
+    assert!(
+        matches!(&same, Ok(w) if w.body.as_ref() == Some(&raw)),
+        "{same:?}"
     );
-    assert!(matches!(r, Ok(Received::Wire(_))), "{r:?}");
+    let e = edit(&[true]);
+    let out = r.rewrite(&e.keep, &e.stamp, &e.protected);
+    let Ok(out) = out else { panic!("{out:?}") };
+    assert_eq!(out.outcome.stripped_attributes, 2);
+    let Some(json) = out.body else {
+        panic!("no body")
+    };
+    let full = receive_full(Signal::Metrics, Encoding::Json, raw)
+        .and_then(|r| r.rewrite(&e.keep, &e.stamp, &e.protected));
+    let Ok(Rewritten {
+        body: Some(proto), ..
+    }) = full
+    else {
+        panic!("{full:?}")
+    };
+    assert_eq!(
+        oracle::canonical(Signal::Metrics, Encoding::Json, &json),
+        oracle::canonical(Signal::Metrics, Encoding::Protobuf, &proto)
+    );
 }
 
 #[test]
@@ -494,4 +522,34 @@ proptest! {
         prop_assert!(compare(Signal::Logs, &raw, &e, &strip).is_ok(),
             "{:?} on {}", compare(Signal::Logs, &raw, &e, &strip), String::from_utf8_lossy(&raw));
     }
+}
+
+/// The committed fuzz corpus (seeds and past findings) agrees, and its
+/// clean seeds are scanned rather than declined.
+#[test]
+fn fuzz_corpus_agrees() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/otlp_json_wire");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        panic!("no corpus at {}", dir.display());
+    };
+    let mut agreed = 0;
+    for entry in entries.flatten() {
+        let data = std::fs::read(entry.path()).unwrap_or_default();
+        let Some((&sel, body)) = data.split_first() else {
+            continue;
+        };
+        let signal = match sel & 3 {
+            1 => Signal::Metrics,
+            2 => Signal::Logs,
+            _ => Signal::Traces,
+        };
+        let e = Edit {
+            keep: (0..64).map(|i| i >= 4 || sel & (0x10 << i) == 0).collect(),
+            ..edit(&[])
+        };
+        let verdict = compare(signal, &Bytes::copy_from_slice(body), &e, &[]);
+        assert!(verdict.is_ok(), "{}: {verdict:?}", entry.path().display());
+        agreed += usize::from(verdict == Ok(Verdict::Agreed));
+    }
+    assert!(agreed >= 6, "only {agreed} corpus entries scanned");
 }
