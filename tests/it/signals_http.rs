@@ -267,11 +267,21 @@ async fn every_signal_in_both_encodings_drops_the_foreign_resource_and_stamps_th
             let got = h.upstream.received();
             assert_eq!(got.len(), sent);
             let r = got.last().unwrap();
-            let (services, n) = if json && path == "/v1/traces" {
-                // JSON traces are forwarded as JSON.
+            let (services, n) = if json {
+                // OTLP/JSON of every signal is forwarded as JSON.
                 assert_eq!(r.header("content-type"), Some("application/json"));
-                let t: ExportTraceServiceRequest = serde_json::from_slice(&r.body).unwrap();
-                forwarded(path, &t.encode_to_vec())
+                let proto = match path {
+                    "/v1/metrics" => serde_json::from_slice::<ExportMetricsServiceRequest>(&r.body)
+                        .unwrap()
+                        .encode_to_vec(),
+                    "/v1/logs" => serde_json::from_slice::<ExportLogsServiceRequest>(&r.body)
+                        .unwrap()
+                        .encode_to_vec(),
+                    _ => serde_json::from_slice::<ExportTraceServiceRequest>(&r.body)
+                        .unwrap()
+                        .encode_to_vec(),
+                };
+                forwarded(path, &proto)
             } else {
                 assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
                 forwarded(path, &r.body)
