@@ -25,9 +25,10 @@
 //! positional (array) form of a message, ids that are not empty or exactly
 //! 32 (trace) / 16 (span) hex digits, `bytesValue` attribute values, an
 //! attribute value with more than one or an unknown member, unknown members
-//! inside a metric (the serde types buffer metrics, which changes nesting
-//! limits), nesting deeper than [`MAX_VALUE_DEPTH`] attribute values, and
-//! duplicate resource attribute keys. The oracle ([`oracle`]) and the
+//! inside an attribute or a metric (the serde types buffer attribute values
+//! and metrics, which changes nesting limits), nesting deeper than
+//! [`MAX_VALUE_DEPTH`] attribute values, and duplicate resource attribute
+//! keys. The oracle ([`oracle`]) and the
 //! `otlp_json_wire` fuzz target check that every body the scan accepts is
 //! accepted by the full decode with the same summary and rewrites to the
 //! same request.
@@ -665,8 +666,10 @@ impl<'de> Deserialize<'de> for ItemAttrs {
 }
 
 /// An item attribute (the real `KeyValue`), its key borrowed from the body.
+/// Unknown members are declined: inside a `kvlistValue` the serde types
+/// buffer them, which changes nesting limits (so for every `KeyValue`).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct KvKey<'a> {
     #[serde(rename = "\u{0}", default)]
     _g: Guard,
@@ -678,9 +681,9 @@ struct KvKey<'a> {
     key_strindex: i32,
 }
 
-/// Any other attribute (the real `KeyValue`).
+/// Any other attribute (the real `KeyValue`; unknown members declined).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Kv {
     #[serde(rename = "\u{0}", default)]
     _g: Guard,
@@ -746,6 +749,7 @@ impl<'de> Deserialize<'de> for AnyV {
 impl Counted for AnyV {}
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ArrayV {
     #[serde(rename = "\u{0}", default)]
     _g: Guard,
@@ -754,6 +758,7 @@ struct ArrayV {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KvlistV {
     #[serde(rename = "\u{0}", default)]
     _g: Guard,

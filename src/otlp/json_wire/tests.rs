@@ -144,6 +144,15 @@ fn declines_what_it_does_not_handle_exactly() {
             Signal::Traces,
             t(r#","attributes":[{"key":"a","value":{"string\u0056alue":"x"}}]"#),
         ),
+        // unknown members of an attribute, of a value's list
+        (
+            Signal::Traces,
+            t(r#","events":[{"attributes":[{"key":"a","x":[[1]]}]}]"#),
+        ),
+        (
+            Signal::Traces,
+            t(r#","attributes":[{"key":"a","value":{"arrayValue":{"values":[],"x":1}}}]"#),
+        ),
         // unknown value member, bytes values
         (
             Signal::Traces,
