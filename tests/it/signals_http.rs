@@ -297,6 +297,39 @@ async fn every_signal_in_both_encodings_drops_the_foreign_resource_and_stamps_th
     h.stop().await;
 }
 
+/// OTLP/JSON metrics and logs (forwarded as JSON to an OTLP/HTTP upstream)
+/// reach an OTLP/gRPC upstream as protobuf, converted there, still with the
+/// foreign resource dropped, the rest stamped; the client's answer is JSON.
+#[tokio::test]
+async fn json_metrics_and_logs_reach_a_grpc_upstream_as_protobuf() {
+    let h = Harness::start_with(Options {
+        policies: Some(policy("drop")),
+        upstream_grpc: true,
+        ..Default::default()
+    })
+    .await;
+    let token = h.token("edge-prod");
+    for path in ["/v1/metrics", "/v1/logs"] {
+        let body = body_for(path, &["checkout", "payments"], 3, true);
+        let resp = h
+            .post(path, Some(&token), "application/json", body, &[])
+            .await;
+        assert_eq!(resp.status(), 200, "{path}: {:?}", resp.body());
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let got = h.upstream.take();
+        assert_eq!(got.len(), 1, "{path}");
+        assert!(got[0].grpc, "{path}: delivered over gRPC");
+        let (services, n) = forwarded(path, &got[0].body);
+        assert_eq!(
+            services,
+            vec!["checkout@prj_checkout".to_string()],
+            "{path}"
+        );
+        assert_eq!(n, 3, "{path}");
+    }
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_claiming_another_service_are_refused_exactly_as_traces() {
     let h = Harness::start_with(Options {
