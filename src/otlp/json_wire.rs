@@ -42,7 +42,7 @@
 #[doc(hidden)]
 pub mod oracle;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Range;
@@ -84,20 +84,19 @@ fn decline(what: impl fmt::Display) -> Declined {
 /// One `resource*` entry of a scanned body.
 #[derive(Debug, Clone)]
 struct Entry {
-    /// The entry object in the body.
-    range: Range<usize>,
     /// The value of its `resource` member (possibly `null`), if present.
     resource: Option<Range<usize>>,
     /// The decoded `Resource`, `None` when absent or `null`.
     decoded: Option<Resource>,
     /// Items under this entry.
     items: usize,
-    /// Item attributes (span, data point, log record attributes).
+    /// Item attribute keys (span, data point, log record attributes).
     attrs: Vec<ItemAttr>,
 }
 
-/// One item attribute: its array (an id unique in the body), the `KeyValue`
-/// object and its key string (without quotes).
+/// One item attribute: its array (an id unique in the body), its key string
+/// (without quotes) and, from [`JsonScan::locate`] only, the `KeyValue`
+/// object.
 #[derive(Debug, Clone)]
 struct ItemAttr {
     array: u32,
@@ -118,81 +117,30 @@ pub struct JsonScan {
 
 /// Scan a decompressed OTLP/JSON body of `signal`; [`Declined`] when the
 /// body is outside what the scan handles exactly (the full decode decides).
+///
+/// One pass: each entry is validated where it stands, its `resource` value
+/// kept as a slice and decoded, item attribute keys noted. Where entries and
+/// attributes begin and end is only worked out when a rewrite needs it
+/// ([`JsonScan::locate`]).
 pub fn scan(signal: Signal, raw: Bytes) -> Result<JsonScan, Declined> {
     let text = std::str::from_utf8(&raw).map_err(|_| decline("not UTF-8"))?;
-    CTX.with(|c| {
-        *c.borrow_mut() = Ctx {
-            base: text.as_ptr() as usize,
-            len: text.len(),
-            ..Ctx::default()
-        }
-    });
-    let result = scan_text(signal, text);
-    let mut attrs = CTX.with(|c| std::mem::take(&mut c.borrow_mut().attrs));
-    let (entries, resources) = result?;
+    start(text, false);
+    let parsed = match signal {
+        Signal::Traces => serde_json::from_str::<TracesFast>(text).map(|e| e.resource_spans.0),
+        Signal::Metrics => serde_json::from_str::<MetricsFast>(text).map(|e| e.resource_metrics.0),
+        Signal::Logs => serde_json::from_str::<LogsFast>(text).map(|e| e.resource_logs.0),
+    };
+    let mut attrs = ATTRS.with(|a| std::mem::take(&mut *a.borrow_mut()));
+    let parsed = parsed.map_err(decline)?;
     let mut total = 0usize;
-    let mut summaries = Vec::with_capacity(resources.len());
-    let mut out = Vec::with_capacity(resources.len());
-    // Attributes were recorded in body order; hand each entry its own.
-    attrs.reverse();
-    for (range, (resource, decoded, items)) in entries.into_iter().zip(resources) {
-        let mut mine = Vec::new();
-        while let Some(a) = attrs.last() {
-            if a.entry.start >= range.end {
-                break;
-            }
-            if let Some(a) = attrs.pop() {
-                mine.push(a);
-            }
-        }
-        total = total.saturating_add(items);
-        let kvs: &[KeyValue] = decoded.as_ref().map_or(&[], |r| &r.attributes);
-        summaries.push(super::resource_summary(kvs, items));
-        out.push(Entry {
-            range,
-            resource,
-            decoded,
-            items,
-            attrs: mine,
-        });
-    }
-    Ok(JsonScan {
-        signal,
-        summary: BatchSummary {
-            resources: summaries,
-            spans: total,
-            bytes: raw.len(),
-        },
-        entries: out,
-        raw,
-    })
-}
-
-type Scanned = (
-    Vec<Range<usize>>,
-    Vec<(Option<Range<usize>>, Option<Resource>, usize)>,
-);
-
-fn scan_text(signal: Signal, text: &str) -> Result<Scanned, Declined> {
-    let entries: Vec<&RawValue> = match signal {
-        Signal::Traces => serde_json::from_str::<TracesV>(text).map(|e| e.resource_spans),
-        Signal::Metrics => serde_json::from_str::<MetricsV>(text).map(|e| e.resource_metrics),
-        Signal::Logs => serde_json::from_str::<LogsV>(text).map(|e| e.resource_logs),
-    }
-    .map_err(decline)?;
-    let mut ranges = Vec::with_capacity(entries.len());
-    let mut resources = Vec::with_capacity(entries.len());
-    for e in entries {
-        let t = e.get();
-        if !t.starts_with('{') {
-            return Err(decline("a resource entry that is not an object"));
-        }
-        let (resource, items) = match signal {
-            Signal::Traces => entry::<ResourceSpansV>(t),
-            Signal::Metrics => entry::<ResourceMetricsV>(t),
-            Signal::Logs => entry::<ResourceLogsV>(t),
-        }
-        .map_err(decline)?;
+    let mut summaries = Vec::with_capacity(parsed.len());
+    let mut entries = Vec::with_capacity(parsed.len());
+    // Attributes were recorded in body order; `upto` marks each entry's end.
+    let mut rest = attrs.drain(..);
+    let mut taken = 0usize;
+    for (resource, items, upto) in parsed {
+        let mine: Vec<ItemAttr> = rest.by_ref().take(upto - taken).collect();
+        taken = upto;
         let (at, decoded) = match resource {
             None => (None, None),
             Some(r) => {
@@ -206,11 +154,89 @@ fn scan_text(signal: Signal, text: &str) -> Result<Scanned, Declined> {
                 (Some(at..at + rt.len()), decoded)
             }
         };
+        total = total.saturating_add(items);
+        let kvs: &[KeyValue] = decoded.as_ref().map_or(&[], |r| &r.attributes);
+        summaries.push(super::resource_summary(kvs, items));
+        entries.push(Entry {
+            resource: at,
+            decoded,
+            items,
+            attrs: mine,
+        });
+    }
+    Ok(JsonScan {
+        signal,
+        summary: BatchSummary {
+            resources: summaries,
+            spans: total,
+            bytes: raw.len(),
+        },
+        entries,
+        raw,
+    })
+}
+
+/// Reset the per-thread scan state for `text`.
+fn start(text: &str, locate: bool) {
+    BODY.with(|b| b.set((text.as_ptr() as usize, text.len())));
+    LOCATE.with(|l| l.set(locate));
+    ARRAYS.with(|a| a.set(0));
+    DEPTH.with(|d| d.set(0));
+    ATTRS.with(|a| a.borrow_mut().clear());
+}
+
+/// Entries located in the body: the entry object and its item attributes
+/// (each with its `KeyValue` object).
+type Located = Vec<(Range<usize>, Vec<ItemAttr>)>;
+
+/// Walk `text` again keeping every entry and item attribute as a slice:
+/// entries as `RawValue`s parsed on their own, attributes likewise.
+fn locate_text(signal: Signal, text: &str) -> Result<Located, Declined> {
+    start(text, true);
+    let result = locate_entries(signal, text);
+    let mut attrs = ATTRS.with(|a| std::mem::take(&mut *a.borrow_mut()));
+    LOCATE.with(|l| l.set(false));
+    let ranges = result?;
+    attrs.reverse();
+    let mut out = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let mut mine = Vec::new();
+        while let Some(a) = attrs.last() {
+            if a.entry.start >= range.end {
+                break;
+            }
+            if let Some(a) = attrs.pop() {
+                mine.push(a);
+            }
+        }
+        out.push((range, mine));
+    }
+    Ok(out)
+}
+
+fn locate_entries(signal: Signal, text: &str) -> Result<Vec<Range<usize>>, Declined> {
+    let entries: Vec<&RawValue> = match signal {
+        Signal::Traces => serde_json::from_str::<TracesV>(text).map(|e| e.resource_spans),
+        Signal::Metrics => serde_json::from_str::<MetricsV>(text).map(|e| e.resource_metrics),
+        Signal::Logs => serde_json::from_str::<LogsV>(text).map(|e| e.resource_logs),
+    }
+    .map_err(decline)?;
+    let mut ranges = Vec::with_capacity(entries.len());
+    for e in entries {
+        let t = e.get();
+        if !t.starts_with('{') {
+            return Err(decline("a resource entry that is not an object"));
+        }
+        match signal {
+            Signal::Traces => entry::<ResourceSpansV>(t),
+            Signal::Metrics => entry::<ResourceMetricsV>(t),
+            Signal::Logs => entry::<ResourceLogsV>(t),
+        }
+        .map_err(decline)?;
         let start = offset(t).ok_or_else(|| decline("entry outside the body"))?;
         ranges.push(start..start + t.len());
-        resources.push((at, decoded, items));
     }
-    Ok((ranges, resources))
+    Ok(ranges)
 }
 
 /// Decode a `resource` object with the serde types, as the full decode does.
@@ -256,10 +282,31 @@ fn nesting(s: &[u8]) -> usize {
     max
 }
 
+/// What one kept entry's rewrite changes.
+struct KeptEntry {
+    index: usize,
+    /// The new `resource` JSON, when it changes.
+    resource: Option<Vec<u8>>,
+    /// Whether an item attribute under it is cut.
+    cuts: bool,
+}
+
 impl JsonScan {
     /// The body as received.
     pub fn raw(&self) -> &Bytes {
         &self.raw
+    }
+
+    /// Where every entry and item attribute is (a second, slower walk; only
+    /// for rewrites that drop an entry, add a `resource` member or cut an
+    /// item attribute).
+    fn locate(&self) -> Result<Located, OtlpError> {
+        let text = std::str::from_utf8(&self.raw).map_err(OtlpError::malformed)?;
+        let located = locate_text(self.signal, text).map_err(OtlpError::malformed)?;
+        if located.len() != self.entries.len() {
+            return Err(OtlpError::malformed("OTLP/JSON body changed between walks"));
+        }
+        Ok(located)
     }
 
     /// Rewrite the scanned body with the semantics of the protobuf splice
@@ -280,8 +327,10 @@ impl JsonScan {
         let strip = |key: &str| is_protected(key, protected) || stamp.iter().any(|(k, _)| k == key);
         let check_strip = !protected.is_empty() || !stamp.is_empty();
         let body: &[u8] = &self.raw;
-        // Per kept entry: (entry index, edits sorted by start).
-        let mut kept: Vec<(usize, Vec<(Range<usize>, Vec<u8>)>)> = Vec::new();
+        let key_of = |a: &ItemAttr| {
+            std::str::from_utf8(body.get(a.key.clone()).unwrap_or_default()).unwrap_or_default()
+        };
+        let mut kept: Vec<KeptEntry> = Vec::new();
         for (i, e) in self.entries.iter().enumerate() {
             if !keep.get(i).copied().unwrap_or(false) {
                 outcome.dropped_resources += 1;
@@ -290,7 +339,7 @@ impl JsonScan {
             }
             outcome.kept_spans += e.items;
             let extra: &[String] = resource_strip.get(i).map_or(&[], Vec::as_slice);
-            let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+            let mut new_resource = None;
             if check_strip || !extra.is_empty() {
                 let mut resource = e.decoded.clone().unwrap_or_default();
                 let before = resource.attributes.len();
@@ -305,53 +354,21 @@ impl JsonScan {
                     resource
                         .attributes
                         .extend(stamp.iter().map(|(k, v)| string_attribute(k, v)));
-                    let json = serde_json::to_vec(&resource).map_err(OtlpError::malformed)?;
-                    match &e.resource {
-                        Some(r) => edits.push((r.clone(), json)),
-                        None => {
-                            let at = e.range.start + 1;
-                            let inner = body.get(at..e.range.end - 1).unwrap_or_default();
-                            let mut ins = b"\"resource\":".to_vec();
-                            ins.extend_from_slice(&json);
-                            if !inner.trim_ascii().is_empty() {
-                                ins.push(b',');
-                            }
-                            edits.push((at..at, ins));
-                        }
-                    }
+                    new_resource =
+                        Some(serde_json::to_vec(&resource).map_err(OtlpError::malformed)?);
                 }
             }
-            if check_strip {
-                let mut group = 0;
-                while group < e.attrs.len() {
-                    let array = e.attrs[group].array;
-                    let end = e.attrs[group..]
-                        .iter()
-                        .position(|a| a.array != array)
-                        .map_or(e.attrs.len(), |n| group + n);
-                    let members = &e.attrs[group..end];
-                    let key = |a: &ItemAttr| {
-                        std::str::from_utf8(body.get(a.key.clone()).unwrap_or_default())
-                            .unwrap_or_default()
-                    };
-                    let cut = members.iter().filter(|a| strip(key(a))).count();
-                    if cut > 0 {
-                        outcome.stripped_attributes += cut;
-                        let mut joined = Vec::new();
-                        for a in members.iter().filter(|a| !strip(key(a))) {
-                            if !joined.is_empty() {
-                                joined.push(b',');
-                            }
-                            joined.extend_from_slice(body.get(a.entry.clone()).unwrap_or_default());
-                        }
-                        let span = members[0].entry.start..members[members.len() - 1].entry.end;
-                        edits.push((span, joined));
-                    }
-                    group = end;
-                }
-            }
-            edits.sort_by_key(|(r, _)| r.start);
-            kept.push((i, edits));
+            let cut = if check_strip {
+                e.attrs.iter().filter(|a| strip(key_of(a))).count()
+            } else {
+                0
+            };
+            outcome.stripped_attributes += cut;
+            kept.push(KeptEntry {
+                index: i,
+                resource: new_resource,
+                cuts: cut > 0,
+            });
         }
         outcome.changed = outcome.dropped_resources > 0
             || outcome.stripped_attributes > 0
@@ -365,35 +382,108 @@ impl JsonScan {
                 kept_resources,
             });
         }
-        let (Some(first), Some(last)) = (self.entries.first(), self.entries.last()) else {
+        let inserts = kept.iter().any(|k| {
+            k.resource.is_some()
+                && self
+                    .entries
+                    .get(k.index)
+                    .is_some_and(|e| e.resource.is_none())
+        });
+        let needs_locating =
+            outcome.dropped_resources > 0 || inserts || kept.iter().any(|k| k.cuts);
+        if !needs_locating {
+            // Only `resource` values change: replace them in place.
+            let mut edits: Vec<(Range<usize>, &[u8])> = kept
+                .iter()
+                .filter_map(|k| {
+                    let json = k.resource.as_deref()?;
+                    let at = self.entries.get(k.index)?.resource.clone()?;
+                    Some((at, json))
+                })
+                .collect();
+            edits.sort_by_key(|(r, _)| r.start);
+            let extra: usize = edits.iter().map(|(_, b)| b.len()).sum();
+            let mut out = Vec::with_capacity(body.len() + extra);
+            let mut pos = 0;
+            for (r, bytes) in edits {
+                out.extend_from_slice(body.get(pos..r.start).unwrap_or_default());
+                out.extend_from_slice(bytes);
+                pos = r.end;
+            }
+            out.extend_from_slice(body.get(pos..).unwrap_or_default());
+            return Ok(Spliced {
+                body: Bytes::from(out),
+                outcome,
+                kept_resources,
+            });
+        }
+        let located = self.locate()?;
+        let (Some((first, _)), Some((last, _))) = (located.first(), located.last()) else {
             return Ok(Spliced {
                 body: self.raw.clone(),
                 outcome,
                 kept_resources,
             });
         };
-        let extra: usize = kept
-            .iter()
-            .flat_map(|(_, e)| e.iter().map(|(_, b)| b.len()))
-            .sum();
-        let mut out = Vec::with_capacity(body.len() + extra + kept.len());
-        out.extend_from_slice(body.get(..first.range.start).unwrap_or_default());
-        for (n, (i, edits)) in kept.iter().enumerate() {
-            let Some(e) = self.entries.get(*i) else {
+        let mut out = Vec::with_capacity(body.len() + 64 * kept.len());
+        out.extend_from_slice(body.get(..first.start).unwrap_or_default());
+        for (n, k) in kept.iter().enumerate() {
+            let (Some(e), Some((range, attrs))) = (self.entries.get(k.index), located.get(k.index))
+            else {
                 continue;
             };
             if n > 0 {
                 out.push(b',');
             }
-            let mut pos = e.range.start;
-            for (r, bytes) in edits {
+            let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+            if let Some(json) = &k.resource {
+                match &e.resource {
+                    Some(r) => edits.push((r.clone(), json.clone())),
+                    None => {
+                        let at = range.start + 1;
+                        let inner = body.get(at..range.end - 1).unwrap_or_default();
+                        let mut ins = b"\"resource\":".to_vec();
+                        ins.extend_from_slice(json);
+                        if !inner.trim_ascii().is_empty() {
+                            ins.push(b',');
+                        }
+                        edits.push((at..at, ins));
+                    }
+                }
+            }
+            if k.cuts {
+                let mut group = 0;
+                while group < attrs.len() {
+                    let array = attrs[group].array;
+                    let end = attrs[group..]
+                        .iter()
+                        .position(|a| a.array != array)
+                        .map_or(attrs.len(), |n| group + n);
+                    let members = &attrs[group..end];
+                    if members.iter().any(|a| strip(key_of(a))) {
+                        let mut joined = Vec::new();
+                        for a in members.iter().filter(|a| !strip(key_of(a))) {
+                            if !joined.is_empty() {
+                                joined.push(b',');
+                            }
+                            joined.extend_from_slice(body.get(a.entry.clone()).unwrap_or_default());
+                        }
+                        let span = members[0].entry.start..members[members.len() - 1].entry.end;
+                        edits.push((span, joined));
+                    }
+                    group = end;
+                }
+            }
+            edits.sort_by_key(|(r, _)| r.start);
+            let mut pos = range.start;
+            for (r, bytes) in &edits {
                 out.extend_from_slice(body.get(pos..r.start).unwrap_or_default());
                 out.extend_from_slice(bytes);
                 pos = r.end;
             }
-            out.extend_from_slice(body.get(pos..e.range.end).unwrap_or_default());
+            out.extend_from_slice(body.get(pos..range.end).unwrap_or_default());
         }
-        out.extend_from_slice(body.get(last.range.end..).unwrap_or_default());
+        out.extend_from_slice(body.get(last.end..).unwrap_or_default());
         Ok(Spliced {
             body: Bytes::from(out),
             outcome,
@@ -414,32 +504,27 @@ fn string_attribute(key: &str, value: &str) -> KeyValue {
 
 // ---------------------------------------------------------------------------
 // Scan state shared with the validating types (they are plain `Deserialize`
-// impls, so the state travels beside them, per thread, reset by `scan`).
-
-#[derive(Default)]
-struct Ctx {
-    /// Address and length of the body text (offsets by pointer difference).
-    base: usize,
-    len: usize,
-    /// Item attributes found so far, in body order.
-    attrs: Vec<ItemAttr>,
-    /// Item attribute arrays seen so far (ids for [`ItemAttr::array`]).
-    arrays: u32,
-    /// Current attribute value nesting.
-    depth: u32,
-}
+// impls, so the state travels beside them, per thread, reset by `start`).
 
 thread_local! {
-    static CTX: RefCell<Ctx> = RefCell::new(Ctx::default());
+    /// Address and length of the body text (offsets by pointer difference).
+    static BODY: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Whether item attributes are located (each kept as a slice and parsed
+    /// on its own) or only their keys noted (the one-pass scan).
+    static LOCATE: Cell<bool> = const { Cell::new(false) };
+    /// Item attribute arrays seen so far (ids for [`ItemAttr::array`]).
+    static ARRAYS: Cell<u32> = const { Cell::new(0) };
+    /// Current attribute value nesting.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Item attributes found so far, in body order.
+    static ATTRS: RefCell<Vec<ItemAttr>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Offset of `s` (a slice of the body being scanned) in the body.
 fn offset(s: &str) -> Option<usize> {
     let p = s.as_ptr() as usize;
-    CTX.with(|c| {
-        let c = c.borrow();
-        (p >= c.base && p + s.len() <= c.base + c.len).then(|| p - c.base)
-    })
+    let (base, len) = BODY.with(Cell::get);
+    (p >= base && p + s.len() <= base + len).then(|| p - base)
 }
 
 // ---------------------------------------------------------------------------
@@ -639,19 +724,32 @@ impl<'de> Deserialize<'de> for ItemAttrs {
                 f.write_str("a list of attributes")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ItemAttrs, A::Error> {
-                let array = CTX.with(|c| {
-                    let mut c = c.borrow_mut();
-                    c.arrays = c.arrays.wrapping_add(1);
-                    c.arrays
+                let array = ARRAYS.with(|a| {
+                    a.set(a.get().wrapping_add(1));
+                    a.get()
                 });
+                let outside = || de::Error::custom("attribute outside the body");
+                if !LOCATE.with(Cell::get) {
+                    while let Some(kv) = seq.next_element::<KvKey<'de>>()? {
+                        let key = offset(kv.key).ok_or_else(outside)?;
+                        ATTRS.with(|a| {
+                            a.borrow_mut().push(ItemAttr {
+                                array,
+                                entry: 0..0,
+                                key: key..key + kv.key.len(),
+                            })
+                        });
+                    }
+                    return Ok(ItemAttrs);
+                }
                 while let Some(raw) = seq.next_element::<&'de RawValue>()? {
                     let text = raw.get();
                     let kv: KvKey<'_> = serde_json::from_str(text).map_err(de::Error::custom)?;
                     let (Some(entry), Some(key)) = (offset(text), offset(kv.key)) else {
-                        return Err(de::Error::custom("attribute outside the body"));
+                        return Err(outside());
                     };
-                    CTX.with(|c| {
-                        c.borrow_mut().attrs.push(ItemAttr {
+                    ATTRS.with(|a| {
+                        a.borrow_mut().push(ItemAttr {
                             array,
                             entry: entry..entry + text.len(),
                             key: key..key + kv.key.len(),
@@ -711,10 +809,9 @@ impl<'de> Deserialize<'de> for AnyV {
                 f.write_str("an attribute value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyV, A::Error> {
-                let depth = CTX.with(|c| {
-                    let mut c = c.borrow_mut();
-                    c.depth += 1;
-                    c.depth
+                let depth = DEPTH.with(|d| {
+                    d.set(d.get() + 1);
+                    d.get()
                 });
                 if depth > MAX_VALUE_DEPTH {
                     return Err(de::Error::custom("attribute value nested too deep"));
@@ -739,7 +836,7 @@ impl<'de> Deserialize<'de> for AnyV {
                         }
                     }
                 }
-                CTX.with(|c| c.borrow_mut().depth -= 1);
+                DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
                 Ok(AnyV)
             }
         }
@@ -813,14 +910,99 @@ struct LogsV<'a> {
 }
 
 /// A `resource*` entry: its `resource` value and item count.
-trait EntryV<'a>: Deserialize<'a> {
+trait EntryV<'a> {
     fn parts(self) -> (Option<&'a RawValue>, usize);
 }
 
-fn entry<'a, E: EntryV<'a>>(text: &'a str) -> Result<(Option<&'a RawValue>, usize), String> {
+fn entry<'a, E: Deserialize<'a> + EntryV<'a>>(
+    text: &'a str,
+) -> Result<(Option<&'a RawValue>, usize), String> {
     serde_json::from_str::<E>(text)
         .map(E::parts)
         .map_err(|e| e.to_string())
+}
+
+/// The entries of an envelope, validated where they stand: per entry its
+/// `resource` value, item count and how many item attributes were noted
+/// up to its end.
+type EntryList<'a> = Vec<(Option<&'a RawValue>, usize, usize)>;
+
+struct Entries<'a, E>(EntryList<'a>, PhantomData<E>);
+
+impl<E> Default for Entries<'_, E> {
+    fn default() -> Self {
+        Entries(Vec::new(), PhantomData)
+    }
+}
+
+impl<'de: 'a, 'a, E: Deserialize<'de> + EntryV<'a>> Deserialize<'de> for Entries<'a, E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a, E>(PhantomData<(&'a (), E)>);
+        impl<'de: 'a, 'a, E: Deserialize<'de> + EntryV<'a>> Visitor<'de> for V<'a, E> {
+            type Value = Entries<'a, E>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of resource entries")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::new();
+                while let Some(e) = seq.next_element::<Obj<E>>()? {
+                    let (resource, items) = e.0.parts();
+                    list.push((resource, items, ATTRS.with(|a| a.borrow().len())));
+                }
+                Ok(Entries(list, PhantomData))
+            }
+        }
+        d.deserialize_seq(V(PhantomData))
+    }
+}
+
+/// An object (not the positional form: entries get a `resource` member
+/// inserted after their `{`).
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Buffer-free peek: a JSON object reaches `deserialize_map`'s
+        // visitor, anything else fails there.
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct TracesFast<'a> {
+    #[serde(rename = "\u{0}")]
+    _g: Guard,
+    #[serde(borrow)]
+    resource_spans: Entries<'a, ResourceSpansV<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MetricsFast<'a> {
+    #[serde(rename = "\u{0}")]
+    _g: Guard,
+    #[serde(borrow)]
+    resource_metrics: Entries<'a, ResourceMetricsV<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct LogsFast<'a> {
+    #[serde(rename = "\u{0}")]
+    _g: Guard,
+    #[serde(borrow)]
+    resource_logs: Entries<'a, ResourceLogsV<'a>>,
 }
 
 macro_rules! resource_entry {
