@@ -6,8 +6,9 @@
 //! The `wire-*` groups compare the wire-level protobuf path (scan + splice:
 //! spans, data points and log records never decoded) with the full prost
 //! decode (+ rewrite + re-encode) at 1, 50 and 500 items, for traces,
-//! metrics and logs; `traces-json` compares the JSON decode with plain
-//! `serde_json` into the same types.
+//! metrics and logs; the `json-*` groups do the same for OTLP/JSON: the
+//! full path (serde decode, rewrite, re-serialise) against the JSON wire
+//! path (scan + splice), per signal.
 //!
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 3`
 
@@ -23,6 +24,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
+use spangate::otlp::json_wire::{self, oracle as json_oracle};
 use spangate::otlp::wire::{self, oracle, oracle::Edit};
 use spangate::otlp::{self, Encoding, Signal};
 
@@ -299,32 +301,47 @@ fn wire(c: &mut Criterion) {
         }
         group.finish();
     }
-    // JSON (traces): spangate's decode (serde types + validation + summary)
-    // against a bare serde_json parse into the same types.
-    let mut group = c.benchmark_group("traces-json");
-    for n in [1usize, 50, 500] {
-        let raw = otlp::encode_request(Encoding::Json, &request(n));
-        group.throughput(Throughput::Bytes(raw.len() as u64));
-        group.bench_with_input(BenchmarkId::new("serde_json", n), &raw, |b, raw| {
-            b.iter(|| {
-                serde_json::from_slice::<ExportTraceServiceRequest>(black_box(raw))
-                    .map(|r| r.resource_spans.len())
+    // OTLP/JSON, per signal: the full path (serde decode + validation +
+    // summary, rewrite, re-serialise; metrics and logs via protobuf) against
+    // the JSON wire path (scan + splice), receive + rewrite as the proxy
+    // calls them, and the scan alone.
+    for signal in Signal::ALL {
+        let mut group = c.benchmark_group(format!("json-{}", signal.as_str()));
+        for n in [1usize, 50, 500] {
+            let raw = Bytes::from(
+                match signal {
+                    Signal::Traces => serde_json::to_vec(&request(n)),
+                    Signal::Metrics => serde_json::to_vec(&metrics(n)),
+                    Signal::Logs => serde_json::to_vec(&logs(n)),
+                }
+                .unwrap_or_default(),
+            );
+            // Sanity: the wire path takes this body and agrees with the full path.
+            assert_eq!(
+                json_oracle::compare(signal, &raw, &edit, &[]),
+                Ok(json_oracle::Verdict::Agreed)
+            );
+            group.throughput(Throughput::Bytes(raw.len() as u64));
+            group.bench_with_input(BenchmarkId::new("full", n), &raw, |b, raw| {
+                b.iter(|| {
+                    otlp::receive_full(signal, Encoding::Json, black_box(raw.clone()))
+                        .and_then(|r| r.rewrite(&edit.keep, &stamp, &protected))
+                        .map(|r| r.body.map(|b| b.len()))
+                });
             });
-        });
-        group.bench_with_input(BenchmarkId::new("decode", n), &raw, |b, raw| {
-            b.iter(|| {
-                otlp::decode(Encoding::Json, black_box(raw.clone())).map(|b| b.summary.spans)
+            group.bench_with_input(BenchmarkId::new("wire", n), &raw, |b, raw| {
+                b.iter(|| {
+                    otlp::receive(signal, Encoding::Json, black_box(raw.clone()))
+                        .and_then(|r| r.rewrite(&edit.keep, &stamp, &protected))
+                        .map(|r| r.body.map(|b| b.len()))
+                });
             });
-        });
-        group.bench_with_input(BenchmarkId::new("decode-rewrite", n), &raw, |b, raw| {
-            b.iter(|| {
-                otlp::receive(Signal::Traces, Encoding::Json, black_box(raw.clone()))
-                    .and_then(|r| r.rewrite(&[true], &stamp, &protected))
-                    .map(|r| r.body.map(|b| b.len()))
+            group.bench_with_input(BenchmarkId::new("scan", n), &raw, |b, raw| {
+                b.iter(|| json_wire::scan(signal, black_box(raw.clone())).map(|s| s.summary.spans));
             });
-        });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, bench, wire);

@@ -192,28 +192,16 @@ pub async fn forward(client: &HttpClient, metrics: &Metrics, job: Forward<'_>) -
 }
 
 /// The body as the upstream takes it: protobuf when `protobuf` (gRPC,
-/// protobuf-only backends, batches to split: an OTLP/JSON batch is
-/// converted), as received otherwise.
+/// protobuf-only backends, batches to split: an OTLP/JSON batch of any
+/// signal is converted, a full decode done only here), as received
+/// otherwise.
 fn wire_body(job: &Forward<'_>, protobuf: bool) -> Result<(Bytes, Encoding), ProxyError> {
     if job.encoding == Encoding::Protobuf || !protobuf {
         return Ok((job.body.clone(), job.encoding));
     }
-    match job.signal {
-        Signal::Traces => {
-            use prost::Message as _;
-            let batch = crate::otlp::decode(Encoding::Json, job.body.clone())
-                .map_err(|e| ProxyError::Malformed(e.to_string()))?;
-            Ok((
-                Bytes::from(batch.request.encode_to_vec()),
-                Encoding::Protobuf,
-            ))
-        }
-        // OTLP/JSON metrics and logs reach forwarding already as protobuf.
-        s => Err(ProxyError::Malformed(format!(
-            "OTLP/JSON {} cannot be converted for this upstream",
-            s.as_str()
-        ))),
-    }
+    let body = crate::otlp::json_to_protobuf(job.signal, &job.body)
+        .map_err(|e| ProxyError::Malformed(e.to_string()))?;
+    Ok((body, Encoding::Protobuf))
 }
 
 /// Split an oversize body into pieces of at most `max` bytes. A body that

@@ -19,6 +19,7 @@
 
 mod body;
 mod json;
+pub mod json_wire;
 mod response;
 mod rewrite;
 pub mod split;
@@ -221,14 +222,23 @@ pub fn decode(encoding: Encoding, raw: Bytes) -> Result<Batch, OtlpError> {
 
 /// A received body ready for policy: its summary, and what is needed to
 /// rewrite it. Protobuf is scanned at the wire level ([`wire::scan`]: spans,
-/// data points and log records are never decoded); OTLP/JSON is fully
-/// decoded ([`decode`]).
+/// data points and log records are never decoded); so is OTLP/JSON
+/// ([`json_wire::scan`]), falling back to a full decode ([`decode`]) for the
+/// bodies that scan declines.
 #[derive(Debug, Clone)]
 pub enum Received {
-    /// Protobuf, scanned.
+    /// Protobuf (or, from [`receive_full`], OTLP/JSON metrics and logs
+    /// converted to protobuf), scanned.
     Wire(wire::Scan),
-    /// OTLP/JSON (traces), decoded.
+    /// OTLP/JSON of any signal, scanned at the wire level.
+    Json(json_wire::JsonScan),
+    /// OTLP/JSON traces the JSON scan declined, decoded.
     Decoded(Batch),
+    /// OTLP/JSON metrics or logs the JSON scan declined: decoded, converted
+    /// to protobuf and scanned (`scan`); rewritten as protobuf and converted
+    /// back, so they are forwarded as JSON like the rest (`json`: the body
+    /// as received, forwarded when nothing changes).
+    Converted { scan: wire::Scan, json: Bytes },
 }
 
 /// What [`Received::rewrite`] produced.
@@ -242,12 +252,45 @@ pub struct Rewritten {
 
 /// Read a decompressed body of `signal` in `encoding` for policy.
 ///
-/// OTLP/JSON traces are decoded in full (and forwarded as JSON). OTLP/JSON
-/// metrics and logs are decoded with the same JSON rules, re-encoded as
-/// protobuf and scanned like a protobuf body: they are forwarded as protobuf
-/// (see [`Received::forward_encoding`]); `summary.bytes` stays the received
-/// JSON length.
+/// Protobuf is scanned ([`wire::scan`]). OTLP/JSON of every signal is
+/// scanned at the wire level ([`json_wire::scan`]) and forwarded as JSON,
+/// only its changed `resource` objects rewritten. A JSON body that scan
+/// declines (legal but unusual OTLP/JSON: nulls, numbers as strings,
+/// duplicate members, ...) takes the full path ([`receive_full`]).
 pub fn receive(signal: Signal, encoding: Encoding, raw: Bytes) -> Result<Received, OtlpError> {
+    if encoding == Encoding::Json {
+        match json_wire::scan(signal, raw.clone()) {
+            Ok(scan) => return Ok(Received::Json(scan)),
+            Err(declined) => {
+                tracing::debug!(signal = signal.as_str(), %declined,
+                    "OTLP/JSON body takes the full decode");
+            }
+        }
+        return Ok(match receive_full(signal, encoding, raw.clone())? {
+            Received::Wire(scan) => Received::Converted { scan, json: raw },
+            other => other,
+        });
+    }
+    receive_full(signal, encoding, raw)
+}
+
+/// [`receive`] on tokio's blocking pool for bodies of [`OFF_THREAD_BYTES`]
+/// or more (inline for small ones or outside tokio).
+pub async fn receive_off_thread(
+    signal: Signal,
+    encoding: Encoding,
+    raw: Bytes,
+) -> Result<Received, OtlpError> {
+    body::maybe_off_thread(raw.len(), move || receive(signal, encoding, raw)).await
+}
+
+/// The full path, without the JSON wire scan: OTLP/JSON traces are decoded
+/// in full (and forwarded as JSON); OTLP/JSON metrics and logs are decoded
+/// with the same JSON rules, re-encoded as protobuf and scanned like a
+/// protobuf body: they are forwarded as protobuf (see
+/// [`Received::forward_encoding`]); `summary.bytes` stays the received JSON
+/// length. [`receive`]'s fallback, and the reference its tests compare with.
+pub fn receive_full(signal: Signal, encoding: Encoding, raw: Bytes) -> Result<Received, OtlpError> {
     match (encoding, signal) {
         (Encoding::Protobuf, _) => wire::scan(signal, raw).map(Received::Wire),
         (Encoding::Json, Signal::Traces) => decode(encoding, raw).map(Received::Decoded),
@@ -269,13 +312,42 @@ fn json_as_wire(signal: Signal, json_len: usize, proto: Vec<u8>) -> Result<Recei
     Ok(Received::Wire(scan))
 }
 
+/// An OTLP/JSON body of `signal` as protobuf (full decode with the JSON
+/// rules, then encode): for an upstream that takes only protobuf, and for
+/// splitting.
+pub fn json_to_protobuf(signal: Signal, raw: &Bytes) -> Result<Bytes, OtlpError> {
+    Ok(Bytes::from(match signal {
+        Signal::Traces => json::decode(raw)?.encode_to_vec(),
+        Signal::Metrics => json::decode_any::<ExportMetricsServiceRequest>(raw)?.encode_to_vec(),
+        Signal::Logs => json::decode_any::<ExportLogsServiceRequest>(raw)?.encode_to_vec(),
+    }))
+}
+
+/// A protobuf body of `signal` as OTLP/JSON (the serde types' output).
+fn protobuf_to_json(signal: Signal, raw: &Bytes) -> Result<Bytes, OtlpError> {
+    let json = match signal {
+        Signal::Traces => serde_json::to_vec(
+            &ExportTraceServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?,
+        ),
+        Signal::Metrics => serde_json::to_vec(
+            &ExportMetricsServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?,
+        ),
+        Signal::Logs => serde_json::to_vec(
+            &ExportLogsServiceRequest::decode(raw.clone()).map_err(OtlpError::malformed)?,
+        ),
+    };
+    json.map(Bytes::from).map_err(OtlpError::malformed)
+}
+
 impl Received {
     /// The encoding of the body [`Received::rewrite`] produces for a request
-    /// in `encoding`: protobuf for everything scanned at the wire level
-    /// (including OTLP/JSON metrics and logs), the request's own otherwise.
+    /// in `encoding`: the request's own (OTLP/JSON stays JSON whichever path
+    /// read it), except for [`receive_full`]'s protobuf-scanned OTLP/JSON
+    /// metrics and logs (protobuf).
     pub fn forward_encoding(&self, encoding: Encoding) -> Encoding {
         match self {
             Received::Wire(_) => Encoding::Protobuf,
+            Received::Json(_) | Received::Converted { .. } => Encoding::Json,
             Received::Decoded(_) => encoding,
         }
     }
@@ -284,6 +356,8 @@ impl Received {
     pub fn summary(&self) -> &BatchSummary {
         match self {
             Received::Wire(scan) => &scan.summary,
+            Received::Json(scan) => &scan.summary,
+            Received::Converted { scan, .. } => &scan.summary,
             Received::Decoded(batch) => &batch.summary,
         }
     }
@@ -302,8 +376,9 @@ impl Received {
     /// [`Received::rewrite`], also removing the resource attributes named in
     /// `resource_strip[i]` from resource `i` only (the deployment link's
     /// strip; indexes are the summary's). Protobuf of every signal is
-    /// spliced ([`wire::Scan::splice_with`]); decoded JSON traces are edited
-    /// in place. Either way such a removal marks the body changed.
+    /// spliced ([`wire::Scan::splice_with`]), so is scanned OTLP/JSON
+    /// ([`json_wire::JsonScan::splice_with`]); decoded JSON traces are
+    /// edited in place. Either way such a removal marks the body changed.
     pub fn rewrite_with(
         self,
         keep: &[bool],
@@ -316,6 +391,25 @@ impl Received {
                 let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
                 Ok(Rewritten {
                     body: (out.kept_resources > 0).then_some(out.body),
+                    outcome: out.outcome,
+                })
+            }
+            Received::Json(scan) => {
+                let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
+                Ok(Rewritten {
+                    body: (out.kept_resources > 0).then_some(out.body),
+                    outcome: out.outcome,
+                })
+            }
+            Received::Converted { scan, json } => {
+                let out = scan.splice_with(keep, stamp, protected, resource_strip)?;
+                let body = match (out.kept_resources > 0, out.outcome.changed) {
+                    (false, _) => None,
+                    (true, false) => Some(json),
+                    (true, true) => Some(protobuf_to_json(scan.signal, &out.body)?),
+                };
+                Ok(Rewritten {
+                    body,
                     outcome: out.outcome,
                 })
             }

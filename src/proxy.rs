@@ -297,9 +297,10 @@ where
         .map_err(ProxyError::Overloaded)?;
 
     // Decode: the policy governs what is published, so it needs the batch
-    // summary. Protobuf is scanned at the wire level (resources decoded,
-    // spans only counted and checked); JSON is parsed in full.
-    let received = otlp::receive(endpoint.signal, encoding, raw)?;
+    // summary. Protobuf and OTLP/JSON are scanned at the wire level
+    // (resources decoded, items only counted and checked; JSON the scan
+    // declines is parsed in full). Large bodies off the async worker.
+    let received = otlp::receive_off_thread(endpoint.signal, encoding, raw).await?;
     let fwd_encoding = received.forward_encoding(encoding);
     let summary = received.summary();
     rec.spans = summary.spans;

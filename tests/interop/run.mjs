@@ -1657,9 +1657,9 @@ async function grpcSignals() {
           wantOne ? upstream.length === 1 : upstream.length >= 1, `got ${upstream.length}`);
         if (upstream.length === 0) continue;
         const path = SIGNAL_UPSTREAM_PATH[signal];
-        // OTLP/JSON traces stay JSON; JSON metrics and logs are forwarded as
-        // protobuf (docs/otlp.md); gRPC is always protobuf.
-        const ct = protocol === 'http/json' && signal === 'traces' ? 'application/json' : 'application/x-protobuf';
+        // OTLP/JSON of every signal stays JSON to an OTLP/HTTP upstream
+        // (docs/otlp.md); gRPC is always protobuf.
+        const ct = protocol === 'http/json' ? 'application/json' : 'application/x-protobuf';
         check(`${label}: upstream path ${path}, content type ${ct}, decodes (independent decoder)`,
           upstream.every((u) => u.path === path && u.content_type === ct && u.decode_error === null),
           short(upstream.map((u) => [u.path, u.content_type, u.decode_error])));

@@ -267,11 +267,21 @@ async fn every_signal_in_both_encodings_drops_the_foreign_resource_and_stamps_th
             let got = h.upstream.received();
             assert_eq!(got.len(), sent);
             let r = got.last().unwrap();
-            let (services, n) = if json && path == "/v1/traces" {
-                // JSON traces are forwarded as JSON.
+            let (services, n) = if json {
+                // OTLP/JSON of every signal is forwarded as JSON.
                 assert_eq!(r.header("content-type"), Some("application/json"));
-                let t: ExportTraceServiceRequest = serde_json::from_slice(&r.body).unwrap();
-                forwarded(path, &t.encode_to_vec())
+                let proto = match path {
+                    "/v1/metrics" => serde_json::from_slice::<ExportMetricsServiceRequest>(&r.body)
+                        .unwrap()
+                        .encode_to_vec(),
+                    "/v1/logs" => serde_json::from_slice::<ExportLogsServiceRequest>(&r.body)
+                        .unwrap()
+                        .encode_to_vec(),
+                    _ => serde_json::from_slice::<ExportTraceServiceRequest>(&r.body)
+                        .unwrap()
+                        .encode_to_vec(),
+                };
+                forwarded(path, &proto)
             } else {
                 assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
                 forwarded(path, &r.body)
@@ -283,6 +293,39 @@ async fn every_signal_in_both_encodings_drops_the_foreign_resource_and_stamps_th
             );
             assert_eq!(n, 3, "{path} {ct}");
         }
+    }
+    h.stop().await;
+}
+
+/// OTLP/JSON metrics and logs (forwarded as JSON to an OTLP/HTTP upstream)
+/// reach an OTLP/gRPC upstream as protobuf, converted there, still with the
+/// foreign resource dropped, the rest stamped; the client's answer is JSON.
+#[tokio::test]
+async fn json_metrics_and_logs_reach_a_grpc_upstream_as_protobuf() {
+    let h = Harness::start_with(Options {
+        policies: Some(policy("drop")),
+        upstream_grpc: true,
+        ..Default::default()
+    })
+    .await;
+    let token = h.token("edge-prod");
+    for path in ["/v1/metrics", "/v1/logs"] {
+        let body = body_for(path, &["checkout", "payments"], 3, true);
+        let resp = h
+            .post(path, Some(&token), "application/json", body, &[])
+            .await;
+        assert_eq!(resp.status(), 200, "{path}: {:?}", resp.body());
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let got = h.upstream.take();
+        assert_eq!(got.len(), 1, "{path}");
+        assert!(got[0].grpc, "{path}: delivered over gRPC");
+        let (services, n) = forwarded(path, &got[0].body);
+        assert_eq!(
+            services,
+            vec!["checkout@prj_checkout".to_string()],
+            "{path}"
+        );
+        assert_eq!(n, 3, "{path}");
     }
     h.stop().await;
 }
