@@ -135,7 +135,61 @@ pub struct Scan {
     pub summary: BatchSummary,
     /// One entry per `Resource*` message, in order (index = `keep` index).
     pub resources: Vec<ScannedResource>,
+    /// The distinct keys of the attributes a splice may cut (item
+    /// attributes), so a splice that cuts none skips the walk below scopes.
+    item_keys: ItemKeys,
     raw: Bytes,
+}
+
+/// The distinct attribute keys met where [`Scan::splice`] cuts attributes
+/// (the messages `Walker::strip_items` descends into), as byte ranges of
+/// the body. Bounded: past [`ItemKeys::MAX`] distinct keys `overflow` is set
+/// and a splice walks the items as if no key were known.
+#[derive(Debug, Clone, Default)]
+struct ItemKeys {
+    keys: Vec<Range<usize>>,
+    overflow: bool,
+    /// Where the next lookup starts: items of one batch mostly repeat the
+    /// same keys in the same order, so the key after the last one found is
+    /// usually the next one met.
+    hint: usize,
+}
+
+impl ItemKeys {
+    const MAX: usize = 64;
+
+    fn note(&mut self, body: &[u8], key: Range<usize>) {
+        if self.overflow {
+            return;
+        }
+        let k = body.get(key.clone()).unwrap_or_default();
+        let n = self.keys.len();
+        for j in 0..n {
+            let i = (self.hint + j) % n;
+            if body.get(self.keys[i].clone()) == Some(k) {
+                self.hint = i + 1;
+                return;
+            }
+        }
+        if n == Self::MAX {
+            self.overflow = true;
+        } else {
+            self.keys.push(key);
+            self.hint = n + 1;
+        }
+    }
+
+    /// Whether a splice may cut any item attribute under `strip`.
+    fn any_cut(&self, body: &[u8], strip: &impl Fn(&str) -> bool) -> bool {
+        self.overflow
+            || self.keys.iter().any(|r| {
+                let key = body.get(r.clone()).unwrap_or_default();
+                match std::str::from_utf8(key) {
+                    Ok(key) => strip(key),
+                    Err(_) => strip(&String::from_utf8_lossy(key)),
+                }
+            })
+    }
 }
 
 /// The result of [`Scan::splice`].
@@ -177,10 +231,12 @@ pub fn scan(signal: Signal, raw: Bytes) -> Result<Scan, OtlpError> {
         spans: total,
         bytes: raw.len(),
     };
+    let item_keys = std::mem::take(&mut w.keys);
     Ok(Scan {
         signal,
         summary,
         resources,
+        item_keys,
         raw,
     })
 }
@@ -226,6 +282,8 @@ impl Scan {
         let mut link_stripped = 0usize;
         let strip = |key: &str| is_protected(key, protected) || stamp.iter().any(|(k, _)| k == key);
         let check_strip = !protected.is_empty() || !stamp.is_empty();
+        // Walk below scopes only when some item attribute key is cut.
+        let cut_items = check_strip && self.item_keys.any_cut(&self.raw, &strip);
         let mut w = Walker::new(&self.raw);
         let mut out = Pieces::default();
         let mut raw_from = 0usize;
@@ -249,7 +307,7 @@ impl Scan {
                 self.signal,
                 r,
                 (stamp, extra),
-                &strip,
+                (&strip, cut_items),
                 &mut outcome,
                 &mut link_stripped,
             )?;
@@ -412,6 +470,8 @@ const NO_INDEX: usize = usize::MAX;
 struct Walker<'a> {
     body: &'a [u8],
     path: Vec<(&'static str, usize)>,
+    /// Item attribute keys noted by [`Walker::check`].
+    keys: ItemKeys,
 }
 
 impl<'a> Walker<'a> {
@@ -419,6 +479,7 @@ impl<'a> Walker<'a> {
         Walker {
             body,
             path: Vec::with_capacity(8),
+            keys: ItemKeys::default(),
         }
     }
 
@@ -499,7 +560,7 @@ impl<'a> Walker<'a> {
                 2 => {
                     self.path.push((signal.scope_field(), scopes));
                     self.expect(&g, schema::Wire::Len, "")?;
-                    let n = self.check(signal.scope_kind(), g.payload())?;
+                    let n = self.check(signal.scope_kind(), g.payload(), true)?;
                     self.path.pop();
                     scopes += 1;
                     out.items = out.items.saturating_add(n);
@@ -527,8 +588,15 @@ impl<'a> Walker<'a> {
     }
 
     /// Check a message of `kind` below a scope: wire types of known fields,
-    /// id lengths; count items. Depth is bounded by the schema.
-    fn check(&mut self, kind: Kind, range: Range<usize>) -> Result<usize, OtlpError> {
+    /// id lengths; count items. Depth is bounded by the schema. `cut_path`:
+    /// this message is one `strip_items` descends into, so the keys of its
+    /// attributes are noted in `self.keys`.
+    fn check(
+        &mut self,
+        kind: Kind,
+        range: Range<usize>,
+        cut_path: bool,
+    ) -> Result<usize, OtlpError> {
         let mut items = 0usize;
         // Last seen length of each id field: (field number, length).
         let mut ids: [(u32, usize); 3] = [(0, 0); 3];
@@ -543,7 +611,13 @@ impl<'a> Walker<'a> {
             };
             self.expect(&f, s.wire, s.name)?;
             match s.role {
-                Role::Plain | Role::Attr => {}
+                Role::Plain => {}
+                Role::Attr => {
+                    if cut_path {
+                        let key = self.attribute_key(&f)?;
+                        self.keys.note(self.body, key);
+                    }
+                }
                 Role::Id(_) => {
                     let len = f.end - f.value;
                     if let Some(slot) = ids.iter_mut().find(|(n, _)| *n == f.number || *n == 0) {
@@ -570,7 +644,7 @@ impl<'a> Walker<'a> {
                         bump(&mut seen, f.number)
                     };
                     self.path.push((s.name, index));
-                    let n = self.check(child, f.payload())?;
+                    let n = self.check(child, f.payload(), cut_path && child.holds_items())?;
                     self.path.pop();
                     items = items.saturating_add(n);
                 }
@@ -606,7 +680,7 @@ impl<'a> Walker<'a> {
         signal: Signal,
         r: &ScannedResource,
         (stamp, extra): (&[(String, String)], &[String]),
-        strip: &impl Fn(&str) -> bool,
+        (strip, cut_items): (&impl Fn(&str) -> bool, bool),
         outcome: &mut RewriteOutcome,
         link_stripped: &mut usize,
     ) -> Result<Option<Pieces>, OtlpError> {
@@ -654,7 +728,7 @@ impl<'a> Walker<'a> {
                         }
                     }
                 }
-                2 if f.wire == WireType::LengthDelimited => {
+                2 if f.wire == WireType::LengthDelimited && cut_items => {
                     self.path.push((signal.scope_field(), scopes));
                     scopes += 1;
                     let child =
@@ -699,6 +773,7 @@ impl<'a> Walker<'a> {
             match s.role {
                 Role::Attr => {
                     let key = self.attribute_key(&f)?;
+                    let key = self.body.get(key).unwrap_or_default();
                     // Item keys are not validated by the scan: valid UTF-8
                     // (the norm) is checked without building a string.
                     let stripped = match std::str::from_utf8(key) {
@@ -733,13 +808,34 @@ impl<'a> Walker<'a> {
         }))
     }
 
-    /// The key of a `KeyValue` (field 1, the last occurrence), empty when absent.
-    fn attribute_key(&self, f: &Field) -> Result<&'a [u8], OtlpError> {
-        let mut key: &[u8] = &[];
-        let mut fields = Fields::new(self.body, f.payload());
+    /// Where the key of the `KeyValue` in field `f` is (field 1, the last
+    /// occurrence; empty when absent).
+    fn attribute_key(&self, f: &Field) -> Result<Range<usize>, OtlpError> {
+        let p = f.payload();
+        let b = self.body;
+        // What encoders write: the key first (tag 0x0a, a one-byte length),
+        // then at most the value (tag 0x12) ending the message exactly. So
+        // no later key can follow, and the full walk below is not needed.
+        if b.get(p.start) == Some(&0x0a)
+            && let Some(&len) = b.get(p.start + 1)
+            && len < 0x80
+        {
+            let key = p.start + 2..p.start + 2 + usize::from(len);
+            if key.end == p.end {
+                return Ok(key);
+            }
+            if key.end < p.end && b.get(key.end) == Some(&0x12) {
+                let mut rest = b.get(key.end + 1..p.end).unwrap_or_default();
+                if decode_varint(&mut rest).is_ok_and(|n| n == rest.len() as u64) {
+                    return Ok(key);
+                }
+            }
+        }
+        let mut key = p.end..p.end;
+        let mut fields = Fields::new(self.body, p);
         while let Some(g) = fields.next_field().map_err(|e| self.fail(e))? {
             if g.number == 1 && g.wire == WireType::LengthDelimited {
-                key = self.body.get(g.payload()).unwrap_or_default();
+                key = g.payload();
             }
         }
         Ok(key)

@@ -954,3 +954,74 @@ fn splice_with_strips_resource_keys_of_one_resource_only() {
         req.resource_logs[0].scope_logs
     );
 }
+
+/// The scan notes the distinct item attribute keys so a splice that cuts
+/// none skips the walk below scopes; what it cuts must not change for keys
+/// past the bound, or for `KeyValue`s encoded the way encoders do not.
+#[test]
+fn noted_item_keys_never_change_what_a_splice_cuts() {
+    let protect = Edit {
+        keep: vec![true],
+        stamp: vec![],
+        protected: vec!["spangate.*".into()],
+    };
+    // More distinct keys than are noted, the protected one last.
+    let mut attrs: Vec<KeyValue> = (0..ItemKeys::MAX + 6)
+        .map(|i| kv(&format!("k{i}"), s("v")))
+        .collect();
+    attrs.push(kv("spangate.late", s("forged")));
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource(vec![kv("service.name", s("web"))]),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span(1, attrs.clone()), span(2, attrs)],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let raw = body(&req);
+    let sc = scan(Signal::Traces, raw.clone()).expect("scan");
+    assert!(sc.item_keys.overflow);
+    let out = sc
+        .splice(&protect.keep, &[], &protect.protected)
+        .expect("splice");
+    assert_eq!(out.outcome.stripped_attributes, 2);
+    oracle::compare(Signal::Traces, &raw, &protect).expect("agree");
+
+    // KeyValues as no encoder writes them: the key twice (the last one
+    // counts, as in a full decode), and the value before the key.
+    let attr = |kv_bytes: &[u8]| {
+        let mut a = vec![0x4a, kv_bytes.len() as u8];
+        a.extend_from_slice(kv_bytes);
+        a
+    };
+    let twice = [&[0x0a, 1, b'a', 0x12, 0, 0x0a, 10][..], b"spangate.x"].concat();
+    let value_first = [&[0x12, 0, 0x0a, 10][..], b"spangate.y"].concat();
+    let shadowed = [&[0x0a, 10][..], b"spangate.z", &[0x0a, 1, b'b']].concat();
+    for (kv_bytes, cut) in [(twice, 1), (value_first, 1), (shadowed, 0)] {
+        let raw = request_of(&resource_spans_with_span(&attr(&kv_bytes)));
+        let sc = scan(Signal::Traces, raw.clone()).expect("scan");
+        let out = sc
+            .splice(&protect.keep, &[], &protect.protected)
+            .expect("splice");
+        assert_eq!(out.outcome.stripped_attributes, cut, "{kv_bytes:?}");
+        oracle::compare(Signal::Traces, &raw, &protect).expect("agree");
+    }
+
+    // Keys under links are never cut, so they are not noted either.
+    let mut linked = span(3, vec![]);
+    linked.links[0].attributes = vec![kv("spangate.link", s("kept"))];
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![linked],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let sc = scan(Signal::Traces, body(&req)).expect("scan");
+    assert!(sc.item_keys.keys.is_empty() && !sc.item_keys.overflow);
+    oracle::compare(Signal::Traces, &body(&req), &protect).expect("agree");
+}
