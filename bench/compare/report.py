@@ -1,6 +1,6 @@
 """Summarise bench/compare results: medians over rounds, ratios to nginx and
 to the sink reached directly.
-usage: report.py RESULTS.tsv PINNED DURATION ROUNDS CONNS CPUS IDLE_RSS_KIB [GRPC_CONNSxSTREAMS]
+usage: report.py RESULTS.tsv PINNED DURATION ROUNDS CONNS CPUS IDLE_RSS_KIB [GRPC_CONNSxSTREAMS [LATENCY.tsv]]
 
 A case is "<spans>|<encoding>"; the encoding "grpc" marks the OTLP/gRPC rows,
 whose nginx baseline is the target "nginx grpc_pass"."""
@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 path, pinned, duration, rounds, conns, cpus, idle_rss = sys.argv[1:8]
 grpc_load = sys.argv[8] if len(sys.argv) > 8 else ""
+latency_path = sys.argv[9] if len(sys.argv) > 9 else ""
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 groups = OrderedDict()
 for r in rows:
@@ -70,6 +71,15 @@ if len(span_counts) > 1:
             if a and b and a["cpu"] > 0:
                 parts.append(f"{target} {b['cpu'] / a['cpu']:.1f}×")
         print(f"- {label(enc)}: " + ", ".join(parts))
+floor = [(c, s, summary.get((c, "bare hyper"))) for (c, t), s in summary.items() if t == "spangate (1 token)"]
+floor = [(c, s, f) for c, s, f in floor if f]
+if floor:
+    print("\nspangate's own work: CPU per request above the bare hyper pass-through (the same HTTP stack "
+          "with no token, policy, scan or audit), 1 token:\n")
+    for case, s, f in floor:
+        spans, enc = case.split("|")
+        print(f"- {spans} spans, {label(enc)}: {s['cpu']:.1f} − {f['cpu']:.1f} = {s['cpu'] - f['cpu']:.1f} µs "
+              f"(bare hyper at {f['req_s'] / s['req_s']:.2f}× spangate's req/s)")
 cancelled = [(c, t, s["cancelled"]) for (c, t), s in summary.items() if s["cancelled"]]
 if cancelled:
     print("\nCalls h2load cancelled mid-upload when a round's time was up (spangate's audit: "
@@ -78,3 +88,18 @@ if cancelled:
         spans, enc = case.split("|")
         print(f"- {spans} spans, {label(enc)}, {target}: {n}")
 print(f"\nspangate idle RSS (after start and one request): {int(idle_rss) / 1024:.1f} MiB")
+
+# Latency at a fixed rate: half of spangate's median maximum from the rounds.
+lat_rows = list(csv.DictReader(open(latency_path), delimiter="\t")) if latency_path else []
+if lat_rows:
+    print(f"\nLatency at half of spangate's maximum rate (h2load over HTTP/1.1, {conns} connections, "
+          f"{duration} s per target, one token; the rate is offered to each target in turn):\n")
+    print("| batch | target | offered req/s | served req/s | p50 | p99 | errors | added p99 over direct |")
+    print("|---|---|---|---|---|---|---|---|")
+    direct_p99 = {r["case"]: float(r["p99_us"]) for r in lat_rows if r["target"] == "direct"}
+    for r in lat_rows:
+        spans, enc = r["case"].split("|")
+        d = direct_p99.get(r["case"])
+        added = f"{(float(r['p99_us']) - d) / 1000:+.2f} ms" if d is not None and r["target"] != "direct" else ""
+        print(f"| {spans} spans, {label(enc)} | {r['target']} | {int(r['rate']):,} | {int(r['req_s']):,} | "
+              f"{float(r['p50_us']) / 1000:.2f} ms | {float(r['p99_us']) / 1000:.2f} ms | {r['errors']} | {added} |")

@@ -11,7 +11,16 @@
 # GRPC (1: also the OTLP/gRPC rows; 0: HTTP only), GRPC_CONNS (4) and
 # GRPC_STREAMS (8): h2load's connections and concurrent streams per connection
 # (4 × 8 = 32 calls in flight, as wrk's 32 connections),
+# LATENCY (1: also the latency rows; 0: none), FLOOR (1: also the bare hyper
+# pass-through, bench/compare/passthrough.rs: spangate's HTTP stack without
+# spangate's work; 0: none), FLOOR_BIN (skip its build),
 # SPANGATE_BIN (skip the release build), BENCH_VENV, KEEP=1 (keep the work dir).
+#
+# Latency rows (LATENCY=1): after the rounds, for each batch size of the first
+# encoding, h2load (HTTP/1.1, CONNS connections) sends at a fixed rate of half
+# spangate's median maximum (1 token) from the rounds, to the sink directly,
+# to nginx and to spangate in turn; p50/p99 from its per-request log, and
+# spangate's added p99 over direct at that rate.
 #
 # Layout: wrk and the sink (an nginx answering 200 at once) share core 0;
 # the proxy under test (nginx `proxy_pass` with a static credential header,
@@ -38,7 +47,7 @@ if [ -n "${SMOKE:-}" ]; then
   ENCODINGS=${ENCODINGS:-"protobuf"}; TOKENS=${TOKENS:-"1 1000"}
 fi
 DURATION=${DURATION:-10}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-32}
-GRPC=${GRPC:-1}; GRPC_CONNS=${GRPC_CONNS:-4}; GRPC_STREAMS=${GRPC_STREAMS:-8}
+GRPC=${GRPC:-1}; LATENCY=${LATENCY:-1}; FLOOR=${FLOOR:-1}; GRPC_CONNS=${GRPC_CONNS:-4}; GRPC_STREAMS=${GRPC_STREAMS:-8}
 SPANS=${SPANS:-"1 50 500"}; ENCODINGS=${ENCODINGS:-"protobuf json"}; TOKENS=${TOKENS:-"1 1000"}
 venv=${BENCH_VENV:-/tmp/spangate-bench-venv}
 
@@ -48,7 +57,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 need_apt=()
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
-if [ "$GRPC" = 1 ]; then  # h2load drives the load, nghttp checks one call's trailers
+if [ "$GRPC" = 1 ] || [ "$LATENCY" = 1 ]; then  # h2load: gRPC load and fixed-rate runs; nghttp checks a call's trailers
   { command -v h2load && command -v nghttp; } >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -73,6 +82,12 @@ if [ -z "${SPANGATE_BIN:-}" ]; then
   say "cargo build --release --locked"
   (cd "$root" && cargo build --release --locked --quiet)
   SPANGATE_BIN=${CARGO_TARGET_DIR:-$root/target}/release/spangate
+fi
+
+if [ "$FLOOR" = 1 ] && [ -z "${FLOOR_BIN:-}" ]; then
+  say "cargo build --release --locked --example passthrough"
+  (cd "$root" && cargo build --release --locked --quiet --example passthrough)
+  FLOOR_BIN=${CARGO_TARGET_DIR:-$root/target}/release/examples/passthrough
 fi
 
 # --- cores -------------------------------------------------------------------
@@ -107,6 +122,7 @@ head -n 1 "$work/tokens.txt" > "$work/tokens-1.txt"
 cp "$work/tokens.txt" "$work/tokens-$max_tokens.txt"
 
 sink_port=$(free_port); nginx_port=$(free_port); sg_port=$(free_port); admin_port=$(free_port)
+floor_port=$(free_port)
 gsink_port=$(free_port); gnginx_port=$(free_port)
 upstream_token=bench-upstream-$RANDOM$RANDOM
 
@@ -187,6 +203,13 @@ CONF
 $pin_proxy "$nginx_bin" -p "$work/proxy" -c "$work/proxy/nginx.conf" -g 'daemon off;' &
 pids+=($!); nginx_master=$!
 
+# --- the floor: a bare pass-through on spangate's HTTP stack ------------------
+if [ "$FLOOR" = 1 ]; then
+  $pin_proxy "$FLOOR_BIN" "127.0.0.1:$floor_port" "http://127.0.0.1:$sink_port/v1/traces" \
+    lightstep-access-token "$upstream_token" >"$work/passthrough.log" 2>&1 &
+  pids+=($!); floor_pid=$!
+fi
+
 # --- spangate: the shipped shape, pointed at the sink -----------------------
 mkdir -p "$work/policies"
 cat > "$work/spangate.yaml" <<CONF
@@ -263,6 +286,7 @@ check() {
   [ "$code" = 200 ] || { echo "$2 answered $code to a valid batch; see $work" >&2; KEEP=1; exit 1; }
 }
 check "$sink_port" sink; check "$nginx_port" nginx; check "$sg_port" spangate
+if [ "$FLOOR" = 1 ]; then wait_port "$floor_port"; check "$floor_port" "bare hyper pass-through"; fi
 
 # gRPC: one Export call through each path, with nghttp (a real HTTP/2 client):
 # the answer must be :status 200 and carry grpc-status 0 (in its trailers).
@@ -370,6 +394,9 @@ for spans in $SPANS; do
         if [ "$tok" = "${token_list[0]}" ]; then
           run_one "$spans|$enc" direct "$sink_port" "$sink_master" "$body" "$type" "" "$r"
           run_one "$spans|$enc" nginx "$nginx_port" "$nginx_master" "$body" "$type" "" "$r"
+          if [ "$FLOOR" = 1 ]; then
+            run_one "$spans|$enc" "bare hyper" "$floor_port" "$floor_pid" "$body" "$type" "" "$r"
+          fi
         fi
         run_one "$spans|$enc" "spangate ($tok token$([ "$tok" = 1 ] || echo s))" "$sg_port" "$sg_pid" \
           "$body" "$type" "$work/tokens-$tok.txt" "$r"
@@ -387,5 +414,55 @@ for spans in $SPANS; do
   done
 done
 
+# --- latency at half of spangate's maximum rate -------------------------------
+# One run per target per batch size (first encoding, one token), at a fixed
+# rate spread over CONNS kept-alive HTTP/1.1 connections (h2load --rps is per
+# connection). p50/p99 from h2load's per-request log.
+latency="$work/latency.tsv"
+printf 'case\ttarget\trate\treq_s\tp50_us\tp99_us\terrors\n' > "$latency"
+run_rate_one() { # case target port body type rate
+  local log="$work/h2load-rate.log" out per_conn
+  rm -f "$log"
+  per_conn=$(python3 -c "import sys; print(max(1, round(float(sys.argv[1]) / int(sys.argv[2]))))" "$6" "$CONNS")
+  out=$($pin_load h2load --h1 -D "$DURATION" -c "$CONNS" --rps="$per_conn" -d "$4" \
+    -H "content-type: $5" -H "authorization: Bearer $(head -n1 "$work/tokens.txt")" \
+    --log-file="$log" "http://127.0.0.1:$3/v1/traces")
+  python3 - "$1" "$2" "$((per_conn * CONNS))" "$log" "$out" >> "$latency" <<'PY'
+import re, sys
+case, target, rate, log, out = sys.argv[1:]
+m = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
+r = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+if not m or not r:
+    sys.exit(f"h2load gave no summary for {target}:\n{out}")
+errors = sum(int(r.group(i)) for i in (2, 3, 4))
+lat = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
+pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else 0
+print("\t".join([case, target, rate, f"{float(m.group(1)):.0f}", str(pct(0.5)), str(pct(0.99)), str(errors)]))
+PY
+}
+if [ "$LATENCY" = 1 ]; then
+  read -r -a enc_list <<<"$ENCODINGS"; enc=${enc_list[0]}
+  if [ "$enc" = json ]; then type=application/json; ext=json; else type=application/x-protobuf; ext=pb; fi
+  for spans in $SPANS; do
+    max=$(python3 - "$results" "$spans|$enc" <<'PY'
+import csv, statistics, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t")
+        if r["case"] == sys.argv[2] and r["target"] == "spangate (1 token)"]
+print(statistics.median(float(r["req_s"]) for r in rows) if rows else 0)
+PY
+)
+    [ "${max%.*}" -gt 0 ] || continue
+    rate=$(python3 -c "import sys; print(float(sys.argv[1]) / 2)" "$max")
+    targets=("direct $sink_port" "nginx $nginx_port")
+    [ "$FLOOR" = 1 ] && targets+=("bare-hyper $floor_port")
+    targets+=("spangate $sg_port")
+    for t in "${targets[@]}"; do
+      read -r target port <<<"$t"
+      run_rate_one "$spans|$enc" "${target//-/ }" "$port" "$work/traces-$spans.$ext" "$type" "$rate"
+    done
+    say "done: latency at half rate, $spans spans, $enc"
+  done
+fi
+
 python3 "$here/report.py" "$results" "$pinned" "$DURATION" "$ROUNDS" "$CONNS" "$(nproc)" "$idle_rss" \
-  "$([ "$GRPC" = 1 ] && echo "$GRPC_CONNS×$GRPC_STREAMS")"
+  "$([ "$GRPC" = 1 ] && echo "$GRPC_CONNS×$GRPC_STREAMS")" "$latency"
