@@ -92,8 +92,9 @@ print(f"\nspangate idle RSS (after start and one request): {int(idle_rss) / 1024
 # Latency at a fixed rate: half of spangate's median maximum from the rounds.
 lat_rows = list(csv.DictReader(open(latency_path), delimiter="\t")) if latency_path else []
 if lat_rows:
-    print(f"\nLatency at half of spangate's maximum rate (h2load over HTTP/1.1, {conns} connections, "
-          f"{duration} s per target, one token; the rate is offered to each target in turn):\n")
+    print(f"\nLatency at half of spangate's maximum rate (h2load over HTTP/1.1, {conns} connections "
+          f"opened 1 ms apart, {duration} s per target, one token; the rate is offered to each target "
+          f"in turn):\n")
     print("| batch | target | offered req/s | served req/s | p50 | p99 | errors | added p99 over direct |")
     print("|---|---|---|---|---|---|---|---|")
     direct_p99 = {r["case"]: float(r["p99_us"]) for r in lat_rows if r["target"] == "direct"}

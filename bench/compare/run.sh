@@ -417,14 +417,20 @@ done
 # --- latency at half of spangate's maximum rate -------------------------------
 # One run per target per batch size (first encoding, one token), at a fixed
 # rate spread over CONNS kept-alive HTTP/1.1 connections (h2load --rps is per
-# connection). p50/p99 from h2load's per-request log.
+# connection), the connections' schedules staggered. p50/p99 from h2load's
+# per-request log.
 latency="$work/latency.tsv"
 printf 'case\ttarget\trate\treq_s\tp50_us\tp99_us\terrors\n' > "$latency"
 run_rate_one() { # case target port body type rate
   local log="$work/h2load-rate.log" out per_conn
   rm -f "$log"
   per_conn=$(python3 -c "import sys; print(max(1, round(float(sys.argv[1]) / int(sys.argv[2]))))" "$6" "$CONNS")
-  out=$($pin_load h2load --h1 -D "$DURATION" -c "$CONNS" --rps="$per_conn" -d "$4" \
+  # The connections open 1 ms apart so their sending schedules are spread
+  # over the interval between two requests of one connection, not 32
+  # requests at the same instant (a burst that measures queueing, not the
+  # proxy). -r excludes -D: the run is -n requests, DURATION seconds long.
+  out=$($pin_load h2load --h1 -n "$((per_conn * CONNS * DURATION))" -c "$CONNS" -r 1 --rate-period=1ms \
+    --rps="$per_conn" -d "$4" \
     -H "content-type: $5" -H "authorization: Bearer $(head -n1 "$work/tokens.txt")" \
     --log-file="$log" "http://127.0.0.1:$3/v1/traces")
   python3 - "$1" "$2" "$((per_conn * CONNS))" "$log" "$out" >> "$latency" <<'PY'
