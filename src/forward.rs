@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderValue, Method, Request, StatusCode, header};
 
 use crate::client::{ClientError, HttpClient, OutBody};
 use crate::config::UpstreamConfig;
@@ -272,7 +272,7 @@ async fn send_one(
         (false, true) => crate::otlp::gzip(&body, GZIP_LEVEL),
         (false, false) => body,
     };
-    let Some(target) = job.config.target(job.signal) else {
+    let Some(target) = job.config.target_uri(job.signal) else {
         return ForwardResult {
             outcome: Err(ProxyError::UpstreamUnknown(job.name.to_string())),
             attempts: 0,
@@ -397,16 +397,14 @@ fn http_answer(resp: http::Response<Bytes>) -> Answer {
 /// header it tried to smuggle, cookies and hop-by-hop headers never do.
 fn build_request(
     job: &Forward<'_>,
-    target: &str,
+    target: &http::Uri,
     encoding: Encoding,
     body: &Bytes,
     secret: &Secret,
 ) -> Result<Request<OutBody>, ProxyError> {
     let mut req = Request::new(OutBody::new(body.clone()));
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = target
-        .parse()
-        .map_err(|_| ProxyError::UpstreamUnknown(job.name.to_string()))?;
+    *req.uri_mut() = target.clone();
     let h = req.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -464,8 +462,7 @@ pub fn upstream_headers(
     for (k, v) in config.extra_headers() {
         h.insert(*k, HeaderValue::from_static(v));
     }
-    let name = HeaderName::from_bytes(config.credential_header().as_bytes())
-        .map_err(|_| HeaderError::Name)?;
+    let name = config.credential_header_name().ok_or(HeaderError::Name)?;
     let value = config
         .credential_value(secret)
         .map_err(|_| HeaderError::Value)?;

@@ -600,7 +600,7 @@ impl Identity {
     pub(crate) async fn authenticate_with_fingerprint(
         &self,
         token: &str,
-    ) -> (String, Result<Principal, AuthError>) {
+    ) -> (String, Result<Arc<Principal>, AuthError>) {
         let hash = cache::token_hash(token);
         let fp = crate::fingerprint_of_sha256(&hash);
         (

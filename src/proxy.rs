@@ -279,7 +279,7 @@ where
                 drains::Matched::Current => "current",
                 drains::Matched::Previous => "previous",
             });
-            let p = verified.principal();
+            let p = Arc::new(verified.principal());
             rec.provider = Some(p.provider.clone());
             rec.subject = Some(p.subject.clone());
             (p, raw)

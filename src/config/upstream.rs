@@ -278,6 +278,22 @@ pub struct UpstreamConfig {
     /// or `spooled` (once the batch is durably spooled; needs `spool.dir`).
     #[serde(default)]
     pub ack: crate::config::spool::AckMode,
+    /// What the request path needs from this config in ready form, worked
+    /// out once on first use (the config never changes after load).
+    #[serde(skip)]
+    prepared: std::sync::OnceLock<Prepared>,
+}
+
+/// An upstream's per-signal target URIs and credential header name, parsed
+/// once instead of on every forwarded request.
+#[derive(Debug, Clone, Default)]
+struct Prepared {
+    /// By signal, in [`Signal::ALL`] order; `None` when there is no target
+    /// for the signal (or it is not a valid URI).
+    targets: [Option<http::Uri>; 3],
+    /// `None` when the configured name is not a valid header name (refused
+    /// by config validation before any request).
+    header: Option<http::HeaderName>,
 }
 
 fn default_upstream_timeout() -> Duration {
@@ -308,6 +324,7 @@ impl UpstreamConfig {
             allow_insecure_http: false,
             spool: None,
             ack: crate::config::spool::AckMode::default(),
+            prepared: std::sync::OnceLock::new(),
         }
     }
 
@@ -408,6 +425,30 @@ impl UpstreamConfig {
     /// preset whose `url` is not a standard `/v1/traces` URL, and no
     /// `paths.<signal>`).
     pub fn target(&self, signal: Signal) -> Option<String> {
+        self.target_string(signal)
+    }
+
+    /// [`UpstreamConfig::target`] as a request URI, parsed once per
+    /// upstream and signal (the request path's form: a clone shares the
+    /// parsed bytes).
+    pub fn target_uri(&self, signal: Signal) -> Option<http::Uri> {
+        let i = Signal::ALL.iter().position(|s| *s == signal)?;
+        self.prepared().targets.get(i)?.clone()
+    }
+
+    /// [`UpstreamConfig::credential_header`] as a header name, parsed once.
+    pub fn credential_header_name(&self) -> Option<http::HeaderName> {
+        self.prepared().header.clone()
+    }
+
+    fn prepared(&self) -> &Prepared {
+        self.prepared.get_or_init(|| Prepared {
+            targets: Signal::ALL.map(|s| self.target_string(s).and_then(|t| t.parse().ok())),
+            header: http::HeaderName::from_bytes(self.credential_header().as_bytes()).ok(),
+        })
+    }
+
+    fn target_string(&self, signal: Signal) -> Option<String> {
         let base = self.base_url()?;
         let mut u = base.clone();
         if self.protocol == Protocol::Grpc {
@@ -620,8 +661,23 @@ mod tests {
         v.to_str().unwrap().to_string()
     }
 
+    /// The targets by signal; checks on the way that the parsed forms the
+    /// request path uses (built once per upstream) say the same.
     fn targets(up: &UpstreamConfig) -> [Option<String>; 3] {
-        Signal::ALL.map(|s| up.target(s))
+        let header = up.credential_header_name().map(|h| h.to_string());
+        assert_eq!(header.as_deref(), Some(up.credential_header().as_str()));
+        Signal::ALL.map(|s| {
+            let t = up.target(s);
+            let uri = up.target_uri(s).map(|u| u.to_string());
+            assert_eq!(
+                uri,
+                t.as_ref()
+                    .and_then(|t| t.parse::<http::Uri>().ok())
+                    .map(|u| u.to_string())
+            );
+            assert_eq!(uri.is_some(), t.is_some(), "{t:?}");
+            t
+        })
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn grpc_timeout(d: Duration) -> HeaderValue {
 /// The `Export` call for one framed body.
 pub fn request(
     job: &Forward<'_>,
-    target: &str,
+    target: &http::Uri,
     framed: &Bytes,
     secret: &Secret,
     timeout: Duration,
@@ -104,9 +104,7 @@ pub fn request(
     let mut req = Request::new(OutBody::new(framed.clone()));
     *req.method_mut() = Method::POST;
     *req.version_mut() = http::Version::HTTP_2;
-    *req.uri_mut() = target
-        .parse()
-        .map_err(|_| ProxyError::UpstreamUnknown(job.name.to_string()))?;
+    *req.uri_mut() = target.clone();
     let h = req.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     h.insert(header::TE, HeaderValue::from_static("trailers"));

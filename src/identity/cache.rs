@@ -35,8 +35,8 @@ pub(crate) struct CachedToken {
     pub exp: u64,
     /// Leeway in force when it was verified.
     pub leeway: u64,
-    /// The result.
-    pub principal: Principal,
+    /// The result, shared by every hit (never cloned per request).
+    pub principal: Arc<Principal>,
     ttl: Duration,
     weight: u32,
 }
@@ -48,7 +48,7 @@ impl CachedToken {
         kid: Option<String>,
         exp: u64,
         leeway: u64,
-        principal: Principal,
+        principal: Arc<Principal>,
         ttl: Duration,
         token_len: usize,
     ) -> Self {

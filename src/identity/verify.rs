@@ -5,6 +5,7 @@
 //! Header fields that name key sources (`jku`, `x5u`, `jwk`, `x5c`) are never
 //! used: keys come only from the provider's JWKS.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -95,7 +96,9 @@ fn names_jwt(v: &Value) -> bool {
 
 /// The whole authentication of one bearer token.
 pub(crate) async fn authenticate(id: &Identity, token: &str) -> Result<Principal, AuthError> {
-    authenticate_hashed(id, token, None).await
+    authenticate_hashed(id, token, None)
+        .await
+        .map(Arc::unwrap_or_clone)
 }
 
 /// [`authenticate`] with the SHA-256 of `token` already computed by the
@@ -104,7 +107,7 @@ pub(crate) async fn authenticate_hashed(
     id: &Identity,
     token: &str,
     hash: Option<TokenHash>,
-) -> Result<Principal, AuthError> {
+) -> Result<Arc<Principal>, AuthError> {
     // Optional whitespace around the token (RFC 9110 OWS) is not part of it;
     // Unicode whitespace is not trimmed (and makes the token malformed).
     let untrimmed = token.len();
@@ -127,7 +130,7 @@ pub(crate) async fn authenticate_hashed(
                 return Err(AuthError::Expired);
             }
             if p.key_published(hit.kid.as_deref()) {
-                return Ok(hit.principal.clone());
+                return Ok(Arc::clone(&hit.principal));
             }
         }
         id.cache.invalidate(&hash);
@@ -137,7 +140,7 @@ pub(crate) async fn authenticate_hashed(
         // Not a JWT: an opaque token, for the provider with introspection.
         return match id.opaque.and_then(|i| id.providers.get(i)) {
             Some(p) => match &p.introspector {
-                Some(intro) => intro.introspect(&p.spec, token, hash).await,
+                Some(intro) => intro.introspect(&p.spec, token, hash).await.map(Arc::new),
                 None => Err(AuthError::Malformed),
             },
             None => Err(AuthError::Malformed),
@@ -264,7 +267,7 @@ pub(crate) async fn authenticate_hashed(
     let exp = exp.ok_or(AuthError::BadClaims)?;
     check_audience(spec, &claims)?;
     check_required(spec, &claims)?;
-    let principal = build_principal(spec, iss.to_string(), claims, token);
+    let principal = Arc::new(build_principal(spec, iss.to_string(), claims, token));
 
     let remaining = Duration::from_secs(exp.saturating_add(spec.leeway).saturating_sub(now));
     let ttl = remaining.min(spec.token_cache_ttl);
@@ -275,7 +278,7 @@ pub(crate) async fn authenticate_hashed(
             key.kid.clone(),
             exp,
             spec.leeway,
-            principal.clone(),
+            Arc::clone(&principal),
             ttl,
             token.len(),
         ),
