@@ -239,6 +239,15 @@ enum PolicyCommand {
     },
 }
 
+/// jemalloc instead of glibc malloc: the request path makes many small,
+/// short-lived allocations (headers, the upstream request, the audit record),
+/// and jemalloc's per-thread caches serve them with less work. Measured in
+/// interleaved rounds: 12 % less CPU per 1-span request, 8 % at 50 spans, idle
+/// RSS +0.8 MiB (docs/performance.md, "Allocator").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
