@@ -9,6 +9,8 @@
 //! What spangate costs above this binary is spangate's own work; what this
 //! binary costs above nginx is the HTTP stack's.
 //!
+//! It runs on the same allocator as spangate (jemalloc).
+//!
 //! ```text
 //! cargo run --release --example passthrough -- LISTEN UPSTREAM_URL HEADER VALUE
 //! ```
@@ -29,6 +31,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 struct Upstream {
     client: Client<HttpConnector, Full<Bytes>>,
